@@ -1,0 +1,115 @@
+"""`cluster-triggers`: the command line of the trigger contract.
+
+Every user mistake ends in exit code 2 and one `<field path>: <message>` line per problem on
+stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from deployments._models import format_utc
+from deployments.contract import EventScheduleConfig, ConditionalScheduleConfig, validate_request
+from deployments.errors import ContractError, Problem
+from deployments.fire_times import describe_wait, next_fire_times
+
+_USAGE_ERROR = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except ContractError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return _USAGE_ERROR
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cluster-triggers", description="Create and inspect re-clustering triggers (a Prefect plugin)."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    validate = commands.add_parser("validate", help="check a trigger request and print it normalised")
+    validate.add_argument("file", help="trigger request, JSON or YAML; - reads stdin")
+    validate.set_defaults(handler=_validate)
+
+    preview = commands.add_parser("preview", help="print the next fire times of a trigger request")
+    preview.add_argument("file", help="trigger request, JSON or YAML; - reads stdin")
+    preview.add_argument("--next", type=int, default=5, metavar="N", help="how many fire times (1..1000, default 5)")
+    preview.add_argument("--after", metavar="ISO-TIME", help="start from this instant, e.g. 2027-03-14T00:00:00Z (default now)")
+    preview.set_defaults(handler=_preview)
+    return parser
+
+
+def _validate(args: argparse.Namespace) -> int:
+    request = validate_request(load_document(args.file))
+    print(request.model_dump_json(exclude_none=True, indent=2))
+    return 0
+
+
+def _preview(args: argparse.Namespace) -> int:
+    problems = []
+    if not 1 <= args.next <= 1000:
+        problems.append(Problem("--next", f"must be between 1 and 1000 (got {args.next})"))
+    after = datetime.now(timezone.utc)
+    if args.after is not None:
+        try:
+            after = _parse_instant(args.after)
+        except ValueError as exc:
+            problems.append(Problem("--after", f"{exc} (got {args.after!r})"))
+    if problems:
+        raise ContractError(problems)
+    schedule = validate_request(load_document(args.file)).schedule_config
+    if isinstance(schedule, (EventScheduleConfig, ConditionalScheduleConfig)):
+        print(describe_wait(schedule))
+    else:
+        for instant in next_fire_times(schedule, after=after, count=args.next):
+            print(format_utc(instant))
+    return 0
+
+
+def load_document(path: str) -> Any:
+    """Parse a JSON or YAML file (`-` for stdin) into plain data.
+
+    Raises:
+        ContractError: the file is missing or is neither JSON nor YAML.
+    """
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ContractError([Problem(path, f"cannot read: {getattr(exc, 'strerror', None) or exc}")]) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ContractError([Problem(path, f"neither JSON nor YAML{where}: {getattr(exc, 'problem', exc)}")]) from None
+
+
+def _parse_instant(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError("not an ISO 8601 time such as 2027-03-14T00:00:00Z") from None
+    if value.tzinfo is None:
+        raise ValueError("needs a timezone, e.g. a trailing Z for UTC")
+    return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())

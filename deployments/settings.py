@@ -1,0 +1,21 @@
+"""Project settings, read from `CLUSTER_TRIGGERS_*` environment variables."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Bounds and defaults a deployment may tune without a code change."""
+
+    model_config = SettingsConfigDict(env_prefix="CLUSTER_TRIGGERS_")
+
+    min_interval_seconds: int = Field(
+        60, ge=1, description="Smallest `interval_seconds` an interval trigger may use."
+    )
+
+
+def get_settings() -> Settings:
+    """Read the settings now, so a changed environment applies without a restart."""
+    return Settings()
