@@ -11,7 +11,7 @@ import json
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -49,7 +49,44 @@ def _parser() -> argparse.ArgumentParser:
     preview.add_argument("--next", type=int, default=5, metavar="N", help="how many fire times (1..1000, default 5)")
     preview.add_argument("--after", metavar="ISO-TIME", help="start from this instant, e.g. 2027-03-14T00:00:00Z (default now)")
     preview.set_defaults(handler=_preview)
+
+    collections = commands.add_parser("collections", help="local document collections").add_subparsers(
+        dest="collections_command", required=True, metavar="COMMAND"
+    )
+    add = collections.add_parser("add", help="append documents to a local collection (created if new)")
+    add.add_argument("collection_id")
+    add.add_argument("--vectors", required=True, metavar="FILE.npy", help="float matrix, one row per document")
+    add.add_argument("--ids", metavar="FILE.txt", help="one id per line (default: running numbers)")
+    add.add_argument("--payloads", metavar="FILE.jsonl", help="one JSON payload per line")
+    add.set_defaults(handler=_lazy("collections_add"))
+
+    clusters = commands.add_parser("clusters", help="cluster definitions").add_subparsers(
+        dest="clusters_command", required=True, metavar="COMMAND"
+    )
+    create = clusters.add_parser("create", help="store a cluster definition (collection_ids, config)")
+    create.add_argument("file", help="JSON or YAML; - reads stdin")
+    create.set_defaults(handler=_lazy("clusters_create"))
+
+    run = commands.add_parser("cluster", help="run the clustering flow once on a trigger request and wait")
+    run.add_argument("file", help="trigger request (its execution_config or cluster_id is used)")
+    run.set_defaults(handler=_lazy("cluster_once"))
+
+    results = commands.add_parser("results", help="print the latest result of a trigger or cluster")
+    results.add_argument("id", help="trigger id, cluster id, or the results_id a run printed")
+    results.add_argument("--members", action="store_true", help="add every document's cluster and distance")
+    results.set_defaults(handler=_lazy("results"))
     return parser
+
+
+def _lazy(name: str) -> Callable[[argparse.Namespace], int]:
+    """Import the Prefect-side commands only when one of them runs: `validate` stays instant."""
+
+    def handler(args: argparse.Namespace) -> int:
+        from deployments import _cli_clustering
+
+        return getattr(_cli_clustering, name)(args)
+
+    return handler
 
 
 def _validate(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import zoneinfo
 from enum import StrEnum
 from functools import cache
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from croniter import CroniterBadDateError, croniter
 from pydantic import (
@@ -187,6 +187,13 @@ class ExecutionConfig(StrictModel):
         return validate_clustering_config(value)
 
 
+class ClusterDefinitionSpec(ExecutionConfig):
+    """A cluster definition to store: an execution config with a name that triggers refer to."""
+
+    cluster_id: Identifier | None = Field(None, description="Id to store it under; generated when omitted.")
+    description: Annotated[str, Field(max_length=2000)] | None = Field(None, description="What it is for.")
+
+
 class CreateTriggerRequest(StrictModel):
     """Request to create a cluster trigger (the seed's body, field for field)."""
 
@@ -269,8 +276,33 @@ def validate_request(data: Any) -> CreateTriggerRequest:
     Raises:
         ContractError: one `Problem` per broken field; never any other exception.
     """
+    return _validated(CreateTriggerRequest, data)
+
+
+def validate_cluster_definition(data: Any) -> ClusterDefinitionSpec:
+    """Validate a cluster definition file (`cluster-triggers clusters create`).
+
+    Raises:
+        ContractError: one `Problem` per broken field.
+    """
+    return _validated(ClusterDefinitionSpec, data)
+
+
+def validate_execution_config(data: Any) -> ExecutionConfig:
+    """Validate an execution config on its own (a stored cluster definition).
+
+    Raises:
+        ContractError: one `Problem` per broken field.
+    """
+    return _validated(ExecutionConfig, data)
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def _validated(model: type[_Model], data: Any) -> _Model:
     try:
-        return CreateTriggerRequest.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise ContractError.from_validation_error(exc) from None
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -13,6 +15,10 @@ class Settings(BaseSettings):
 
     min_interval_seconds: int = Field(
         60, ge=1, description="Smallest `interval_seconds` an interval trigger may use."
+    )
+    data_dir: Path = Field(
+        Path.home() / ".cluster-triggers",
+        description="Where local collections and clustering results live by default.",
     )
 
 

@@ -1,0 +1,233 @@
+"""The shared clustering flow: every execution of every trigger is one run of this flow.
+
+load documents -> preprocess -> cluster -> score -> persist results -> publish. The run's
+state is the execution record (the trigger's counters are read from flow runs), its
+artifacts show the history of each trigger or cluster in the Prefect UI, and its events
+(`cluster.execution.completed` / `.failed`) let other automations react.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
+from prefect.runtime import flow_run
+from prefect.states import Completed, Failed, State
+
+from blocks._naming import prefect_name
+from blocks.cluster_definition import load_cluster_definition
+from blocks.collections import load_collection
+from blocks.result_store import LocalResultStore, default_result_store
+from deployments._models import format_utc
+from deployments.contract import ExecutionConfig, validate_execution_config
+from deployments.errors import ContractError, Problem
+from flows import engine
+from flows.clusterers import Clustering
+from flows.engine import Documents, Outcome, PreviousClusters
+from flows.errors import ClusterTriggersError, DataError, NotFound
+
+FLOW_NAME = "cluster-collection"
+
+
+def _retry_io_only(task: Any, task_run: Any, state: State) -> bool:
+    """Retry transient I/O failures, not bad data or a missing collection: those fail the same way again."""
+    try:
+        state.result()
+    except (DataError, NotFound, ContractError):
+        return False
+    except Exception:
+        return True
+    return False
+
+
+@task(name="load documents", retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_io_only, cache_policy=NO_CACHE)
+def load_documents(collection_ids: list[str]) -> Documents:
+    parts = [load_collection(collection_id).read_documents() for collection_id in collection_ids]
+    if len(parts) == 1:
+        return parts[0]
+    dims = {collection_id: part.vectors.shape[1] for collection_id, part in zip(collection_ids, parts) if len(part.ids)}
+    if len(set(dims.values())) > 1:
+        raise DataError(f"the collections have different dimensions: {dims}")
+    texts = [text for part in parts for text in (part.texts or [""] * len(part.ids))]
+    return Documents(
+        [i for part in parts for i in part.ids],
+        np.concatenate([part.vectors for part in parts if len(part.ids)] or [np.empty((0, 0), np.float32)]),
+        texts if any(texts) else (),
+    )
+
+
+@task(name="preprocess", cache_policy=NO_CACHE)
+def preprocess(documents: Documents, config: ExecutionConfig) -> tuple[np.ndarray, np.ndarray]:
+    return engine.prepare(documents, config.config)
+
+
+@task(name="cluster", cache_policy=NO_CACHE)
+def cluster(full: np.ndarray, fit_space: np.ndarray, config: ExecutionConfig) -> Clustering:
+    return engine.fit(full, fit_space, config.config)
+
+
+@task(name="score", cache_policy=NO_CACHE)
+def score(full: np.ndarray, clustering: Clustering, texts: Any, previous: PreviousClusters | None) -> Outcome:
+    return engine.score(full, clustering, texts, previous)
+
+
+@task(name="persist results", retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+def persist(store: LocalResultStore, results_id: str, run_id: str, record: dict[str, Any], ids: Any, outcome: Outcome) -> None:
+    store.write_run(results_id, run_id, record, outcome.centroids, ids, outcome.cluster_of, outcome.distance)
+
+
+@task(name="publish", retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+def publish(results_id: str, record: dict[str, Any]) -> None:
+    key = prefect_name(results_id)
+    create_table_artifact(
+        key=f"clusters-{key}",
+        table=[
+            {"cluster": c["id"], "num_members": c["num_members"], "keywords": ", ".join(c["keywords"])}
+            for c in record["clusters"]
+        ],
+        description=f"Clusters of {results_id}, run {record['run_id']}",
+    )
+    create_markdown_artifact(key=f"cluster-summary-{key}", markdown=_summary_markdown(record),
+                             description=f"Clustering summary of {results_id}")
+    _emit("cluster.execution.completed", results_id, {k: record[k] for k in ("run_id", "num_documents", "num_clusters")})
+
+
+@flow(name=FLOW_NAME, validate_parameters=True)
+def cluster_collection(
+    execution_config: dict[str, Any] | None = None,
+    cluster_id: str | None = None,
+    trigger_id: str | None = None,
+) -> dict[str, Any] | State:
+    """Cluster the collections of an execution config (or of a stored cluster definition).
+
+    Results are kept under the trigger's id, else the cluster definition's, else an id
+    derived from the collections and algorithm, so repeated runs of the same thing keep
+    their cluster ids. Bad data ends the run Failed with a message and leaves earlier
+    results untouched.
+    """
+    results_id = trigger_id or cluster_id or _adhoc_results_id(execution_config)
+    try:
+        config = _resolve_config(execution_config, cluster_id)
+        return _run(results_id, config, cluster_id, trigger_id)
+    except (ClusterTriggersError, ContractError) as exc:
+        message = str(exc)
+        get_run_logger().error("clustering %s failed: %s", results_id, message)
+        _emit("cluster.execution.failed", results_id, {"run_id": str(flow_run.id), "error": message})
+        return Failed(message=message)
+
+
+def _run(results_id: str, config: ExecutionConfig, cluster_id: str | None, trigger_id: str | None) -> dict[str, Any]:
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round((now - clock) * 1000, 1)
+        clock = now
+
+    store = default_result_store()
+    previous = _previous_clusters(store, results_id)
+    documents = load_documents(list(config.collection_ids))
+    lap("load_ms")
+    full, fit_space = preprocess(documents, config)
+    lap("preprocess_ms")
+    clustering = cluster(full, fit_space, config)
+    lap("cluster_ms")
+    outcome = score(full, clustering, documents.texts, previous)
+    lap("score_ms")
+    run_id = str(flow_run.id)
+    record = _record(run_id, results_id, config, cluster_id, trigger_id, documents, outcome, timings)
+    persist(store, results_id, run_id, record, documents.ids, outcome)
+    lap("persist_ms")
+    publish(results_id, record)
+    return record
+
+
+def _resolve_config(execution_config: dict[str, Any] | None, cluster_id: str | None) -> ExecutionConfig:
+    if execution_config is not None:
+        return validate_execution_config(execution_config)
+    if cluster_id is None:
+        raise ContractError([Problem("execution_config", "required when cluster_id is not given")])
+    return load_cluster_definition(cluster_id).execution_config()
+
+
+def _previous_clusters(store: LocalResultStore, results_id: str) -> PreviousClusters | None:
+    try:
+        latest = store.latest(results_id)
+    except NotFound:
+        return None
+    ids = np.array([c["id"] for c in latest.record["clusters"]], dtype=np.int64)
+    return PreviousClusters(ids, latest.centroids, int(latest.record["next_cluster_id"]))
+
+
+def _record(
+    run_id: str,
+    results_id: str,
+    config: ExecutionConfig,
+    cluster_id: str | None,
+    trigger_id: str | None,
+    documents: Documents,
+    outcome: Outcome,
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "results_id": results_id,
+        "trigger_id": trigger_id,
+        "cluster_id": cluster_id,
+        "status": "completed",
+        "created_at": format_utc(datetime.now(timezone.utc)),
+        "collection_ids": list(config.collection_ids),
+        "algorithm": config.config.algorithm,
+        "parameters": config.config.model_dump(mode="json"),
+        "num_documents": len(documents.ids),
+        "dimension": int(documents.vectors.shape[1]),
+        "num_clusters": len(outcome.cluster_ids),
+        "num_noise": int(np.count_nonzero(outcome.cluster_of < 0)),
+        "metrics": outcome.metrics,
+        "timings_ms": dict(timings),
+        "next_cluster_id": outcome.next_cluster_id,
+        "clusters": [
+            {"id": int(cid), "num_members": int(n), "keywords": words}
+            for cid, n, words in zip(outcome.cluster_ids, outcome.num_members, outcome.keywords)
+        ],
+    }
+
+
+def _summary_markdown(record: dict[str, Any]) -> str:
+    metrics = record["metrics"]
+    lines = [
+        f"# Clustering of `{record['results_id']}`",
+        "",
+        f"Run `{record['run_id']}`: **{record['num_clusters']} clusters** in {record['num_documents']} documents "
+        f"({record['num_noise']} noise), algorithm `{record['algorithm']}` on {', '.join(record['collection_ids'])}.",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        *(f"| {name} | {'n/a' if value is None else f'{value:.4f}'} |" for name, value in metrics.items()),
+        "",
+        "| step | ms |",
+        "|---|---|",
+        *(f"| {name.removesuffix('_ms')} | {value} |" for name, value in record["timings_ms"].items()),
+    ]
+    return "\n".join(lines)
+
+
+def _adhoc_results_id(execution_config: dict[str, Any] | None) -> str:
+    try:
+        config = validate_execution_config(execution_config)
+    except ContractError:
+        return "adhoc"
+    return "adhoc." + re.sub(r"[^A-Za-z0-9_.-]", "-", "+".join(config.collection_ids)) + "." + config.config.algorithm
+
+
+def _emit(event: str, results_id: str, payload: dict[str, Any]) -> None:
+    emit_event(event=event, resource={"prefect.resource.id": f"cluster-results.{results_id}"}, payload=payload)
