@@ -35,7 +35,6 @@ def collections_add(args: argparse.Namespace) -> int:
         total = collection.add_documents(vectors, ids=ids, payloads=payloads)
     except ClusterTriggersError as exc:
         raise ContractError([Problem(args.vectors, str(exc))]) from None
-    _flush_events()
     _print({"collection_id": args.collection_id, "added": int(len(vectors)), "total": total})
     return 0
 
@@ -116,12 +115,6 @@ def _json_line(path: str, number: int, line: str) -> Any:
         return json.loads(line)
     except json.JSONDecodeError as exc:
         raise ContractError([Problem(f"{path}:{number}", f"not JSON: {exc.msg}")]) from None
-
-
-def _flush_events() -> None:
-    from prefect.events.worker import EventsWorker
-
-    EventsWorker.drain_all()
 
 
 def _print(value: Any) -> None:

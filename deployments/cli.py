@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -82,9 +83,17 @@ def _lazy(name: str) -> Callable[[argparse.Namespace], int]:
     """Import the Prefect-side commands only when one of them runs: `validate` stays instant."""
 
     def handler(args: argparse.Namespace) -> int:
+        from prefect.events.worker import EventsWorker
+
         from deployments import _cli_clustering
 
-        return getattr(_cli_clustering, name)(args)
+        try:
+            return getattr(_cli_clustering, name)(args)
+        finally:
+            # Send queued events (documents added, blocks loaded) before exiting, without
+            # the worker's "Still processing items" progress warning on stderr.
+            logging.getLogger(EventsWorker.__name__).setLevel(logging.ERROR)
+            EventsWorker.drain_all()
 
     return handler
 

@@ -30,7 +30,7 @@ def cluster_keywords(texts: Iterable[str], labels: np.ndarray, n_clusters: int, 
     members = [i for i, label in enumerate(labels) if label >= 0 and texts[i]]
     if not members or n_clusters == 0:
         return [[] for _ in range(n_clusters)]
-    vectorizer = CountVectorizer(stop_words="english", max_features=20_000, token_pattern=r"(?u)\b[^\W\d_]{2,}\b")
+    vectorizer = CountVectorizer(stop_words="english", max_features=20_000)
     try:
         counts = vectorizer.fit_transform(texts[i] for i in members)
     except ValueError:  # only stop words
