@@ -78,16 +78,22 @@ class DocumentFiles:
             self._write_manifest(committed)
             return committed.count
 
-    def read(self) -> tuple[list[str], np.ndarray]:
-        """Ids and a copy-on-write memory map of the committed vectors.
+    def read(self, *, writable: bool = False) -> tuple[list[str], np.ndarray]:
+        """Ids and the committed vectors as one float32 matrix.
 
-        Copy-on-write lets the run normalise in place without touching the file; pages are
-        read on demand and only written pages are copied.
+        Read-only, the matrix is a memory map: no copy at all. Writable (a run that
+        normalises in place), it is read into memory with one sequential read, several
+        times faster than copy-on-write page faults, and still the only copy.
         """
         manifest = self._manifest()
         if manifest.count == 0 or manifest.dim is None:
             return [], np.empty((0, manifest.dim or 0), dtype=np.float32)
-        vectors = np.memmap(self.path / "vectors.f32", dtype=np.float32, mode="c", shape=(manifest.count, manifest.dim))
+        shape = (manifest.count, manifest.dim)
+        path = self.path / "vectors.f32"
+        if writable:
+            vectors = np.fromfile(path, dtype=np.float32, count=shape[0] * shape[1]).reshape(shape)
+        else:
+            vectors = np.memmap(path, dtype=np.float32, mode="r", shape=shape)
         return self._read_lines("ids.txt", manifest.ids_bytes), vectors
 
     def read_payloads(self) -> list[Any]:

@@ -82,8 +82,9 @@ class LocalCollection(Block):
         return DocumentFiles(self.directory).count()
 
     def read_documents(self) -> Documents:
+        """The documents, vectors in memory: the run normalises them in place."""
         files = DocumentFiles(self.directory)
-        ids, vectors = files.read()
+        ids, vectors = files.read(writable=True)
         texts = [payload_text(p) for p in files.read_payloads()]
         return Documents(ids, vectors, texts if any(texts) else ())
 

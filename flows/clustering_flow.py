@@ -19,7 +19,8 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from prefect.runtime import flow_run
-from prefect.states import Completed, Failed, State
+from prefect.states import Failed, State
+from prefect.utilities.annotations import quote
 
 from blocks._naming import prefect_name
 from blocks.cluster_definition import load_cluster_definition
@@ -137,15 +138,16 @@ def _run(results_id: str, config: ExecutionConfig, cluster_id: str | None, trigg
     previous = _previous_clusters(store, results_id)
     documents = load_documents(list(config.collection_ids))
     lap("load_ms")
-    full, fit_space = preprocess(documents, config)
+    # quote(): Prefect would otherwise walk every document id looking for upstream futures.
+    full, fit_space = preprocess(quote(documents), config)
     lap("preprocess_ms")
     clustering = cluster(full, fit_space, config)
     lap("cluster_ms")
-    outcome = score(full, clustering, documents.texts, previous)
+    outcome = score(full, clustering, quote(documents.texts), previous)
     lap("score_ms")
     run_id = str(flow_run.id)
     record = _record(run_id, results_id, config, cluster_id, trigger_id, documents, outcome, timings)
-    persist(store, results_id, run_id, record, documents.ids, outcome)
+    persist(store, results_id, run_id, record, quote(documents.ids), outcome)
     lap("persist_ms")
     publish(results_id, record)
     return record

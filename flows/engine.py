@@ -111,7 +111,7 @@ def score(
         cluster_ids=ids,
         centroids=clustering.centroids,
         num_members=np.bincount(clustering.labels[clustering.labels >= 0], minlength=clustering.n_clusters),
-        keywords=cluster_keywords(texts, clustering.labels, clustering.n_clusters) if texts else [[]] * clustering.n_clusters,
+        keywords=cluster_keywords(texts, clustering.labels, clustering.n_clusters),
         metrics=metrics,
         next_cluster_id=next_id,
     )

@@ -11,17 +11,19 @@ _CHUNK_ROWS = 16_384
 def cluster_means(vectors: np.ndarray, labels: np.ndarray, n_clusters: int) -> np.ndarray:
     """Mean vector of each cluster 0..n_clusters-1 (noise, -1, ignored), as float32.
 
-    One sparse indicator product instead of a loop over clusters: linear in the documents
-    whatever the number of clusters.
+    Sparse indicator products instead of a loop over clusters: linear in the documents
+    whatever the number of clusters. Chunked, so the float64 accumulation never upcasts the
+    whole float32 matrix at once (scipy would: +2x the matrix in memory).
     """
-    members = labels >= 0
-    rows = labels[members]
-    indicator = sparse.csr_matrix(
-        (np.ones(len(rows), dtype=np.float64), (rows, np.flatnonzero(members))),
-        shape=(n_clusters, len(labels)),
-    )
-    sums = np.asarray(indicator @ vectors, dtype=np.float64)
-    counts = np.bincount(rows, minlength=n_clusters).astype(np.float64)
+    sums = np.zeros((n_clusters, vectors.shape[1]), dtype=np.float64)
+    for start in range(0, len(vectors), _CHUNK_ROWS):
+        block_labels = labels[start : start + _CHUNK_ROWS]
+        members = np.flatnonzero(block_labels >= 0)
+        indicator = sparse.csr_matrix(
+            (np.ones(len(members)), (block_labels[members], members)), shape=(n_clusters, len(block_labels))
+        )
+        sums += indicator @ np.asarray(vectors[start : start + _CHUNK_ROWS], dtype=np.float64)
+    counts = np.bincount(labels[labels >= 0], minlength=n_clusters).astype(np.float64)
     return (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
 
 

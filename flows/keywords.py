@@ -27,7 +27,7 @@ def payload_text(payload: dict[str, Any] | None) -> str:
 def cluster_keywords(texts: Iterable[str], labels: np.ndarray, n_clusters: int, *, top: int = TOP_TERMS) -> list[list[str]]:
     """Top terms per cluster 0..n_clusters-1; empty lists when there is no text."""
     texts = list(texts)
-    members = [i for i, label in enumerate(labels) if label >= 0 and texts[i]]
+    members = [i for i, label in enumerate(labels) if label >= 0 and texts[i]] if texts else []
     if not members or n_clusters == 0:
         return [[] for _ in range(n_clusters)]
     vectorizer = CountVectorizer(stop_words="english", max_features=20_000)

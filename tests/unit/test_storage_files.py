@@ -23,13 +23,14 @@ def test_append_and_read_back(tmp_path: Path) -> None:
     ids, vectors = files.read()
     assert ids == ["a", "b", "c", "3", "4"]
     assert vectors.dtype == np.float32 and vectors.shape == (5, 4) and isinstance(vectors, np.memmap)
+    assert not vectors.flags.writeable
     assert files.read_payloads() == [{"t": "x"}, None, {"t": "z"}, None, None]
 
 
-def test_in_place_changes_to_a_read_never_reach_the_file(tmp_path: Path) -> None:
+def test_in_place_changes_to_a_writable_read_never_reach_the_file(tmp_path: Path) -> None:
     files = DocumentFiles(tmp_path / "c")
     files.append(np.full((2, 3), 2.0), None, None)
-    _, vectors = files.read()
+    _, vectors = files.read(writable=True)
     vectors *= 10
     assert (files.read()[1] == 2.0).all()
 
