@@ -63,7 +63,7 @@ _FLOW = textwrap.dedent(
     config = {"algorithm": "kmeans", "n_clusters": 20} if algorithm == "kmeans" else {"algorithm": "hdbscan"}
     started = time.perf_counter()
     state = cluster_collection(execution_config={"collection_ids": ["bench"], "config": config},
-                               trigger_id="bench-" + algorithm, return_state=True)
+                               results_id="bench-" + algorithm, return_state=True)
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     assert state.is_completed(), state.message

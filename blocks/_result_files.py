@@ -95,6 +95,13 @@ class ResultFiles:
         return StoredRun(json.loads((path / "run.json").read_text()), np.load(path / "centroids.npy"), path)
 
 
+    def record_of(self, run_id: str) -> dict[str, Any]:
+        """The record of one run, whoever it belongs to; empty when the run left no result."""
+        for path in self.root.glob(f"*/runs/{run_id}/run.json"):
+            return json.loads(path.read_text())
+        return {}
+
+
 def _fsync(path: Path) -> None:
     with open(path, "rb") as handle:
         os.fsync(handle.fileno())

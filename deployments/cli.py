@@ -20,8 +20,10 @@ from deployments._models import format_utc
 from deployments.contract import EventScheduleConfig, ConditionalScheduleConfig, validate_request
 from deployments.errors import ContractError, Problem
 from deployments.fire_times import describe_wait, next_fire_times
+from flows.errors import ClusterTriggersError
 
 _USAGE_ERROR = 2
+_API_ERROR = 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,36 +61,81 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--vectors", required=True, metavar="FILE.npy", help="float matrix, one row per document")
     add.add_argument("--ids", metavar="FILE.txt", help="one id per line (default: running numbers)")
     add.add_argument("--payloads", metavar="FILE.jsonl", help="one JSON payload per line")
-    add.set_defaults(handler=_lazy("collections_add"))
+    add.set_defaults(handler=_lazy("_cli_clustering", "collections_add"))
 
     clusters = commands.add_parser("clusters", help="cluster definitions").add_subparsers(
         dest="clusters_command", required=True, metavar="COMMAND"
     )
-    create = clusters.add_parser("create", help="store a cluster definition (collection_ids, config)")
-    create.add_argument("file", help="JSON or YAML; - reads stdin")
-    create.set_defaults(handler=_lazy("clusters_create"))
+    create_cluster = clusters.add_parser("create", help="store a cluster definition (collection_ids, config)")
+    create_cluster.add_argument("file", help="JSON or YAML; - reads stdin")
+    create_cluster.set_defaults(handler=_lazy("_cli_clustering", "clusters_create"))
 
     run = commands.add_parser("cluster", help="run the clustering flow once on a trigger request and wait")
     run.add_argument("file", help="trigger request (its execution_config or cluster_id is used)")
-    run.set_defaults(handler=_lazy("cluster_once"))
+    run.set_defaults(handler=_lazy("_cli_clustering", "cluster_once"))
 
     results = commands.add_parser("results", help="print the latest result of a trigger or cluster")
     results.add_argument("id", help="trigger id, cluster id, or the results_id a run printed")
     results.add_argument("--members", action="store_true", help="add every document's cluster and distance")
-    results.set_defaults(handler=_lazy("results"))
+    results.set_defaults(handler=_lazy("_cli_clustering", "results"))
+
+    create = commands.add_parser("create", help="create a trigger (a Prefect deployment) from a request file")
+    create.add_argument("file", help="trigger request, JSON or YAML; - reads stdin")
+    create.add_argument("--id", help="trigger id (default: generated trg_...)")
+    for name, help_text in [
+        ("get", "show a trigger with its status and counters"),
+        ("pause", "stop running a trigger, keeping its configuration"),
+        ("resume", "make a paused or failed trigger active again"),
+        ("delete", "soft-delete: disabled, no more runs, history kept"),
+        ("execute", "run a trigger now, outside its schedule"),
+        ("history", "list a trigger's executions"),
+        ("update", "change schedule_config, description or status"),
+    ]:
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument("id", help="trigger id")
+        command.set_defaults(handler=_lazy("_cli_triggers", name))
+        if name == "update":
+            command.add_argument("file", help="JSON or YAML object of the fields to change; - reads stdin")
+        if name == "execute":
+            command.add_argument("--wait", action="store_true", help="wait for the run to end")
+        if name == "history":
+            command.add_argument("--offset", type=int, default=0)
+            command.add_argument("--limit", type=int, default=50)
+            command.add_argument("--status", choices=["pending", "processing", "completed", "failed", "cancelled"])
+    ls = commands.add_parser("ls", help="list triggers")
+    ls.add_argument("--json", action="store_true", help="JSON instead of a table")
+    ls.add_argument("--limit", type=int, default=50)
+    ls.set_defaults(handler=_lazy("_cli_triggers", "ls"))
+    create.set_defaults(handler=_lazy("_cli_triggers", "create"))
+    for command in (create, ls, *[commands.choices[n] for n in ("get", "pause", "resume", "delete", "execute",
+                                                                 "history", "update")]):
+        command.add_argument("--namespace", help="namespace (default: setting CLUSTER_TRIGGERS_NAMESPACE)")
+
+    render = commands.add_parser("render", help="write deployments/triggers/ into prefect.yaml")
+    render.add_argument("--check", action="store_true", help="only check that prefect.yaml is up to date")
+    render.set_defaults(handler=_lazy("_cli_triggers", "render"))
     return parser
 
 
-def _lazy(name: str) -> Callable[[argparse.Namespace], int]:
+def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
     """Import the Prefect-side commands only when one of them runs: `validate` stays instant."""
 
     def handler(args: argparse.Namespace) -> int:
-        from prefect.events.worker import EventsWorker
+        import importlib
 
-        from deployments import _cli_clustering
+        import httpx
+        from prefect.events.worker import EventsWorker
+        from prefect.exceptions import PrefectHTTPStatusError
+        from prefect.settings import PREFECT_API_URL
 
         try:
-            return getattr(_cli_clustering, name)(args)
+            return getattr(importlib.import_module(f"deployments.{module}"), name)(args)
+        except ClusterTriggersError as exc:
+            raise ContractError([Problem(getattr(args, "id", None) or args.command, str(exc))]) from None
+        except (httpx.HTTPError, PrefectHTTPStatusError) as exc:
+            where = PREFECT_API_URL.value() or "the embedded server"
+            print(f"prefect api ({where}): {exc}; start it with `make run` or set PREFECT_API_URL", file=sys.stderr)
+            return _API_ERROR
         finally:
             # Send queued events (documents added, blocks loaded) before exiting, without
             # the worker's "Still processing items" progress warning on stderr.

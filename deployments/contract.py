@@ -249,7 +249,9 @@ class ClusterTrigger(BaseModel):
 
     namespace_id: str = Field(description="Namespace ID")
     internal_id: str = Field(description="Organization internal ID")
-    execution_config: ExecutionConfig = Field(description="Configuration for cluster execution")
+    execution_config: ExecutionConfig | None = Field(
+        description="Configuration for cluster execution (a `cluster_id` trigger shows its definition's; null if that was deleted)"
+    )
     trigger_type: TriggerType = Field(description="Type of trigger")
     schedule_config: ScheduleConfig = Field(description="Type-specific schedule configuration")
     trigger_id: str = Field(description="Unique trigger ID")

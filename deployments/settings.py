@@ -16,6 +16,11 @@ class Settings(BaseSettings):
     min_interval_seconds: int = Field(
         60, ge=1, description="Smallest `interval_seconds` an interval trigger may use."
     )
+    max_consecutive_failures: int = Field(
+        5, ge=1, description="Failed runs in a row after which a trigger becomes `failed` and stops."
+    )
+    work_pool: str = Field("cluster-triggers", description="Process work pool that runs trigger deployments.")
+    namespace: str = Field("default", description="Namespace of triggers made from the CLI and prefect.yaml.")
     data_dir: Path = Field(
         Path.home() / ".cluster-triggers",
         description="Where local collections and clustering results live by default.",

@@ -29,12 +29,12 @@ from blocks.result_store import LocalResultStore, default_result_store
 from deployments._models import format_utc
 from deployments.contract import ExecutionConfig, validate_execution_config
 from deployments.errors import ContractError, Problem
+from deployments.translate import FLOW_NAME, TriggerRecord
 from flows import engine
 from flows.clusterers import Clustering
 from flows.engine import Documents, Outcome, PreviousClusters
 from flows.errors import ClusterTriggersError, DataError, NotFound
-
-FLOW_NAME = "cluster-collection"
+from flows.failure_policy import stop_after_consecutive_failures
 
 
 def _retry_io_only(task: Any, task_run: Any, state: State) -> bool:
@@ -100,20 +100,29 @@ def publish(results_id: str, record: dict[str, Any]) -> None:
     _emit("cluster.execution.completed", results_id, {k: record[k] for k in ("run_id", "num_documents", "num_clusters")})
 
 
-@flow(name=FLOW_NAME, validate_parameters=True)
+@flow(name=FLOW_NAME, validate_parameters=True, on_failure=[stop_after_consecutive_failures],
+      on_crashed=[stop_after_consecutive_failures])
 def cluster_collection(
     execution_config: dict[str, Any] | None = None,
     cluster_id: str | None = None,
-    trigger_id: str | None = None,
+    results_id: str | None = None,
+    trigger: dict[str, Any] | None = None,
 ) -> dict[str, Any] | State:
     """Cluster the collections of an execution config (or of a stored cluster definition).
 
-    Results are kept under the trigger's id, else the cluster definition's, else an id
-    derived from the collections and algorithm, so repeated runs of the same thing keep
-    their cluster ids. Bad data ends the run Failed with a message and leaves earlier
-    results untouched.
+    Trigger deployments pass `trigger` (the trigger's record); ad-hoc runs pass
+    `execution_config` or `cluster_id`. Results are kept under the trigger's id, else
+    `results_id`, else the cluster definition's id, else an id derived from the collections
+    and algorithm, so repeated runs of the same thing keep their cluster ids. Bad data ends
+    the run Failed with a message and leaves earlier results untouched.
     """
-    results_id = trigger_id or cluster_id or _adhoc_results_id(execution_config)
+    trigger_id = None
+    if trigger is not None:
+        record = TriggerRecord.model_validate(trigger)
+        trigger_id, cluster_id = record.trigger_id, record.request.cluster_id
+        config = record.request.execution_config
+        execution_config = config.model_dump(mode="json") if config is not None else None
+    results_id = trigger_id or results_id or cluster_id or _adhoc_results_id(execution_config)
     try:
         config = _resolve_config(execution_config, cluster_id)
         return _run(results_id, config, cluster_id, trigger_id)

@@ -24,3 +24,7 @@ class NotFound(ClusterTriggersError):
 
 class SourceUnavailable(ClusterTriggersError):
     """A remote collection did not answer usefully after every retry."""
+
+
+class Conflict(ClusterTriggersError):
+    """A change the contract forbids in the trigger's current state (HTTP 409)."""

@@ -77,7 +77,7 @@ def test_run_artifacts_are_readable_through_the_api(prefect_api: str) -> None:
     collection.save(prefect_name("col_artifacts"), overwrite=True)
     collection.add_documents(vectors)
     config = {"collection_ids": ["col_artifacts"], "config": {"algorithm": "kmeans", "n_clusters": 3}}
-    state = cluster_collection(execution_config=config, trigger_id="trg_artifacts", return_state=True)
+    state = cluster_collection(execution_config=config, results_id="trg_artifacts", return_state=True)
     assert state.is_completed()
     key = prefect_name("trg_artifacts")
     with get_client(sync_client=True) as client:
@@ -99,7 +99,7 @@ def test_bad_data_fails_the_run_with_its_reason_and_keeps_the_previous_result(cl
     LocalCollection.load(prefect_name("col_wide")).add_documents(np.ones((5, 9)))
 
     good = {"collection_ids": ["col_small"], "config": {"algorithm": "kmeans", "n_clusters": 2}}
-    assert cluster_collection(execution_config=good, trigger_id="trg_bad", return_state=True).is_completed()
+    assert cluster_collection(execution_config=good, results_id="trg_bad", return_state=True).is_completed()
     before = json.loads(cli("results", "trg_bad").stdout)
 
     cases = {
@@ -109,7 +109,7 @@ def test_bad_data_fails_the_run_with_its_reason_and_keeps_the_previous_result(cl
         "collection 'col_missing' not found": {**good, "collection_ids": ["col_missing"]},
     }
     for reason, config in cases.items():
-        state = cluster_collection(execution_config=config, trigger_id="trg_bad", return_state=True)
+        state = cluster_collection(execution_config=config, results_id="trg_bad", return_state=True)
         assert state.is_failed(), reason
         assert reason in state.message
     assert json.loads(cli("results", "trg_bad").stdout) == before

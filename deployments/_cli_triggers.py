@@ -1,0 +1,106 @@
+"""CLI commands of the trigger lifecycle; thin wrappers over `deployments.lifecycle`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from pydantic import BaseModel
+
+from deployments import lifecycle
+from deployments._models import format_utc
+from deployments.cli import load_document
+from deployments.contract import validate_request
+from deployments.errors import ContractError, Problem
+from deployments.render import PREFECT_YAML, render_prefect_yaml
+
+_RUN_FAILED = 1
+
+
+def create(args: argparse.Namespace) -> int:
+    request = validate_request(load_document(args.file))
+    trigger = lifecycle.run_sync(lifecycle.create_trigger(request, namespace_id=args.namespace, trigger_id=args.id))
+    _print(trigger)
+    return 0
+
+
+def ls(args: argparse.Namespace) -> int:
+    triggers, total = lifecycle.run_sync(lifecycle.list_triggers(args.namespace, limit=args.limit))
+    if args.json:
+        print(json.dumps({"results": [t.model_dump(mode="json") for t in triggers], "total": total}, indent=2))
+        return 0
+    rows = [("TRIGGER", "TYPE", "STATUS", "NEXT RUN", "RUNS", "FAILS", "LAST", "DESCRIPTION")]
+    rows += [
+        (t.trigger_id, t.trigger_type.value, t.status.value,
+         format_utc(t.next_scheduled_at) if t.next_scheduled_at else "-", str(t.execution_count),
+         str(t.consecutive_failures), t.last_execution_status or "-", t.description or "")
+        for t in triggers
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
+    return 0
+
+
+def get(args: argparse.Namespace) -> int:
+    _print(lifecycle.run_sync(lifecycle.get_trigger(args.id, args.namespace)))
+    return 0
+
+
+def update(args: argparse.Namespace) -> int:
+    changes = load_document(args.file)
+    if not isinstance(changes, dict):
+        raise ContractError([Problem(args.file, "must be a JSON or YAML object of the fields to change")])
+    _print(lifecycle.run_sync(lifecycle.update_trigger(args.id, changes, args.namespace)))
+    return 0
+
+
+def pause(args: argparse.Namespace) -> int:
+    _print(lifecycle.run_sync(lifecycle.pause_trigger(args.id, args.namespace)))
+    return 0
+
+
+def resume(args: argparse.Namespace) -> int:
+    _print(lifecycle.run_sync(lifecycle.resume_trigger(args.id, args.namespace)))
+    return 0
+
+
+def delete(args: argparse.Namespace) -> int:
+    _print(lifecycle.run_sync(lifecycle.delete_trigger(args.id, args.namespace)))
+    return 0
+
+
+def execute(args: argparse.Namespace) -> int:
+    execution = lifecycle.run_sync(lifecycle.execute_trigger(args.id, args.namespace, wait=args.wait))
+    _print(execution)
+    return _RUN_FAILED if execution.status == "failed" else 0
+
+
+def history(args: argparse.Namespace) -> int:
+    executions, total = lifecycle.run_sync(
+        lifecycle.trigger_history(args.id, args.namespace, offset=args.offset, limit=args.limit, status_filter=args.status)
+    )
+    print(json.dumps({"trigger_id": args.id, "executions": [e.model_dump(mode="json") for e in executions],
+                      "total": total, "offset": args.offset, "limit": args.limit}, indent=2, default=str))
+    return 0
+
+
+def render(args: argparse.Namespace) -> int:
+    text = render_prefect_yaml()
+    if args.check:
+        if PREFECT_YAML.read_text() != text:
+            print("prefect.yaml: out of date with deployments/triggers/; run `cluster-triggers render`", file=sys.stderr)
+            return _RUN_FAILED
+        return 0
+    PREFECT_YAML.write_text(text)
+    print(f"wrote {PREFECT_YAML}")
+    return 0
+
+
+def _print(value: BaseModel | Any) -> None:
+    if isinstance(value, BaseModel):
+        print(value.model_dump_json(indent=2))
+    else:
+        print(json.dumps(value, indent=2))

@@ -1,0 +1,384 @@
+"""The trigger lifecycle on Prefect: create, read, list, update, pause, resume, delete, execute, history.
+
+The one module the CLI and the REST API both call. Each trigger is a deployment of the
+shared flow (see `deployments.translate`); everything a trigger reports is read back from
+that deployment and its flow runs, so the Prefect UI and this API never disagree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from uuid import UUID
+
+from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.schemas.actions import DeploymentScheduleCreate, DeploymentUpdate
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterId,
+    DeploymentFilterTags,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import ConcurrencyLimitStrategy, ConcurrencyOptions, FlowRun, StateType
+from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
+from prefect.client.schemas.sorting import DeploymentSort, FlowRunSort
+from prefect.exceptions import ObjectNotFound
+from prefect.states import Scheduled
+from pydantic import BaseModel
+
+from blocks._result_files import ResultFiles
+from blocks.cluster_definition import load_cluster_definition
+from blocks.result_store import default_result_store
+from deployments._models import UtcDateTime
+from deployments.contract import (
+    ClusterTrigger,
+    CreateTriggerRequest,
+    ExecutionConfig,
+    TriggerStatus,
+    TriggerType,
+    validate_request,
+)
+from deployments.errors import ContractError, Problem
+from deployments.settings import get_settings
+from deployments.status import EXECUTED, STARTED, cluster_trigger, execution_status, status_of
+from deployments.translate import (
+    DISABLED_TAG,
+    ENTRYPOINT,
+    FAILED_TAG,
+    FLOW_NAME,
+    PROJECT_DIR,
+    TRIGGER_TAG,
+    TriggerRecord,
+    deployment_fields,
+    namespace_tag,
+)
+from flows.errors import Conflict, NotFound
+
+UPDATABLE = ("schedule_config", "description", "status")
+IMMUTABLE = ("trigger_type", "cluster_id", "execution_config")
+
+
+class Execution(BaseModel):
+    """One execution of a trigger, as `history` lists it."""
+
+    job_id: str
+    triggered_at: UtcDateTime | None
+    status: str
+    execution_time_ms: int | None
+    error: str | None
+    num_clusters: int | None
+    num_documents: int | None
+
+
+async def create_trigger(
+    request: CreateTriggerRequest,
+    *,
+    namespace_id: str | None = None,
+    trigger_id: str | None = None,
+    created_by: str | None = None,
+    internal_id: str = "local",
+) -> ClusterTrigger:
+    """Create the trigger's deployment; `start_immediately` also queues a run now.
+
+    Raises:
+        Conflict: a trigger with this id exists already.
+    """
+    settings = get_settings()
+    record = TriggerRecord(
+        trigger_id=trigger_id or f"trg_{secrets.token_hex(8)}",
+        namespace_id=namespace_id or settings.namespace,
+        internal_id=internal_id,
+        created_by=created_by,
+        request=request,
+    )
+    async with get_client() as client:
+        try:
+            await client.read_deployment_by_name(f"{FLOW_NAME}/{record.trigger_id}")
+        except ObjectNotFound:
+            pass
+        else:
+            raise Conflict(f"trigger {record.trigger_id!r} already exists")
+        now = datetime.now(timezone.utc)
+        fields = deployment_fields(record, anchor=now, work_pool=settings.work_pool, paused=request.status == "paused")
+        deployment_id = await _create_deployment(client, fields)
+        schedule = request.schedule_config
+        if request.trigger_type == TriggerType.interval and schedule.start_immediately and request.status == "active":
+            await client.create_flow_run_from_deployment(deployment_id, state=Scheduled(scheduled_time=now))
+        return await _read(client, record.trigger_id, record.namespace_id)
+
+
+async def get_trigger(trigger_id: str, namespace_id: str | None = None) -> ClusterTrigger:
+    async with get_client() as client:
+        return await _read(client, trigger_id, namespace_id or get_settings().namespace)
+
+
+async def list_triggers(
+    namespace_id: str | None = None,
+    *,
+    cluster_id: str | None = None,
+    trigger_type: str | None = None,
+    status: str | None = None,
+    offset: int = 0,
+    limit: int = 50,
+    descending: bool = True,
+) -> tuple[list[ClusterTrigger], int]:
+    """Triggers of a namespace, newest first, and how many match in all."""
+    namespace_id = namespace_id or get_settings().namespace
+    tags = [TRIGGER_TAG, namespace_tag(namespace_id)] + ([f"trigger-type:{trigger_type}"] if trigger_type else [])
+    async with get_client() as client:
+        deployments = await client.read_deployments(
+            deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=tags)),
+            sort=DeploymentSort.CREATED_DESC,
+        )
+        triggers = await asyncio.gather(*(_status(client, d) for d in deployments))
+    if not descending:
+        triggers.reverse()
+    matching = [
+        t for t in triggers
+        if (cluster_id is None or t.cluster_id == cluster_id) and (status is None or t.status == status)
+    ]
+    return matching[offset : offset + limit], len(matching)
+
+
+async def update_trigger(trigger_id: str, changes: dict[str, Any], namespace_id: str | None = None) -> ClusterTrigger:
+    """Change `schedule_config`, `description` or `status` (active/paused).
+
+    Raises:
+        Conflict: a field that cannot change (delete and recreate), or a deleted trigger.
+        ContractError: the changed request breaks the contract.
+    """
+    forbidden = [key for key in IMMUTABLE if key in changes]
+    if forbidden:
+        raise Conflict(f"{', '.join(forbidden)} cannot change; delete the trigger and create a new one")
+    unknown = [key for key in changes if key not in UPDATABLE]
+    if unknown:
+        raise ContractError([Problem(key, f"unknown field; allowed: {', '.join(UPDATABLE)}") for key in unknown])
+    async with get_client() as client:
+        deployment, record = await _find(client, trigger_id, namespace_id)
+        _refuse_if_disabled(deployment, record)
+        merged = {**record.request.model_dump(mode="json", exclude_none=True), **changes}
+        request = validate_request({k: v for k, v in merged.items() if v is not None})
+        updated = record.model_copy(update={"request": request})
+        fields = deployment_fields(
+            updated, anchor=datetime.now(timezone.utc), work_pool=deployment.work_pool_name, paused=deployment.paused
+        )
+        await client.update_deployment(
+            deployment.id,
+            DeploymentUpdate(description=request.description, parameters=fields["parameters"]),
+        )
+        if "schedule_config" in changes:
+            await _replace_schedules(client, deployment, fields["schedules"])
+        if "status" in changes:
+            await (_pause if request.status == "paused" else _resume)(client, deployment, updated)
+        return await _read(client, trigger_id, updated.namespace_id)
+
+
+async def pause_trigger(trigger_id: str, namespace_id: str | None = None) -> ClusterTrigger:
+    async with get_client() as client:
+        deployment, record = await _find(client, trigger_id, namespace_id)
+        _refuse_if_disabled(deployment, record)
+        await _pause(client, deployment, record)
+        return await _read(client, trigger_id, record.namespace_id)
+
+
+async def resume_trigger(trigger_id: str, namespace_id: str | None = None) -> ClusterTrigger:
+    """Back to active, also out of `failed`; the next run is computed from now."""
+    async with get_client() as client:
+        deployment, record = await _find(client, trigger_id, namespace_id)
+        _refuse_if_disabled(deployment, record)
+        await _resume(client, deployment, record)
+        return await _read(client, trigger_id, record.namespace_id)
+
+
+async def delete_trigger(trigger_id: str, namespace_id: str | None = None) -> ClusterTrigger:
+    """Soft delete: the deployment stays (history kept) but is paused and marked disabled."""
+    async with get_client() as client:
+        deployment, record = await _find(client, trigger_id, namespace_id)
+        await client.update_deployment(deployment.id, DeploymentUpdate(tags=_with_tags(deployment.tags, DISABLED_TAG)))
+        await client.pause_deployment(deployment.id)
+        return await _read(client, trigger_id, record.namespace_id)
+
+
+async def execute_trigger(trigger_id: str, namespace_id: str | None = None, *, wait: bool = False,
+                          timeout_seconds: float = 3600) -> Execution:
+    """Run the trigger now, outside its schedule; with `wait`, until the run ends."""
+    async with get_client() as client:
+        deployment, record = await _find(client, trigger_id, namespace_id)
+        _refuse_if_disabled(deployment, record)
+        run = await client.create_flow_run_from_deployment(deployment.id)
+        deadline = asyncio.get_running_loop().time() + timeout_seconds
+        while wait and not (run.state and run.state.is_final()) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(1)
+            run = await client.read_flow_run(run.id)
+        store = await asyncio.to_thread(default_result_store)
+        return _execution(run, store.files)
+
+
+async def trigger_history(
+    trigger_id: str,
+    namespace_id: str | None = None,
+    *,
+    offset: int = 0,
+    limit: int = 50,
+    status_filter: str | None = None,
+) -> tuple[list[Execution], int]:
+    """Executions of a trigger, newest first, and how many there are."""
+    states = [s for s in STARTED if status_filter is None or status_of(s) == status_filter]
+    async with get_client() as client:
+        deployment, record = await _find(client, trigger_id, namespace_id)
+        runs_filter = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=states)))
+        by_deployment = DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
+        runs = await client.read_flow_runs(
+            deployment_filter=by_deployment, flow_run_filter=runs_filter, sort=FlowRunSort.START_TIME_DESC,
+            offset=offset, limit=limit,
+        )
+        total = await client.count_flow_runs(deployment_filter=by_deployment, flow_run_filter=runs_filter)
+        store = await asyncio.to_thread(default_result_store)
+    return [_execution(run, store.files) for run in runs], total
+
+
+def run_sync(coroutine: Any) -> Any:
+    """Run one lifecycle call from synchronous code (the CLI)."""
+    return asyncio.run(coroutine)
+
+
+async def _create_deployment(client: PrefectClient, fields: dict[str, Any]) -> UUID:
+    from flows.clustering_flow import cluster_collection
+    from prefect.utilities.callables import parameter_schema
+
+    flow_id = await client.create_flow_from_name(FLOW_NAME)
+    return await client.create_deployment(
+        flow_id=flow_id,
+        name=fields["name"],
+        entrypoint=ENTRYPOINT,
+        path=str(PROJECT_DIR),
+        pull_steps=[{"prefect.deployments.steps.set_working_directory": {"directory": str(PROJECT_DIR)}}],
+        work_pool_name=fields["work_pool"]["name"],
+        parameters=fields["parameters"],
+        parameter_openapi_schema=parameter_schema(cluster_collection).model_dump_for_openapi(),
+        enforce_parameter_schema=True,
+        tags=fields["tags"],
+        description=fields["description"],
+        schedules=[DeploymentScheduleCreate(schedule=_schedule(s), active=True) for s in fields["schedules"]],
+        paused=fields["paused"],
+        concurrency_limit=fields["concurrency_limit"]["limit"],
+        concurrency_options=ConcurrencyOptions(collision_strategy=ConcurrencyLimitStrategy.ENQUEUE),
+    )
+
+
+def _schedule(entry: dict[str, Any]) -> CronSchedule | IntervalSchedule:
+    if "cron" in entry:
+        return CronSchedule(cron=entry["cron"], timezone=entry["timezone"])
+    return IntervalSchedule(
+        interval=timedelta(seconds=entry["interval"]),
+        anchor_date=datetime.fromisoformat(entry["anchor_date"]),
+        timezone=entry["timezone"],
+    )
+
+
+async def _replace_schedules(client: PrefectClient, deployment: Any, entries: list[dict[str, Any]]) -> None:
+    for existing in deployment.schedules:
+        await client.delete_deployment_schedule(deployment.id, existing.id)
+    if entries:
+        await client.create_deployment_schedules(deployment.id, [(_schedule(e), True) for e in entries])
+
+
+async def _pause(client: PrefectClient, deployment: Any, record: TriggerRecord) -> None:
+    await client.pause_deployment(deployment.id)
+    await _set_parameters_status(client, deployment, record, "paused")
+
+
+async def _resume(client: PrefectClient, deployment: Any, record: TriggerRecord) -> None:
+    if FAILED_TAG in deployment.tags:
+        await client.update_deployment(deployment.id, DeploymentUpdate(tags=[t for t in deployment.tags if t != FAILED_TAG]))
+    fields = deployment_fields(record, anchor=datetime.now(timezone.utc), work_pool=deployment.work_pool_name, paused=False)
+    if record.request.trigger_type == TriggerType.interval:
+        await _replace_schedules(client, deployment, fields["schedules"])  # next run one interval from now
+    await client.resume_deployment(deployment.id)
+    await _set_parameters_status(client, deployment, record, "active")
+
+
+async def _set_parameters_status(client: PrefectClient, deployment: Any, record: TriggerRecord, status: str) -> None:
+    request = record.request.model_copy(update={"status": status})
+    parameters = {"trigger": record.model_copy(update={"request": request}).model_dump(mode="json", exclude_none=True)}
+    await client.update_deployment(deployment.id, DeploymentUpdate(parameters=parameters))
+
+
+async def _find(client: PrefectClient, trigger_id: str, namespace_id: str | None) -> tuple[Any, TriggerRecord]:
+    namespace_id = namespace_id or get_settings().namespace
+    try:
+        deployment = await client.read_deployment_by_name(f"{FLOW_NAME}/{trigger_id}")
+    except ObjectNotFound:
+        deployment = None
+    if deployment is None or namespace_tag(namespace_id) not in deployment.tags or TRIGGER_TAG not in deployment.tags:
+        raise NotFound(f"trigger {trigger_id!r} not found")
+    return deployment, TriggerRecord.model_validate(deployment.parameters["trigger"])
+
+
+def _refuse_if_disabled(deployment: Any, record: TriggerRecord) -> None:
+    if DISABLED_TAG in deployment.tags:
+        raise Conflict(f"trigger {record.trigger_id!r} is deleted (disabled); create a new one")
+
+
+async def _read(client: PrefectClient, trigger_id: str, namespace_id: str) -> ClusterTrigger:
+    deployment, _ = await _find(client, trigger_id, namespace_id)
+    return await _status(client, deployment)
+
+
+async def _status(client: PrefectClient, deployment: Any) -> ClusterTrigger:
+    record = TriggerRecord.model_validate(deployment.parameters["trigger"])
+    by_deployment = DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
+
+    def having(*states: StateType) -> FlowRunFilter:
+        return FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=list(states))))
+
+    count, recent, latest, upcoming = await asyncio.gather(
+        client.count_flow_runs(deployment_filter=by_deployment, flow_run_filter=having(*EXECUTED)),
+        client.read_flow_runs(deployment_filter=by_deployment, flow_run_filter=having(*EXECUTED),
+                              sort=FlowRunSort.START_TIME_DESC, limit=get_settings().max_consecutive_failures + 1),
+        client.read_flow_runs(deployment_filter=by_deployment, flow_run_filter=having(*STARTED),
+                              sort=FlowRunSort.START_TIME_DESC, limit=1),
+        client.read_flow_runs(deployment_filter=by_deployment, flow_run_filter=having(StateType.SCHEDULED),
+                              sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=1),
+    )
+    return cluster_trigger(
+        deployment,
+        record,
+        execution_config=await _execution_config(record),
+        execution_count=count,
+        recent_executions=recent,
+        latest_run=latest[0] if latest else None,
+        next_run=upcoming[0] if upcoming else None,
+    )
+
+
+async def _execution_config(record: TriggerRecord) -> ExecutionConfig | None:
+    """The trigger's own config, or its cluster definition's as it is now (runs read it when they start)."""
+    if record.request.execution_config is not None:
+        return record.request.execution_config
+    try:
+        return (await asyncio.to_thread(load_cluster_definition, record.request.cluster_id)).execution_config()
+    except (NotFound, ContractError):
+        return None  # the definition was deleted or broken: runs will fail saying so
+
+
+def _with_tags(tags: list[str], *extra: str) -> list[str]:
+    return [*tags, *(t for t in extra if t not in tags)]
+
+
+def _execution(run: FlowRun, results: ResultFiles) -> Execution:
+    numbers = results.record_of(str(run.id))
+    failed = run.state_type in (StateType.FAILED, StateType.CRASHED)
+    return Execution(
+        job_id=str(run.id),
+        triggered_at=run.start_time or run.expected_start_time,
+        status=execution_status(run),
+        execution_time_ms=int(run.total_run_time.total_seconds() * 1000) if run.start_time else None,
+        error=run.state.message if failed and run.state else None,
+        num_clusters=numbers.get("num_clusters"),
+        num_documents=numbers.get("num_documents"),
+    )

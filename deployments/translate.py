@@ -1,0 +1,79 @@
+"""A trigger becomes one Prefect deployment of the shared clustering flow.
+
+One function, `deployment_fields`, says what that deployment is; the lifecycle API applies
+it with the Prefect client and `cluster-triggers render` writes it into `prefect.yaml`, so
+`prefect deploy` and `cluster-triggers create` produce the same deployment.
+
+The trigger itself (its id, namespace and normalised request) is the deployment's single
+parameter `trigger`: the flow reads its execution config from it, the Prefect UI shows it,
+and `get` reads it back exactly.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from deployments._models import format_utc
+from deployments.contract import CreateTriggerRequest, CronScheduleConfig, IntervalScheduleConfig
+
+FLOW_NAME = "cluster-collection"
+ENTRYPOINT = "flows/clustering_flow.py:cluster_collection"
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+TRIGGER_TAG = "cluster-trigger"
+FAILED_TAG = "trigger-status:failed"
+DISABLED_TAG = "trigger-status:disabled"
+
+
+class TriggerRecord(BaseModel):
+    """What a deployment remembers of its trigger (the `trigger` flow parameter)."""
+
+    trigger_id: str = Field(description="The trigger's id, also the deployment's name.")
+    namespace_id: str = Field(description="Namespace the trigger belongs to.")
+    internal_id: str = Field("local", description="Organisation the namespace belongs to.")
+    created_by: str | None = Field(None, description="Who created the trigger.")
+    request: CreateTriggerRequest = Field(description="The create request, normalised.")
+
+
+def namespace_tag(namespace_id: str) -> str:
+    return f"namespace:{namespace_id}"
+
+
+def base_tags(record: TriggerRecord) -> list[str]:
+    """Tags that find a trigger's deployment: all triggers, its namespace, its type."""
+    return [TRIGGER_TAG, namespace_tag(record.namespace_id), f"trigger-type:{record.request.trigger_type}"]
+
+
+def schedules(request: CreateTriggerRequest, *, anchor: datetime) -> list[dict[str, Any]]:
+    """Deployment schedules in prefect.yaml form; event and conditional triggers have none.
+
+    Interval schedules are anchored one interval after `anchor` (the creation time): the
+    first scheduled run comes one interval after creation. `start_immediately` adds one run
+    at creation, made by the lifecycle, not by the schedule, so it does not wait for the
+    scheduler's next loop.
+    """
+    config = request.schedule_config
+    if isinstance(config, CronScheduleConfig):
+        return [{"cron": config.cron_expression, "timezone": config.timezone}]
+    if isinstance(config, IntervalScheduleConfig):
+        first = anchor + timedelta(seconds=config.interval_seconds)
+        return [{"interval": config.interval_seconds, "anchor_date": format_utc(first), "timezone": "UTC"}]
+    return []
+
+
+def deployment_fields(record: TriggerRecord, *, anchor: datetime, work_pool: str, paused: bool) -> dict[str, Any]:
+    """The trigger's deployment, as a `prefect.yaml` deployment entry."""
+    return {
+        "name": record.trigger_id,
+        "entrypoint": ENTRYPOINT,
+        "description": record.request.description,
+        "tags": base_tags(record),
+        "parameters": {"trigger": record.model_dump(mode="json", exclude_none=True)},
+        "work_pool": {"name": work_pool},
+        "schedules": schedules(record.request, anchor=anchor),
+        "paused": paused,
+        "concurrency_limit": {"limit": 1, "collision_strategy": "ENQUEUE"},
+    }

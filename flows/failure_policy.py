@@ -1,0 +1,53 @@
+"""Failure policy: after `max_consecutive_failures` failed runs in a row a trigger stops.
+
+Runs as the shared flow's `on_failure` / `on_crashed` hook, in the process that ran the
+flow, right after Prefect recorded the failure: it counts the trigger's failures from its
+flow runs, and at the limit marks the deployment `failed` and pauses it. `resume` undoes
+both; one successful run resets the count.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import get_client
+from prefect.client.schemas.actions import DeploymentUpdate
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterId,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.sorting import FlowRunSort
+from prefect.logging import get_logger
+
+from deployments.settings import get_settings
+from deployments.status import EXECUTED, consecutive_failures
+from deployments.translate import FAILED_TAG
+
+_logger = get_logger("cluster_triggers.failure_policy")
+
+
+def stop_after_consecutive_failures(flow: Any, flow_run: Any, state: Any) -> None:
+    if flow_run.deployment_id is None:
+        return  # an ad-hoc run belongs to no trigger
+    limit = get_settings().max_consecutive_failures
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[flow_run.deployment_id])),
+            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=list(EXECUTED)))),
+            sort=FlowRunSort.START_TIME_DESC,
+            limit=limit,
+        )
+        failures = consecutive_failures(runs)
+        if failures < limit:
+            return
+        deployment = client.read_deployment(flow_run.deployment_id)
+        if FAILED_TAG not in deployment.tags:
+            client.update_deployment(deployment.id, DeploymentUpdate(tags=[*deployment.tags, FAILED_TAG]))
+        client.pause_deployment(deployment.id)
+    _logger.warning(
+        "trigger %s failed %d times in a row: status failed, schedule paused until `cluster-triggers resume %s`",
+        deployment.name, failures, deployment.name,
+    )
