@@ -14,11 +14,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# A local Prefect server (SQLite), work pool, worker and the example triggers; Ctrl-C stops it all.
 run: $(STAMP)
-	@for f in deployments/triggers/*.json; do \
-		echo "== $$f"; \
-		$(BIN)/cluster-triggers validate "$$f" > /dev/null && $(BIN)/cluster-triggers preview "$$f" --next 3 || exit $$?; \
-	done
+	PREFECT_SERVER_ANALYTICS_ENABLED=false $(BIN)/python -m deployments.stack
 
 test: $(STAMP)
-	$(BIN)/pytest
+	PREFECT_SERVER_ANALYTICS_ENABLED=false $(BIN)/pytest

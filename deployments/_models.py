@@ -51,12 +51,18 @@ def _error(loc: tuple[str | int, ...], kind: str, message: str, value: Any) -> I
 def _as_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("a timezone is required (write UTC times with a trailing Z)")
-    return value.astimezone(timezone.utc)
+    return _plain_utc(value)
+
+
+def _plain_utc(value: datetime) -> datetime:
+    """A standard-library UTC datetime, also from Prefect's Pendulum subclasses."""
+    value = value.astimezone(timezone.utc)
+    return datetime(*value.timetuple()[:6], value.microsecond, tzinfo=timezone.utc)
 
 
 def format_utc(value: datetime) -> str:
     """ISO 8601 in UTC with a `Z`, to the second (to the millisecond when there is one)."""
-    value = value.astimezone(timezone.utc)
+    value = _plain_utc(value)
     spec = "milliseconds" if value.microsecond else "seconds"
     return value.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
 

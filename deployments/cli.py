@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -121,6 +122,7 @@ def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
     """Import the Prefect-side commands only when one of them runs: `validate` stays instant."""
 
     def handler(args: argparse.Namespace) -> int:
+        _use_running_stack()
         import importlib
 
         import httpx
@@ -143,6 +145,16 @@ def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
             EventsWorker.drain_all()
 
     return handler
+
+
+def _use_running_stack() -> None:
+    """Point at the stack `make run` keeps up, unless PREFECT_API_URL says otherwise (before Prefect loads its settings)."""
+    if "PREFECT_API_URL" not in os.environ:
+        from deployments.stack import running_stack
+
+        stack = running_stack()
+        if stack:
+            os.environ["PREFECT_API_URL"] = stack["api_url"]
 
 
 def _validate(args: argparse.Namespace) -> int:

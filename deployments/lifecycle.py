@@ -259,7 +259,7 @@ async def _create_deployment(client: PrefectClient, fields: dict[str, Any]) -> U
         pull_steps=[{"prefect.deployments.steps.set_working_directory": {"directory": str(PROJECT_DIR)}}],
         work_pool_name=fields["work_pool"]["name"],
         parameters=fields["parameters"],
-        parameter_openapi_schema=parameter_schema(cluster_collection).model_dump_for_openapi(),
+        parameter_openapi_schema=parameter_schema(cluster_collection).model_dump(exclude_unset=True),  # as `prefect deploy`
         enforce_parameter_schema=True,
         tags=fields["tags"],
         description=fields["description"],

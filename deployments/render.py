@@ -5,7 +5,9 @@ name without extension. `prefect --no-prompt deploy --all` then creates the same
 deployments `cluster-triggers create --id <name> <file>` would. Interval schedules are
 anchored at a fixed instant (2026-01-01T00:00:00Z) so the file stays the same on every
 render and a redeploy changes nothing; through `prefect deploy`, `start_immediately` waits
-for the first slot after deployment.
+for the first slot after deployment (`make run` starts such triggers once itself). The files
+are the source of truth for `prefect deploy`: a redeploy sets each trigger's paused state
+to its file's `status`.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     )
     work_pool: str = Field("cluster-triggers", description="Process work pool that runs trigger deployments.")
     namespace: str = Field("default", description="Namespace of triggers made from the CLI and prefect.yaml.")
+    prefect_port: int = Field(4200, ge=1, le=65535, description="Port of the local Prefect server `make run` starts.")
     data_dir: Path = Field(
         Path.home() / ".cluster-triggers",
         description="Where local collections and clustering results live by default.",

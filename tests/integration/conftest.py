@@ -1,23 +1,59 @@
-"""A real Prefect server for the integration tests, started once per session."""
+"""A real Prefect server (and, for the lifecycle tests, a real worker), started once per session.
+
+The server is `prefect server start` on SQLite; with CLUSTER_TRIGGERS_TEST_DATABASE_URL set
+(CI sets a PostgreSQL URL) it runs on that database instead. Its scheduler loops every 2 s,
+so scheduled runs appear within seconds.
+"""
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Iterator
 
 import pytest
-from prefect.settings import PREFECT_API_URL
-from prefect.testing.utilities import prefect_test_harness
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from deployments.settings import get_settings
+from deployments.stack import create_work_pool, prefect_server, worker
 
 
 @pytest.fixture(scope="session")
-def prefect_api() -> Iterator[str]:
-    """The API URL of a temporary Prefect server (SQLite) that this session's tests share."""
-    with prefect_test_harness(server_startup_timeout=120):
-        yield PREFECT_API_URL.value()
+def server_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(tmp_path_factory.mktemp("prefect-home")),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
+    }
+    database = os.environ.get("CLUSTER_TRIGGERS_TEST_DATABASE_URL")
+    if database:
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = database
+    return env
+
+
+@pytest.fixture(scope="session")
+def prefect_api(server_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The API URL of the session's Prefect server; in-process clients and child processes use it."""
+    log = tmp_path_factory.mktemp("logs") / "prefect-server.log"
+    with prefect_server(_free_port(), server_env, log=log) as url:
+        os.environ["PREFECT_API_URL"] = url
+        server_env["PREFECT_API_URL"] = url
+        with temporary_settings({PREFECT_API_URL: url}):
+            yield url
+
+
+@pytest.fixture(scope="session")
+def prefect_worker(prefect_api: str, server_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A process worker on the triggers' work pool (the server is the session's own); yields its log file."""
+    pool = get_settings().work_pool
+    create_work_pool(pool, server_env)
+    log = tmp_path_factory.mktemp("logs") / "worker.log"
+    with worker(pool, server_env, log=log):
+        yield log
 
 
 @pytest.fixture
@@ -30,3 +66,9 @@ def cli(prefect_api: str):
         return subprocess.run([str(script), *args], input=input, capture_output=True, text=True, env=env, timeout=300)
 
     return run
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -1,0 +1,213 @@
+"""Cron and interval triggers end to end: a real Prefect server, a real process worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
+
+from blocks._naming import prefect_name
+from blocks.collections import LocalCollection
+from blocks.result_store import default_result_store
+from deployments import lifecycle
+from deployments.contract import ClusterTrigger, validate_request
+from deployments.render import TRIGGERS_DIR, render_prefect_yaml
+from deployments.translate import FLOW_NAME, PROJECT_DIR, TRIGGER_TAG
+
+pytestmark = pytest.mark.usefixtures("prefect_worker")
+
+
+@pytest.fixture(scope="module")
+def collection() -> str:
+    rng = np.random.default_rng(4)
+    block = LocalCollection(collection_id="col_lifecycle")
+    block.save(prefect_name("col_lifecycle"), overwrite=True)
+    block.add_documents((rng.normal(size=(3, 16)) * 5)[rng.integers(0, 3, 300)] + rng.normal(size=(300, 16)))
+    return "col_lifecycle"
+
+
+def _interval(collection_id: str, *, start_immediately: bool, seconds: int = 3600) -> dict:
+    return {
+        "trigger_type": "interval",
+        "schedule_config": {"interval_seconds": seconds, "start_immediately": start_immediately},
+        "execution_config": {"collection_ids": [collection_id], "config": {"algorithm": "kmeans", "n_clusters": 3}},
+        "description": "lifecycle test",
+    }
+
+
+def _create(body: dict, trigger_id: str) -> ClusterTrigger:
+    return lifecycle.run_sync(lifecycle.create_trigger(validate_request(body), trigger_id=trigger_id))
+
+
+def _get(trigger_id: str) -> ClusterTrigger:
+    return lifecycle.run_sync(lifecycle.get_trigger(trigger_id))
+
+
+def _wait_for(trigger_id: str, done: Callable[[ClusterTrigger], bool], timeout: float = 120) -> ClusterTrigger:
+    deadline = time.monotonic() + timeout
+    while True:
+        trigger = _get(trigger_id)
+        if done(trigger):
+            return trigger
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting on {trigger_id}: {trigger.model_dump_json()}")
+        time.sleep(1)
+
+
+def test_start_immediately_runs_at_once_and_status_comes_from_the_run(cli, collection: str, tmp_path: Path) -> None:
+    (tmp_path / "t.json").write_text(json.dumps(_interval(collection, start_immediately=True)))
+    created = cli("create", str(tmp_path / "t.json"), "--id", "trg_now")
+    assert created.returncode == 0, created.stderr
+    created_at = datetime.fromisoformat(json.loads(created.stdout)["created_at"])
+
+    trigger = _wait_for("trg_now", lambda t: t.last_execution_status == "completed", timeout=60)
+    assert trigger.execution_count == 1 and trigger.consecutive_failures == 0 and trigger.status == "active"
+    assert default_result_store().latest("trg_now").record["run_id"] == trigger.last_execution_job_id
+    assert trigger.last_triggered_at - created_at < timedelta(seconds=60)
+    trigger = _wait_for("trg_now", lambda t: t.next_scheduled_at is not None, timeout=30)
+    assert abs(trigger.next_scheduled_at - (created_at + timedelta(hours=1))) < timedelta(seconds=5)
+
+    history = json.loads(cli("history", "trg_now").stdout)
+    assert history["total"] == 1
+    assert history["executions"][0]["job_id"] == trigger.last_execution_job_id
+    assert (history["executions"][0]["status"], history["executions"][0]["num_clusters"]) == ("completed", 3)
+    assert history["executions"][0]["num_documents"] == 300
+
+
+def test_five_failures_in_a_row_make_it_failed_and_resume_recovers(cli, tmp_path: Path) -> None:
+    _create(_interval("col_does_not_exist", start_immediately=False), "trg_failing")
+    for _ in range(5):  # queued at once; the deployment runs one at a time
+        assert cli("execute", "trg_failing").returncode == 0
+    trigger = _wait_for("trg_failing", lambda t: t.status == "failed", timeout=150)
+    assert (trigger.consecutive_failures, trigger.execution_count) == (5, 5)
+    assert "collection 'col_does_not_exist' not found" in trigger.last_execution_error
+    assert trigger.next_scheduled_at is None
+
+    resumed = json.loads(cli("resume", "trg_failing").stdout)
+    assert resumed["status"] == "active"
+    trigger = _wait_for("trg_failing", lambda t: t.next_scheduled_at is not None, timeout=30)
+    assert trigger.next_scheduled_at > datetime.now(timezone.utc) + timedelta(minutes=55)
+
+
+def test_pause_stops_runs_and_resume_brings_them_back(collection: str) -> None:
+    _create(_interval(collection, start_immediately=False, seconds=60), "trg_pause")
+    _wait_for("trg_pause", lambda t: t.next_scheduled_at is not None, timeout=30)
+    paused = lifecycle.run_sync(lifecycle.pause_trigger("trg_pause"))
+    assert paused.status == "paused" and paused.next_scheduled_at is None
+    time.sleep(5)  # a scheduler loop or two: nothing may come back while paused
+    assert _scheduled_runs("trg_pause") == 0
+    assert lifecycle.run_sync(lifecycle.resume_trigger("trg_pause")).status == "active"
+    _wait_for("trg_pause", lambda t: t.next_scheduled_at is not None, timeout=30)
+
+
+def test_delete_keeps_history_and_refuses_further_runs(cli, collection: str) -> None:
+    _create(_interval(collection, start_immediately=True), "trg_delete")
+    _wait_for("trg_delete", lambda t: t.execution_count == 1 and t.last_execution_status == "completed", timeout=60)
+    deleted = json.loads(cli("delete", "trg_delete").stdout)
+    assert deleted["status"] == "disabled" and deleted["execution_count"] == 1
+    assert json.loads(cli("history", "trg_delete").stdout)["total"] == 1
+    assert _scheduled_runs("trg_delete") == 0
+    refused = cli("execute", "trg_delete")
+    assert refused.returncode == 2 and refused.stderr == "trg_delete: trigger 'trg_delete' is deleted (disabled); create a new one\n"
+
+
+def test_cluster_id_trigger_reads_its_definition_when_it_runs(cli, collection: str, tmp_path: Path) -> None:
+    (tmp_path / "d.json").write_text(json.dumps({"cluster_id": "cluster_live", "collection_ids": [collection],
+                                                 "config": {"algorithm": "kmeans", "n_clusters": 3}}))
+    assert cli("clusters", "create", str(tmp_path / "d.json")).returncode == 0
+    _create({"trigger_type": "cron", "schedule_config": {"cron_expression": "0 3 * * *"}, "cluster_id": "cluster_live"},
+            "trg_definition")
+    (tmp_path / "d.json").write_text(json.dumps({"cluster_id": "cluster_live", "collection_ids": [collection],
+                                                 "config": {"algorithm": "kmeans", "n_clusters": 4}}))
+    assert cli("clusters", "create", str(tmp_path / "d.json")).returncode == 0
+    assert _get("trg_definition").execution_config.config.n_clusters == 4
+    execution = json.loads(cli("execute", "trg_definition", "--wait").stdout)
+    assert execution["status"] == "completed" and execution["num_clusters"] == 4
+
+
+def test_ls_lists_triggers_with_their_next_run(cli) -> None:
+    _create({"trigger_type": "cron", "schedule_config": {"cron_expression": "0 2 * * *", "timezone": "America/New_York"},
+             "cluster_id": "cluster_live"}, "trg_listed")
+    trigger = _wait_for("trg_listed", lambda t: t.next_scheduled_at is not None, timeout=30)
+    listing = json.loads(cli("ls", "--json").stdout)
+    listed = {t["trigger_id"]: t for t in listing["results"]}
+    assert listed["trg_listed"]["next_scheduled_at"] == trigger.model_dump(mode="json")["next_scheduled_at"]
+    table = cli("ls").stdout.splitlines()
+    assert table[0].split()[:4] == ["TRIGGER", "TYPE", "STATUS", "NEXT"]
+    assert any(line.startswith("trg_listed ") and "cron" in line for line in table)
+
+
+def _deploy(env: dict[str, str], *extra: str) -> None:
+    result = subprocess.run([str(Path(sys.executable).with_name("prefect")), "--no-prompt", "deploy", "--all", *extra],
+                            cwd=PROJECT_DIR, env={**env, "PWD": str(PROJECT_DIR)}, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+
+
+def test_prefect_deploy_twice_creates_each_trigger_once_with_the_same_ids(server_env: dict[str, str]) -> None:
+    names = {path.stem for path in TRIGGERS_DIR.iterdir()}
+    _deploy(server_env)
+    first = {d.name: d for d in _deployments() if d.name in names}
+    _deploy(server_env)
+    second = {d.name: d for d in _deployments() if d.name in names}
+    assert set(first) == names
+    assert {n: d.id for n, d in second.items()} == {n: d.id for n, d in first.items()}
+    assert sorted(d.name for d in _deployments() if d.name in names) == sorted(names)  # no duplicates
+    assert {n: d.parameters for n, d in second.items()} == {n: d.parameters for n, d in first.items()}
+
+
+def test_a_paused_trigger_file_stays_paused_across_deploys(server_env: dict[str, str], tmp_path: Path) -> None:
+    triggers = tmp_path / "triggers"
+    triggers.mkdir()
+    for name, status in (("deploy-paused", "paused"), ("deploy-active", "active")):
+        body = json.loads((TRIGGERS_DIR / "daily-kmeans-cron.json").read_text())
+        (triggers / f"{name}.json").write_text(json.dumps({**body, "status": status}))
+    (tmp_path / "prefect.yaml").write_text(render_prefect_yaml(triggers))
+    for _ in range(2):
+        _deploy(server_env, "--prefect-file", str(tmp_path / "prefect.yaml"))
+        assert _get("deploy-paused").status == "paused" and _get("deploy-active").status == "active"
+
+
+def test_prefect_deploy_makes_the_deployment_create_makes(server_env: dict[str, str]) -> None:
+    _deploy(server_env)
+    request = validate_request(json.loads((TRIGGERS_DIR / "daily-kmeans-cron.json").read_text()))
+    lifecycle.run_sync(lifecycle.create_trigger(request, trigger_id="daily-kmeans-cron-copy"))
+    deployed, created = (next(d for d in _deployments() if d.name == name)
+                         for name in ("daily-kmeans-cron", "daily-kmeans-cron-copy"))
+    for field in ("entrypoint", "pull_steps", "work_pool_name", "tags", "description", "concurrency_options", "paused",
+                  "enforce_parameter_schema", "parameter_openapi_schema"):
+        assert getattr(created, field) == getattr(deployed, field), field
+    assert created.global_concurrency_limit.limit == deployed.global_concurrency_limit.limit == 1
+    assert [s.schedule for s in created.schedules] == [s.schedule for s in deployed.schedules]
+    assert {**created.parameters["trigger"], "trigger_id": "daily-kmeans-cron"} == deployed.parameters["trigger"]
+
+
+def _deployments() -> list:
+    with get_client(sync_client=True) as client:
+        return client.read_deployments(deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=[TRIGGER_TAG])))
+
+
+def _scheduled_runs(trigger_id: str) -> int:
+    from prefect.client.schemas.filters import (
+        DeploymentFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    with get_client(sync_client=True) as client:
+        return client.count_flow_runs(
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[trigger_id])),
+            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))),
+        )
