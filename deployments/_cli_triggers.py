@@ -99,6 +99,15 @@ def render(args: argparse.Namespace) -> int:
     return 0
 
 
+def serve_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from deployments.settings import get_settings
+
+    uvicorn.run("deployments.api:app", host=args.host, port=args.port or get_settings().api_port, log_level="info")
+    return 0
+
+
 def _print(value: BaseModel | Any) -> None:
     if isinstance(value, BaseModel):
         print(value.model_dump_json(indent=2))

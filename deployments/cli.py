@@ -112,6 +112,20 @@ def _parser() -> argparse.ArgumentParser:
                                                                  "history", "update")]):
         command.add_argument("--namespace", help="namespace (default: setting CLUSTER_TRIGGERS_NAMESPACE)")
 
+    keys = commands.add_parser("keys", help="REST API keys").add_subparsers(
+        dest="keys_command", required=True, metavar="COMMAND"
+    )
+    create_key = keys.add_parser("create", help="make an API key (printed once; only its hash is kept)")
+    create_key.add_argument("--namespace", action="append", required=True, metavar="NS",
+                            help="namespace name or id the key may use (repeat for several)")
+    create_key.add_argument("--created-by", default=None, help="recorded as created_by (default: your user name)")
+    create_key.set_defaults(handler=_create_key)
+
+    api = commands.add_parser("api", help="serve the REST API (/v1/clusters/triggers)")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=None, help="default: setting CLUSTER_TRIGGERS_API_PORT (8080)")
+    api.set_defaults(handler=_lazy("_cli_triggers", "serve_api"))
+
     render = commands.add_parser("render", help="write deployments/triggers/ into prefect.yaml")
     render.add_argument("--check", action="store_true", help="only check that prefect.yaml is up to date")
     render.set_defaults(handler=_lazy("_cli_triggers", "render"))
@@ -155,6 +169,17 @@ def _use_running_stack() -> None:
         stack = running_stack()
         if stack:
             os.environ["PREFECT_API_URL"] = stack["api_url"]
+
+
+def _create_key(args: argparse.Namespace) -> int:
+    import getpass
+
+    from deployments.access import KeyStore
+
+    key, record = KeyStore().create(args.namespace, args.created_by or getpass.getuser())
+    print(json.dumps({"api_key": key, "key_id": record.key_id, "namespace_ids": record.namespace_ids}, indent=2))
+    print("store the api_key now: it is not kept and cannot be shown again", file=sys.stderr)
+    return 0
 
 
 def _validate(args: argparse.Namespace) -> int:

@@ -195,6 +195,6 @@ def validate_clustering_config(value: Any) -> _AlgorithmConfig:
     algorithm = value.get("algorithm")
     if algorithm is None:
         raise field_error(("algorithm",), "required", f"required; one of: {allowed}", None)
-    if algorithm not in ALGORITHMS:
+    if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
         raise field_error(("algorithm",), "unknown_algorithm", f"unknown algorithm; allowed: {allowed}", algorithm)
     return ALGORITHMS[algorithm].model_validate(value)

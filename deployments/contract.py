@@ -29,10 +29,11 @@ from deployments.clustering_config import ClusteringConfig, validate_clustering_
 from deployments.errors import ContractError
 from deployments.settings import get_settings
 
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
 Identifier = Annotated[
     str,
     Field(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$",
+        pattern=IDENTIFIER_PATTERN,
         description="Letters, digits, `_`, `.`, `-`; up to 128 characters.",
         examples=["col_abc123"],
     ),

@@ -37,7 +37,12 @@ class ContractError(ValueError):
 
     @classmethod
     def from_validation_error(cls, exc: ValidationError) -> ContractError:
-        return cls([_problem(error) for error in exc.errors(include_url=False)])
+        return cls.from_validation_error_details(exc.errors(include_url=False))
+
+    @classmethod
+    def from_validation_error_details(cls, errors: list[Any]) -> ContractError:
+        """From pydantic's error dicts (also FastAPI's request validation errors)."""
+        return cls([_problem(error) for error in errors])
 
 
 def field_path(loc: tuple[str | int, ...]) -> str:

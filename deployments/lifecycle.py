@@ -8,13 +8,14 @@ that deployment and its flow runs, so the Prefect UI and this API never disagree
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient, get_client
-from prefect.client.schemas.actions import DeploymentScheduleCreate, DeploymentUpdate
+from prefect.client.schemas.actions import DeploymentScheduleCreate, DeploymentUpdate, WorkPoolCreate
 from prefect.client.schemas.filters import (
     DeploymentFilter,
     DeploymentFilterId,
@@ -26,7 +27,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import ConcurrencyLimitStrategy, ConcurrencyOptions, FlowRun, StateType
 from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
 from prefect.client.schemas.sorting import DeploymentSort, FlowRunSort
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.states import Scheduled
 from pydantic import BaseModel
 
@@ -35,6 +36,7 @@ from blocks.cluster_definition import load_cluster_definition
 from blocks.result_store import default_result_store
 from deployments._models import UtcDateTime
 from deployments.contract import (
+    IDENTIFIER_PATTERN,
     ClusterTrigger,
     CreateTriggerRequest,
     ExecutionConfig,
@@ -44,21 +46,24 @@ from deployments.contract import (
 )
 from deployments.errors import ContractError, Problem
 from deployments.settings import get_settings
-from deployments.status import EXECUTED, STARTED, cluster_trigger, execution_status, status_of
+from deployments.access import namespace_id_of
+from deployments.status import EXECUTED, STARTED, cluster_trigger, execution_status, status_of, trigger_status
 from deployments.translate import (
     DISABLED_TAG,
     ENTRYPOINT,
     FAILED_TAG,
     FLOW_NAME,
+    MANUAL_TAG,
     PROJECT_DIR,
     TRIGGER_TAG,
     TriggerRecord,
     deployment_fields,
     namespace_tag,
 )
-from flows.errors import Conflict, NotFound
+from flows.errors import Conflict, NotFound, QuotaExceeded
 
 UPDATABLE = ("schedule_config", "description", "status")
+_PREFECT_PAGE = 200
 IMMUTABLE = ("trigger_type", "cluster_id", "execution_config")
 
 
@@ -87,10 +92,12 @@ async def create_trigger(
     Raises:
         Conflict: a trigger with this id exists already.
     """
+    if trigger_id is not None and not re.fullmatch(IDENTIFIER_PATTERN, trigger_id):
+        raise ContractError([Problem("trigger_id", f"letters, digits, '_', '.', '-', up to 128 (got {trigger_id!r})")])
     settings = get_settings()
     record = TriggerRecord(
         trigger_id=trigger_id or f"trg_{secrets.token_hex(8)}",
-        namespace_id=namespace_id or settings.namespace,
+        namespace_id=_namespace(namespace_id),
         internal_id=internal_id,
         created_by=created_by,
         request=request,
@@ -102,18 +109,22 @@ async def create_trigger(
             pass
         else:
             raise Conflict(f"trigger {record.trigger_id!r} already exists")
+        if request.status == "active":
+            await _check_quota(client, record.namespace_id)
         now = datetime.now(timezone.utc)
         fields = deployment_fields(record, anchor=now, work_pool=settings.work_pool, paused=request.status == "paused")
         deployment_id = await _create_deployment(client, fields)
         schedule = request.schedule_config
         if request.trigger_type == TriggerType.interval and schedule.start_immediately and request.status == "active":
-            await client.create_flow_run_from_deployment(deployment_id, state=Scheduled(scheduled_time=now))
+            await client.create_flow_run_from_deployment(
+                deployment_id, state=Scheduled(scheduled_time=now), tags=[MANUAL_TAG]
+            )
         return await _read(client, record.trigger_id, record.namespace_id)
 
 
 async def get_trigger(trigger_id: str, namespace_id: str | None = None) -> ClusterTrigger:
     async with get_client() as client:
-        return await _read(client, trigger_id, namespace_id or get_settings().namespace)
+        return await _read(client, trigger_id, _namespace(namespace_id))
 
 
 async def list_triggers(
@@ -127,7 +138,7 @@ async def list_triggers(
     descending: bool = True,
 ) -> tuple[list[ClusterTrigger], int]:
     """Triggers of a namespace, newest first, and how many match in all."""
-    namespace_id = namespace_id or get_settings().namespace
+    namespace_id = _namespace(namespace_id)
     tags = [TRIGGER_TAG, namespace_tag(namespace_id)] + ([f"trigger-type:{trigger_type}"] if trigger_type else [])
     async with get_client() as client:
         deployments = await client.read_deployments(
@@ -173,6 +184,8 @@ async def update_trigger(trigger_id: str, changes: dict[str, Any], namespace_id:
         if "schedule_config" in changes:
             await _replace_schedules(client, deployment, fields["schedules"])
         if "status" in changes:
+            if request.status == "active" and trigger_status(deployment.paused, deployment.tags) != TriggerStatus.active:
+                await _check_quota(client, updated.namespace_id)
             await (_pause if request.status == "paused" else _resume)(client, deployment, updated)
         return await _read(client, trigger_id, updated.namespace_id)
 
@@ -190,6 +203,8 @@ async def resume_trigger(trigger_id: str, namespace_id: str | None = None) -> Cl
     async with get_client() as client:
         deployment, record = await _find(client, trigger_id, namespace_id)
         _refuse_if_disabled(deployment, record)
+        if trigger_status(deployment.paused, deployment.tags) != TriggerStatus.active:
+            await _check_quota(client, record.namespace_id)
         await _resume(client, deployment, record)
         return await _read(client, trigger_id, record.namespace_id)
 
@@ -199,7 +214,7 @@ async def delete_trigger(trigger_id: str, namespace_id: str | None = None) -> Cl
     async with get_client() as client:
         deployment, record = await _find(client, trigger_id, namespace_id)
         await client.update_deployment(deployment.id, DeploymentUpdate(tags=_with_tags(deployment.tags, DISABLED_TAG)))
-        await client.pause_deployment(deployment.id)
+        await _stop_schedule(client, deployment.id)
         return await _read(client, trigger_id, record.namespace_id)
 
 
@@ -209,7 +224,7 @@ async def execute_trigger(trigger_id: str, namespace_id: str | None = None, *, w
     async with get_client() as client:
         deployment, record = await _find(client, trigger_id, namespace_id)
         _refuse_if_disabled(deployment, record)
-        run = await client.create_flow_run_from_deployment(deployment.id)
+        run = await client.create_flow_run_from_deployment(deployment.id, tags=[MANUAL_TAG])
         deadline = asyncio.get_running_loop().time() + timeout_seconds
         while wait and not (run.state and run.state.is_final()) and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(1)
@@ -232,10 +247,15 @@ async def trigger_history(
         deployment, record = await _find(client, trigger_id, namespace_id)
         runs_filter = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=states)))
         by_deployment = DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
-        runs = await client.read_flow_runs(
-            deployment_filter=by_deployment, flow_run_filter=runs_filter, sort=FlowRunSort.START_TIME_DESC,
-            offset=offset, limit=limit,
-        )
+        runs: list[FlowRun] = []
+        while len(runs) < limit:  # Prefect answers at most 200 runs per call
+            page = await client.read_flow_runs(
+                deployment_filter=by_deployment, flow_run_filter=runs_filter, sort=FlowRunSort.START_TIME_DESC,
+                offset=offset + len(runs), limit=min(_PREFECT_PAGE, limit - len(runs)),
+            )
+            runs += page
+            if len(page) < _PREFECT_PAGE:
+                break
         total = await client.count_flow_runs(deployment_filter=by_deployment, flow_run_filter=runs_filter)
         store = await asyncio.to_thread(default_result_store)
     return [_execution(run, store.files) for run in runs], total
@@ -251,6 +271,7 @@ async def _create_deployment(client: PrefectClient, fields: dict[str, Any]) -> U
     from prefect.utilities.callables import parameter_schema
 
     flow_id = await client.create_flow_from_name(FLOW_NAME)
+    await _ensure_work_pool(client, fields["work_pool"]["name"])
     return await client.create_deployment(
         flow_id=flow_id,
         name=fields["name"],
@@ -268,6 +289,17 @@ async def _create_deployment(client: PrefectClient, fields: dict[str, Any]) -> U
         concurrency_limit=fields["concurrency_limit"]["limit"],
         concurrency_options=ConcurrencyOptions(collision_strategy=ConcurrencyLimitStrategy.ENQUEUE),
     )
+
+
+async def _ensure_work_pool(client: PrefectClient, name: str) -> None:
+    """Create the process work pool on first use; an existing pool is left as its owner configured it."""
+    try:
+        await client.read_work_pool(name)
+    except ObjectNotFound:
+        try:
+            await client.create_work_pool(WorkPoolCreate(name=name, type="process"))
+        except ObjectAlreadyExists:
+            pass  # created meanwhile by a concurrent call
 
 
 def _schedule(entry: dict[str, Any]) -> CronSchedule | IntervalSchedule:
@@ -288,8 +320,19 @@ async def _replace_schedules(client: PrefectClient, deployment: Any, entries: li
 
 
 async def _pause(client: PrefectClient, deployment: Any, record: TriggerRecord) -> None:
-    await client.pause_deployment(deployment.id)
+    await _stop_schedule(client, deployment.id)
     await _set_parameters_status(client, deployment, record, "paused")
+
+
+async def _stop_schedule(client: PrefectClient, deployment_id: UUID) -> None:
+    """Pause the deployment and delete the scheduled runs a concurrent scheduler loop may have added."""
+    await client.pause_deployment(deployment_id)
+    leftovers = await client.read_flow_runs(
+        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
+        flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))),
+        limit=_PREFECT_PAGE,
+    )
+    await asyncio.gather(*(client.delete_flow_run(run.id) for run in leftovers if MANUAL_TAG not in run.tags))
 
 
 async def _resume(client: PrefectClient, deployment: Any, record: TriggerRecord) -> None:
@@ -308,8 +351,29 @@ async def _set_parameters_status(client: PrefectClient, deployment: Any, record:
     await client.update_deployment(deployment.id, DeploymentUpdate(parameters=parameters))
 
 
+def _namespace(namespace: str | None) -> str:
+    """The namespace id for a name or id given by a caller; the default namespace when none."""
+    return namespace_id_of(namespace or get_settings().namespace)
+
+
+async def _check_quota(client: PrefectClient, namespace: str) -> None:
+    """Refuse one more active trigger in a namespace at its maximum."""
+    limit = get_settings().max_active_triggers
+    deployments = await client.read_deployments(
+        deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=[TRIGGER_TAG, namespace_tag(namespace)]))
+    )
+    active = [d for d in deployments if trigger_status(d.paused, d.tags) == TriggerStatus.active]
+    if len(active) >= limit:
+        raise QuotaExceeded(
+            f"namespace {namespace} already has {len(active)} active triggers, the maximum "
+            f"(setting CLUSTER_TRIGGERS_MAX_ACTIVE_TRIGGERS); pause or delete one first"
+        )
+
+
 async def _find(client: PrefectClient, trigger_id: str, namespace_id: str | None) -> tuple[Any, TriggerRecord]:
-    namespace_id = namespace_id or get_settings().namespace
+    namespace_id = _namespace(namespace_id)
+    if not re.fullmatch(IDENTIFIER_PATTERN, trigger_id):
+        raise NotFound(f"trigger {trigger_id!r} not found")
     try:
         deployment = await client.read_deployment_by_name(f"{FLOW_NAME}/{trigger_id}")
     except ObjectNotFound:

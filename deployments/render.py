@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from deployments.access import namespace_id_of
 from deployments.contract import validate_request
 from deployments.errors import ContractError, Problem
 from deployments.settings import get_settings
@@ -55,7 +56,7 @@ def render_prefect_yaml(directory: Path = TRIGGERS_DIR) -> str:
         except ContractError as exc:
             problems += [Problem(f"{path.name}: {p.path}", p.message) for p in exc.problems]
             continue
-        record = TriggerRecord(trigger_id=path.stem, namespace_id=settings.namespace, request=request)
+        record = TriggerRecord(trigger_id=path.stem, namespace_id=namespace_id_of(settings.namespace), request=request)
         fields = deployment_fields(record, anchor=RENDER_ANCHOR, work_pool=settings.work_pool,
                                    paused=request.status == "paused")
         deployments.append(fields)

@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     )
     work_pool: str = Field("cluster-triggers", description="Process work pool that runs trigger deployments.")
     namespace: str = Field("default", description="Namespace of triggers made from the CLI and prefect.yaml.")
+    api_port: int = Field(8080, ge=1, le=65535, description="Port of the REST API `make run` starts.")
+    max_active_triggers: int = Field(50, ge=1, description="Most active triggers a namespace may have.")
     prefect_port: int = Field(4200, ge=1, le=65535, description="Port of the local Prefect server `make run` starts.")
     data_dir: Path = Field(
         Path.home() / ".cluster-triggers",

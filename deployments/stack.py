@@ -46,6 +46,10 @@ def main() -> int:
                 print(f"port {port} is in use by another program; set CLUSTER_TRIGGERS_PREFECT_PORT to a free port",
                       file=sys.stderr)
                 return 1
+        if _port_busy(settings.api_port):
+            print(f"port {settings.api_port} is in use by another program; set CLUSTER_TRIGGERS_API_PORT to a free "
+                  "port", file=sys.stderr)
+            return 1
             env["PREFECT_HOME"] = str(settings.data_dir / "prefect")
             api_url = stack.enter_context(prefect_server(port, env))
         env["PREFECT_API_URL"] = api_url
@@ -55,10 +59,15 @@ def main() -> int:
         _step("demo data", [sys.executable, "-m", "deployments.demo"], env)
         _step("deployments", [_BIN / "prefect", "--no-prompt", "deploy", "--all"], env)
         stack.enter_context(worker(settings.work_pool, env))
+        api = f"http://127.0.0.1:{settings.api_port}"
+        stack.enter_context(child_process([_BIN / "cluster-triggers", "api", "--port", str(settings.api_port)], env,
+                                          log=settings.data_dir / "api.log"))
         _step("first runs of start_immediately triggers", [sys.executable, "-m", "deployments.demo", "first-runs"], env)
         stack.enter_context(_stack_file(api_url, ui_url))
         print(f"\nPrefect UI:  {ui_url}  (runs, schedules, automations, artifacts)\n"
               f"Triggers:    cluster-triggers ls   (in another shell; it finds this stack by itself)\n"
+              f"REST API:    {api}/v1/clusters/triggers   docs {api}/docs\n"
+              f"             key: cluster-triggers keys create --namespace default\n"
               f"Stop:        Ctrl-C\n", flush=True)
         while True:
             time.sleep(3600)

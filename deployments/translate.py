@@ -26,6 +26,7 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 TRIGGER_TAG = "cluster-trigger"
 FAILED_TAG = "trigger-status:failed"
 DISABLED_TAG = "trigger-status:disabled"
+MANUAL_TAG = "trigger-run:manual"
 
 
 class TriggerRecord(BaseModel):

@@ -17,9 +17,10 @@ import numpy as np
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
 from prefect.events import emit_event
 from prefect.runtime import flow_run
-from prefect.states import Failed, State
+from prefect.states import Cancelled, Failed, State
 from prefect.utilities.annotations import quote
 
 from blocks._naming import prefect_name
@@ -34,7 +35,7 @@ from flows import engine
 from flows.clusterers import Clustering
 from flows.engine import Documents, Outcome, PreviousClusters
 from flows.errors import ClusterTriggersError, DataError, NotFound
-from flows.failure_policy import stop_after_consecutive_failures
+from flows.trigger_state import stop_after_consecutive_failures, stopped_reason
 
 
 def _retry_io_only(task: Any, task_run: Any, state: State) -> bool:
@@ -118,6 +119,10 @@ def cluster_collection(
     """
     trigger_id = None
     if trigger is not None:
+        reason = stopped_reason(FlowRunContext.get().flow_run)
+        if reason:
+            get_run_logger().warning(reason)
+            return Cancelled(message=reason)
         record = TriggerRecord.model_validate(trigger)
         trigger_id, cluster_id = record.trigger_id, record.request.cluster_id
         config = record.request.execution_config

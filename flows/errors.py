@@ -28,3 +28,7 @@ class SourceUnavailable(ClusterTriggersError):
 
 class Conflict(ClusterTriggersError):
     """A change the contract forbids in the trigger's current state (HTTP 409)."""
+
+
+class QuotaExceeded(Conflict):
+    """A namespace is at its maximum of active triggers."""

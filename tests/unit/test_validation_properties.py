@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from deployments.contract import validate_request
@@ -43,6 +43,8 @@ def _mutated_seed() -> st.SearchStrategy:
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(_json, _shaped(3), _mutated_seed()))
+@example({**json.loads(ALL["cron"]), "execution_config": {"collection_ids": ["a"], "config": {"algorithm": {}}}})
+@example({**json.loads(ALL["cron"]), "schedule_config": {"cron_expression": ["0", "2"], "timezone": {}}})
 def test_validation_raises_only_contract_errors(data: object) -> None:
     try:
         validate_request(data)

@@ -1,9 +1,14 @@
-"""Failure policy: after `max_consecutive_failures` failed runs in a row a trigger stops.
+"""The trigger's state as the flow sees it: the failure policy, and the guard against stopped triggers.
 
-Runs as the shared flow's `on_failure` / `on_crashed` hook, in the process that ran the
-flow, right after Prefect recorded the failure: it counts the trigger's failures from its
-flow runs, and at the limit marks the deployment `failed` and pauses it. `resume` undoes
-both; one successful run resets the count.
+Failure policy: the shared flow's `on_failure` / `on_crashed` hook runs in the process that
+ran the flow, right after Prefect recorded the failure; it counts the trigger's failures
+from its flow runs and, at `max_consecutive_failures`, marks the deployment `failed` and
+pauses it. `resume` undoes both; one successful run resets the count.
+
+Guard: pausing a deployment deletes its scheduled runs, but a scheduler loop that read the
+deployment just before can still add some. A scheduled run of a paused, failed or deleted
+trigger therefore checks at start and ends Cancelled (no execution, no hook). Runs asked
+for explicitly (`execute`, `start_immediately`) carry MANUAL_TAG and always run.
 """
 
 from __future__ import annotations
@@ -23,10 +28,10 @@ from prefect.client.schemas.sorting import FlowRunSort
 from prefect.logging import get_logger
 
 from deployments.settings import get_settings
-from deployments.status import EXECUTED, consecutive_failures
-from deployments.translate import FAILED_TAG
+from deployments.status import EXECUTED, consecutive_failures, trigger_status
+from deployments.translate import FAILED_TAG, MANUAL_TAG
 
-_logger = get_logger("cluster_triggers.failure_policy")
+_logger = get_logger("cluster_triggers.trigger_state")
 
 
 def stop_after_consecutive_failures(flow: Any, flow_run: Any, state: Any) -> None:
@@ -51,3 +56,15 @@ def stop_after_consecutive_failures(flow: Any, flow_run: Any, state: Any) -> Non
         "trigger %s failed %d times in a row: status failed, schedule paused until `cluster-triggers resume %s`",
         deployment.name, failures, deployment.name,
     )
+
+
+def stopped_reason(flow_run: Any) -> str | None:
+    """Why this run must not execute (its trigger is not active and nobody asked for it), or None."""
+    if flow_run.deployment_id is None or MANUAL_TAG in (flow_run.tags or []):
+        return None
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment(flow_run.deployment_id)
+    status = trigger_status(deployment.paused, deployment.tags)
+    if status == "active":
+        return None
+    return f"trigger {deployment.name} is {status}: scheduled run skipped"

@@ -1,0 +1,207 @@
+"""The seed's REST API: /v1/clusters/triggers, over the same lifecycle as the CLI.
+
+Every call needs `Authorization: Bearer <key>` (401 without a known key) and `X-Namespace`
+(400 without, 403 for a namespace the key may not use). A trigger of another namespace is
+404, as if it did not exist. Contract errors are 422 naming the field, the value and what is
+allowed; changes the contract forbids are 409.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import httpx
+from fastapi import APIRouter, Body, Depends, FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prefect.exceptions import PrefectHTTPStatusError
+from pydantic import BaseModel, Field
+
+from deployments import lifecycle
+from deployments.access import ApiKey, KeyStore, namespace_id_of
+from deployments.contract import ClusterTrigger, CreateTriggerRequest, TriggerStatus, TriggerType, validate_request
+from deployments.errors import ContractError, Problem, field_path
+from deployments.lifecycle import Execution
+from flows.errors import Conflict, NotFound
+
+app = FastAPI(
+    title="prefect-cluster-triggers",
+    version="0.1.0",
+    description="Cluster triggers: re-clustering on cron, interval, event and conditional triggers, run by Prefect.",
+)
+router = APIRouter(prefix="/v1/clusters/triggers", tags=["cluster triggers"])
+
+
+class Caller(BaseModel):
+    """Who is calling, and in which namespace."""
+
+    key: ApiKey
+    namespace_id: str
+
+
+class _Error(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        self.status, self.message = status, message
+
+
+def caller(
+    authorization: Annotated[str | None, Header(description="`Bearer sk_...`")] = None,
+    x_namespace: Annotated[str | None, Header(description="Namespace name or id (`ns_...`)")] = None,
+) -> Caller:
+    scheme, _, token = (authorization or "").partition(" ")
+    key = KeyStore().authenticate(token.strip()) if scheme.lower() == "bearer" else None
+    if key is None:
+        raise _Error(401, "missing or unknown API key: send `Authorization: Bearer sk_...`")
+    if not x_namespace:
+        raise _Error(400, "missing X-Namespace header: the namespace name or id to work in")
+    namespace = namespace_id_of(x_namespace)
+    if namespace not in key.namespace_ids:
+        raise _Error(403, f"this API key may not use namespace {x_namespace!r}")
+    return Caller(key=key, namespace_id=namespace)
+
+
+Authorized = Annotated[Caller, Depends(caller)]
+
+
+class ListTriggersRequest(BaseModel):
+    cluster_id: str | None = None
+    trigger_type: TriggerType | None = None
+    status: TriggerStatus | None = None
+    offset: int = Field(0, ge=0)
+    limit: int = Field(50, ge=1, le=1000)
+    sort_by: Literal["created_at"] = "created_at"
+    direction: Literal["asc", "desc"] = "desc"
+
+
+class ListTriggersResponse(BaseModel):
+    results: list[ClusterTrigger]
+    total: int
+    offset: int
+    limit: int
+
+
+class HistoryRequest(BaseModel):
+    offset: int = Field(0, ge=0)
+    limit: int = Field(50, ge=1, le=1000)
+    status_filter: Literal["pending", "processing", "completed", "failed", "cancelled"] | None = None
+
+
+class HistoryResponse(BaseModel):
+    trigger_id: str
+    executions: list[Execution]
+    total: int
+    offset: int
+    limit: int
+
+
+class UpdateTriggerRequest(BaseModel):
+    """Only these may change; `trigger_type`, `cluster_id` and `execution_config` cannot (409)."""
+
+    model_config = {"extra": "allow"}
+
+    schedule_config: dict[str, Any] | None = None
+    description: str | None = None
+    status: Literal["active", "paused"] | None = None
+
+
+@router.post("", response_model=ClusterTrigger, summary="Create Cluster Trigger")
+async def create(request: Annotated[CreateTriggerRequest, Body()], who: Authorized) -> ClusterTrigger:
+    return await lifecycle.create_trigger(
+        request, namespace_id=who.namespace_id, created_by=who.key.created_by, internal_id=who.key.key_id
+    )
+
+
+@router.post("/list", response_model=ListTriggersResponse, summary="List Cluster Triggers")
+async def list_triggers(who: Authorized, query: Annotated[ListTriggersRequest, Body()] = ListTriggersRequest()) -> ListTriggersResponse:
+    results, total = await lifecycle.list_triggers(
+        who.namespace_id, cluster_id=query.cluster_id, trigger_type=query.trigger_type, status=query.status,
+        offset=query.offset, limit=query.limit, descending=query.direction == "desc",
+    )
+    return ListTriggersResponse(results=results, total=total, offset=query.offset, limit=query.limit)
+
+
+@router.get("/{trigger_id}", response_model=ClusterTrigger, summary="Get Cluster Trigger")
+async def get(trigger_id: str, who: Authorized) -> ClusterTrigger:
+    return await lifecycle.get_trigger(trigger_id, who.namespace_id)
+
+
+@router.patch("/{trigger_id}", response_model=ClusterTrigger, summary="Update Cluster Trigger")
+async def update(trigger_id: str, changes: Annotated[UpdateTriggerRequest, Body()], who: Authorized) -> ClusterTrigger:
+    return await lifecycle.update_trigger(trigger_id, changes.model_dump(exclude_unset=True), who.namespace_id)
+
+
+@router.delete("/{trigger_id}", response_model=ClusterTrigger, summary="Delete Cluster Trigger (soft)")
+async def delete(trigger_id: str, who: Authorized) -> ClusterTrigger:
+    return await lifecycle.delete_trigger(trigger_id, who.namespace_id)
+
+
+@router.post("/{trigger_id}/pause", response_model=ClusterTrigger, summary="Pause Cluster Trigger")
+async def pause(trigger_id: str, who: Authorized) -> ClusterTrigger:
+    return await lifecycle.pause_trigger(trigger_id, who.namespace_id)
+
+
+@router.post("/{trigger_id}/resume", response_model=ClusterTrigger, summary="Resume Cluster Trigger")
+async def resume(trigger_id: str, who: Authorized) -> ClusterTrigger:
+    return await lifecycle.resume_trigger(trigger_id, who.namespace_id)
+
+
+@router.post("/{trigger_id}/history", response_model=HistoryResponse, summary="Cluster Trigger History")
+async def history(trigger_id: str, who: Authorized,
+                  query: Annotated[HistoryRequest, Body()] = HistoryRequest()) -> HistoryResponse:
+    executions, total = await lifecycle.trigger_history(
+        trigger_id, who.namespace_id, offset=query.offset, limit=query.limit, status_filter=query.status_filter
+    )
+    return HistoryResponse(trigger_id=trigger_id, executions=executions, total=total, offset=query.offset,
+                           limit=query.limit)
+
+
+@router.post("/{trigger_id}/execute", response_model=Execution, summary="Execute Cluster Trigger now")
+async def execute(trigger_id: str, who: Authorized) -> Execution:
+    return await lifecycle.execute_trigger(trigger_id, who.namespace_id)
+
+
+app.include_router(router)
+
+
+@app.exception_handler(_Error)
+async def _error(_: Request, exc: _Error) -> JSONResponse:
+    return JSONResponse({"detail": exc.message}, status_code=exc.status)
+
+
+@app.exception_handler(NotFound)
+async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=404)
+
+
+@app.exception_handler(Conflict)
+async def _conflict(_: Request, exc: Conflict) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=409)
+
+
+@app.exception_handler(httpx.HTTPError)
+@app.exception_handler(PrefectHTTPStatusError)
+async def _prefect_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": f"the Prefect API did not answer usefully: {exc}"}, status_code=503)
+
+
+@app.exception_handler(ContractError)
+async def _contract(_: Request, exc: ContractError) -> JSONResponse:
+    return _unprocessable(exc.problems)
+
+
+@app.exception_handler(RequestValidationError)
+async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's validation, in the contract's words: the body's field path without the `body` prefix."""
+    problems = []
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        loc = loc[1:] if loc[:1] == ("body",) else loc
+        problems.append(ContractError.from_validation_error_details([{**error, "loc": loc}]).problems[0])
+    return _unprocessable(problems)
+
+
+def _unprocessable(problems: list[Problem]) -> JSONResponse:
+    return JSONResponse(
+        {"detail": [{"loc": p.path, "msg": p.message} for p in problems], "message": "; ".join(map(str, problems))},
+        status_code=422,
+    )

@@ -1,0 +1,188 @@
+"""The REST API on a live server on 127.0.0.1: every endpoint, keys, namespaces, errors, and schemathesis."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import pytest
+
+from deployments import lifecycle
+from deployments.access import KeyStore, namespace_id_of
+from deployments.contract import ClusterTrigger, validate_request
+from deployments.stack import child_process
+from flows.errors import QuotaExceeded
+from tests.integration.conftest import _free_port
+from tests.seed_examples import CRON, EVENT
+
+SEED_CURL_BODY = """{
+  "trigger_type": "cron",
+  "schedule_config": {},
+  "cluster_id": "cluster_abc123",
+  "execution_config": {
+    "collection_ids": [
+      "<string>"
+    ],
+    "config": {}
+  },
+  "description": "Daily clustering at 2am UTC",
+  "status": "active"
+}"""
+
+
+@pytest.fixture(scope="module")
+def api(prefect_api: str, server_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = _free_port()
+    script = Path(sys.executable).with_name("cluster-triggers")
+    log = tmp_path_factory.mktemp("logs") / "api.log"
+    with child_process([script, "api", "--port", str(port)], {**server_env, **os.environ}, log=log):
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(120):
+            try:
+                if httpx.get(f"{url}/openapi.json", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.25)
+        yield url
+
+
+@pytest.fixture(scope="module")
+def keys(api: str) -> dict[str, str]:
+    store = KeyStore()
+    return {name: store.create([name], created_by=f"{name}-owner")[0] for name in ("team-a", "team-b")}
+
+
+def _headers(key: str | None, namespace: str | None) -> dict[str, str]:
+    headers = {"Content-Type": "application/json"}
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
+    if namespace is not None:
+        headers["X-Namespace"] = namespace
+    return headers
+
+
+def test_key_format_and_only_its_hash_is_stored(keys: dict[str, str]) -> None:
+    key = keys["team-a"]
+    assert key.startswith("sk_") and len(key) >= 3 + 32
+    stored = KeyStore().path.read_text()
+    assert key not in stored and key[3:] not in stored
+
+
+def test_seed_curl_example_creates_a_prefect_deployment(api: str, keys: dict[str, str]) -> None:
+    curl = subprocess.run(
+        ["curl", "--silent", "--show-error", "--write-out", "\n%{http_code}", "--request", "POST",
+         "--url", f"{api}/v1/clusters/triggers",
+         "--header", f"Authorization: Bearer {keys['team-a']}",
+         "--header", "Content-Type: application/json",
+         "--header", "X-Namespace: team-a",
+         "--data", CRON],
+        capture_output=True, text=True, check=True,
+    )
+    body, status = curl.stdout.rsplit("\n", 1)
+    assert status == "200"
+    trigger = json.loads(body)
+    seed_fields = {
+        "namespace_id", "internal_id", "execution_config", "trigger_type", "schedule_config", "trigger_id", "cluster_id",
+        "status", "last_triggered_at", "last_execution_job_id", "next_scheduled_at", "execution_count",
+        "consecutive_failures", "last_execution_status", "last_execution_error", "event_counter", "last_cooldown_at",
+        "created_at", "updated_at", "created_by", "description",
+    }
+    assert set(trigger) == seed_fields
+    assert trigger["namespace_id"] == namespace_id_of("team-a") and trigger["created_by"] == "team-a-owner"
+    assert trigger["created_at"].endswith("Z") and trigger["status"] == "active"
+    deployment = httpx.get(f"{os.environ['PREFECT_API_URL']}/deployments/name/cluster-collection/{trigger['trigger_id']}")
+    assert deployment.status_code == 200 and "cluster-trigger" in deployment.json()["tags"]
+
+
+def test_the_seed_curl_body_itself_is_refused_naming_each_field(api: str, keys: dict[str, str]) -> None:
+    response = httpx.post(f"{api}/v1/clusters/triggers", content=SEED_CURL_BODY, headers=_headers(keys["team-a"], "team-a"))
+    assert response.status_code == 422
+    paths = [d["loc"] for d in response.json()["detail"]]
+    assert paths == ["schedule_config.cron_expression", "execution_config.collection_ids[0]",
+                     "execution_config.config.algorithm"]
+
+
+def test_every_endpoint_in_one_namespace(api: str, keys: dict[str, str]) -> None:
+    with httpx.Client(base_url=f"{api}/v1/clusters", headers=_headers(keys["team-a"], "team-a"), timeout=60) as c:
+        created = c.post("/triggers", content=EVENT)
+        assert created.status_code == 200, created.text
+        trigger_id = created.json()["trigger_id"]
+        assert c.get(f"/triggers/{trigger_id}").json()["schedule_config"]["event_threshold"] == 100
+        listed = c.post("/triggers/list", json={"trigger_type": "event", "limit": 10}).json()
+        assert trigger_id in [t["trigger_id"] for t in listed["results"]] and listed["limit"] == 10
+        assert c.post("/triggers/list").status_code == 200
+        patched = c.patch(f"/triggers/{trigger_id}", json={"description": "after 100 documents", "schedule_config": {
+            **json.loads(EVENT)["schedule_config"], "event_threshold": 50}})
+        assert patched.status_code == 200 and patched.json()["schedule_config"]["event_threshold"] == 50
+        assert c.post(f"/triggers/{trigger_id}/pause").json()["status"] == "paused"
+        assert c.post(f"/triggers/{trigger_id}/resume").json()["status"] == "active"
+        executed = c.post(f"/triggers/{trigger_id}/execute")
+        assert executed.status_code == 200 and executed.json()["status"] == "pending"
+        history = c.post(f"/triggers/{trigger_id}/history", json={"limit": 5}).json()
+        assert history["trigger_id"] == trigger_id and history["limit"] == 5
+        assert c.delete(f"/triggers/{trigger_id}").json()["status"] == "disabled"
+        assert c.get(f"/triggers/{trigger_id}").json()["status"] == "disabled"
+
+
+def test_errors_are_422_404_409(api: str, keys: dict[str, str]) -> None:
+    with httpx.Client(base_url=f"{api}/v1/clusters", headers=_headers(keys["team-a"], "team-a"), timeout=60) as c:
+        bad = c.post("/triggers", json={**json.loads(CRON), "schedule_config": {"cron_expression": "0 2 * *"}})
+        assert bad.status_code == 422
+        assert bad.json()["detail"] == [{"loc": "schedule_config.cron_expression",
+                                        "msg": "must have 5 fields (minute hour day-of-month month day-of-week), "
+                                               "found 4 (got \"0 2 * *\")"}]
+        assert c.get("/triggers/trg_nowhere").status_code == 404
+        trigger_id = c.post("/triggers", content=CRON).json()["trigger_id"]
+        forbidden = c.patch(f"/triggers/{trigger_id}", json={"trigger_type": "interval"})
+        assert forbidden.status_code == 409 and "trigger_type cannot change" in forbidden.json()["detail"]
+        assert c.patch(f"/triggers/{trigger_id}", json={"schedule_config": {"cron_expression": "bad"}}).status_code == 422
+        assert c.post("/triggers/list", json={"limit": 0}).json()["detail"][0]["loc"] == "limit"
+
+
+def test_no_key_or_a_wrong_key_is_401_and_namespaces_are_enforced(api: str, keys: dict[str, str]) -> None:
+    url = f"{api}/v1/clusters/triggers"
+    trigger_id = httpx.post(url, content=CRON, headers=_headers(keys["team-a"], "team-a"), timeout=60).json()["trigger_id"]
+    calls = [("GET", f"/{trigger_id}", None), ("PATCH", f"/{trigger_id}", {"description": "x"}),
+             ("DELETE", f"/{trigger_id}", None), ("POST", f"/{trigger_id}/pause", None),
+             ("POST", f"/{trigger_id}/resume", None), ("POST", f"/{trigger_id}/history", {}),
+             ("POST", f"/{trigger_id}/execute", None), ("POST", "/list", {}), ("POST", "", json.loads(CRON))]
+    for method, path, body in calls:
+        for headers, status in [(_headers(None, "team-a"), 401), (_headers("sk_" + "x" * 43, "team-a"), 401),
+                                (_headers(keys["team-a"], None), 400), (_headers(keys["team-a"], "team-b"), 403)]:
+            response = httpx.request(method, url + path, json=body, headers=headers, timeout=60)
+            assert response.status_code == status, (method, path, status, response.text)
+        if path.startswith(f"/{trigger_id}"):
+            other = httpx.request(method, url + path, json=body, headers=_headers(keys["team-b"], "team-b"), timeout=60)
+            assert other.status_code == 404, (method, path, other.text)
+    listed = httpx.post(url + "/list", json={}, headers=_headers(keys["team-b"], "team-b"), timeout=60).json()
+    assert trigger_id not in [t["trigger_id"] for t in listed["results"]]
+    assert httpx.get(url + f"/{trigger_id}", headers=_headers(keys["team-a"], "team-a")).json()["status"] == "active"
+
+
+def test_active_triggers_per_namespace_are_capped(prefect_api: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLUSTER_TRIGGERS_MAX_ACTIVE_TRIGGERS", "2")
+    request = validate_request(json.loads(CRON))
+    for _ in range(2):
+        lifecycle.run_sync(lifecycle.create_trigger(request, namespace_id="team-quota"))
+    with pytest.raises(QuotaExceeded, match="already has 2 active triggers, the maximum"):
+        lifecycle.run_sync(lifecycle.create_trigger(request, namespace_id="team-quota"))
+    paused = validate_request({**json.loads(CRON), "status": "paused"})
+    trigger: ClusterTrigger = lifecycle.run_sync(lifecycle.create_trigger(paused, namespace_id="team-quota"))
+    with pytest.raises(QuotaExceeded):
+        lifecycle.run_sync(lifecycle.resume_trigger(trigger.trigger_id, "team-quota"))
+
+
+def test_schemathesis_finds_no_server_error(api: str, keys: dict[str, str]) -> None:
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("schemathesis")), "run", f"{api}/openapi.json",
+         "--checks", "not_a_server_error", "--max-examples", "25", "--seed", "1",
+         "-H", f"Authorization: Bearer {keys['team-b']}", "-H", "X-Namespace: team-b", "--request-timeout", "60"],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-4000:]
