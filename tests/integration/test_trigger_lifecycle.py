@@ -86,9 +86,11 @@ def test_start_immediately_runs_at_once_and_status_comes_from_the_run(cli, colle
 
 def test_five_failures_in_a_row_make_it_failed_and_resume_recovers(cli, tmp_path: Path) -> None:
     _create(_interval("col_does_not_exist", start_immediately=False), "trg_failing")
-    for _ in range(5):  # queued at once; the deployment runs one at a time
-        assert cli("execute", "trg_failing").returncode == 0
-    trigger = _wait_for("trg_failing", lambda t: t.status == "failed", timeout=150)
+    for attempt in range(5):
+        assert _get("trg_failing").status == "active", attempt
+        execution = lifecycle.run_sync(lifecycle.execute_trigger("trg_failing", wait=True, timeout_seconds=60))
+        assert execution.status == "failed"
+    trigger = _wait_for("trg_failing", lambda t: t.status == "failed", timeout=30)
     assert (trigger.consecutive_failures, trigger.execution_count) == (5, 5)
     assert "collection 'col_does_not_exist' not found" in trigger.last_execution_error
     assert trigger.next_scheduled_at is None
