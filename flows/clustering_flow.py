@@ -209,6 +209,7 @@ def _record(
         "num_clusters": len(outcome.cluster_ids),
         "num_noise": int(np.count_nonzero(outcome.cluster_of < 0)),
         "metrics": outcome.metrics,
+        "mean_similarity": outcome.mean_similarity,
         "timings_ms": dict(timings),
         "next_cluster_id": outcome.next_cluster_id,
         "clusters": [

@@ -6,7 +6,7 @@ with its own timing in the Prefect UI, but nothing here knows about Prefect.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -14,6 +14,7 @@ import numpy as np
 from deployments.clustering_config import _AlgorithmConfig
 from flows.cluster_ids import stable_cluster_ids
 from flows.clusterers import Clustering, check_feasible, make_clusterer
+from flows.conditions import mean_similarity
 from flows.errors import DataError
 from flows.geometry import cluster_means, nearest_centroid
 from flows.keywords import cluster_keywords
@@ -53,7 +54,7 @@ class Outcome:
     keywords: list[list[str]]
     metrics: dict[str, float | None]
     next_cluster_id: int
-    extra: dict[str, float] = field(default_factory=dict)
+    mean_similarity: float  # baseline of cosine_drift: mean cosine similarity to the nearest centroid
 
 
 def prepare(documents: Documents, config: _AlgorithmConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -114,6 +115,7 @@ def score(
         keywords=cluster_keywords(texts, clustering.labels, clustering.n_clusters),
         metrics=metrics,
         next_cluster_id=next_id,
+        mean_similarity=mean_similarity(full, clustering.centroids) if clustering.n_clusters else 0.0,
     )
 
 

@@ -6,12 +6,16 @@ import json
 import os
 import subprocess
 import sys
+import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
+from prefect.events.worker import EventsWorker
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
@@ -69,6 +73,25 @@ def test_seed_examples_find_the_true_clusters_and_keep_ids(cli, tmp_path: Path, 
     again = json.loads(cli("results", summary["results_id"], "--members").stdout)
     assert again["run_id"] != latest["run_id"]
     assert [m["cluster"] for m in again["members"]] == [m["cluster"] for m in members]
+
+
+def test_adds_and_runs_emit_their_events(prefect_api: str) -> None:
+    collection = LocalCollection(collection_id="col_events")
+    collection.save(prefect_name("col_events"), overwrite=True)
+    collection.add_documents(np.random.default_rng(0).normal(size=(30, 4)))
+    added = _events("cluster.documents_added", "collection.col_events")
+    assert [e.payload["count"] for e in added] == [30]
+
+    good = {"collection_ids": ["col_events"], "config": {"algorithm": "kmeans", "n_clusters": 2}}
+    run = cluster_collection(execution_config=good, results_id="events-ok", return_state=True)
+    completed = _events("cluster.execution.completed", "cluster-results.events-ok")
+    assert [e.payload["run_id"] for e in completed] == [str(run.state_details.flow_run_id)]
+    assert completed[0].payload["num_clusters"] == 2
+
+    bad = {**good, "collection_ids": ["col_absent"]}
+    assert cluster_collection(execution_config=bad, results_id="events-bad", return_state=True).is_failed()
+    failed = _events("cluster.execution.failed", "cluster-results.events-bad")
+    assert len(failed) == 1 and "col_absent" in failed[0].payload["error"]
 
 
 def test_run_artifacts_are_readable_through_the_api(prefect_api: str) -> None:
@@ -179,3 +202,18 @@ def test_blocks_register_with_prefect(prefect_api: str) -> None:
     assert result.returncode == 0, result.stderr
     for name in ("Local Collection", "HTTP Collection", "Cluster Definition", "Local Result Store"):
         assert name in result.stdout
+
+
+def _events(name: str, resource_id: str, timeout: float = 30) -> list:
+    """Events of one name and resource, once the server has persisted them (a few seconds after sending)."""
+    EventsWorker.drain_all()
+    since = datetime.now(timezone.utc) - timedelta(hours=1)
+    event_filter = EventFilter(occurred=EventOccurredFilter(since=since), event=EventNameFilter(name=[name]),
+                               resource=EventResourceFilter(id=[resource_id]))
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            page = client.read_events(filter=event_filter, limit=50)
+            if page.events or time.monotonic() > deadline:
+                return page.events
+            time.sleep(1)

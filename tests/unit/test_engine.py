@@ -53,6 +53,7 @@ def test_every_algorithm_finds_well_separated_blobs(config: dict) -> None:
     assert adjusted_rand_score(truth[clustered], outcome.cluster_of[clustered]) >= 0.95
     assert len(outcome.centroids) == len(outcome.cluster_ids) == len(outcome.num_members)
     assert np.isnan(outcome.distance[~clustered]).all() and (outcome.distance[clustered] >= 0).all()
+    assert 0.5 < outcome.mean_similarity <= 1.0
 
 
 def test_scores_equal_scikit_learn() -> None:

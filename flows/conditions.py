@@ -1,0 +1,115 @@
+"""Condition metrics of conditional triggers, streamed over a collection in chunks.
+
+Every metric compares the collection as it is now with the last successful clustering
+(its centroids C, in the normalised full-dimensional space, and figures recorded then).
+Documents are L2-normalised chunk by chunk, so a collection larger than memory streams
+from its memory map with one chunk in memory at a time. "Nearest centroid" means highest
+cosine similarity.
+
+* cosine_drift = (1 - mean_x max_j cos(x, c_j))_now - (1 - mean_x max_j cos(x, c_j))_then:
+  0 right after a clustering, growing as new documents stop fitting any cluster.
+* centroid_shift = mean over clusters j with current members of 1 - cos(c_j, m_j), m_j the
+  mean of the current documents nearest to c_j: how far the clusters' centres have moved.
+* document_growth = (n_now - n_then) / n_then.
+* silhouette_drop = silhouette_then - silhouette_now, silhouette_now that of the last
+  clustering's assignment (nearest centroid) on a uniform sample of the current documents.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.metrics import silhouette_score
+
+from flows.metrics import SILHOUETTE_SAMPLE
+
+_CHUNK_ROWS = 65_536
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What the last successful clustering left to compare with."""
+
+    centroids: np.ndarray
+    mean_similarity: float  # mean over documents of the cosine similarity to the nearest centroid
+    num_documents: int
+    silhouette: float | None
+
+
+@dataclass(frozen=True)
+class _Pass:
+    """One streamed pass: similarity total, nearest-centroid counts and member sums."""
+
+    similarity_sum: float
+    counts: np.ndarray
+    sums: np.ndarray
+
+
+def mean_similarity(vectors: np.ndarray, centroids: np.ndarray) -> float:
+    """Mean cosine similarity of the documents to their nearest centroid (the baseline figure)."""
+    return _stream(vectors, centroids, with_sums=False).similarity_sum / max(len(vectors), 1)
+
+
+def cosine_drift(vectors: np.ndarray, baseline: Baseline) -> float:
+    now = mean_similarity(vectors, baseline.centroids)
+    return (1.0 - now) - (1.0 - baseline.mean_similarity)
+
+
+def centroid_shift(vectors: np.ndarray, baseline: Baseline) -> float:
+    streamed = _stream(vectors, baseline.centroids, with_sums=True)
+    present = streamed.counts > 0
+    if not present.any():
+        return 0.0
+    moved = _unit(streamed.sums[present] / streamed.counts[present, None])
+    return float(np.mean(1.0 - np.einsum("ij,ij->i", moved, _unit(baseline.centroids[present]))))
+
+
+def document_growth(num_documents: int, baseline: Baseline) -> float:
+    return (num_documents - baseline.num_documents) / max(baseline.num_documents, 1)
+
+
+def silhouette_drop(vectors: np.ndarray, baseline: Baseline, *, random_state: int = 42) -> float:
+    if baseline.silhouette is None or len(vectors) < 3:
+        return 0.0
+    rng = np.random.default_rng(random_state)
+    rows = np.sort(rng.choice(len(vectors), size=min(SILHOUETTE_SAMPLE, len(vectors)), replace=False))
+    sample = _unit(np.asarray(vectors[rows], dtype=np.float32))
+    labels = np.argmax(sample @ _unit(baseline.centroids).T, axis=1)
+    if not 1 < len(np.unique(labels)) < len(sample):
+        return baseline.silhouette  # everything fell into one cluster: no structure left
+    return baseline.silhouette - float(silhouette_score(sample, labels))
+
+
+def _stream(vectors: np.ndarray, centroids: np.ndarray, *, with_sums: bool) -> _Pass:
+    # max_j cos(x, c_j) = max_j (x . c_j) / |x|: the argmax needs only dot products, and only
+    # the k-fold smaller maxima are divided, so the block itself is never normalised.
+    unit_centroids = _unit(centroids.astype(np.float32, copy=False))
+    k, d = unit_centroids.shape
+    similarity_sum = 0.0
+    counts = np.zeros(k, dtype=np.int64)
+    sums = np.zeros((k, d), dtype=np.float64)
+    for start in range(0, len(vectors), _CHUNK_ROWS):
+        block = np.asarray(vectors[start : start + _CHUNK_ROWS], dtype=np.float32)
+        dots = block @ unit_centroids.T
+        nearest = np.argmax(dots, axis=1)
+        norms = np.sqrt(np.einsum("ij,ij->i", block, block))
+        nonzero = norms > 0
+        best = dots[np.arange(len(block)), nearest]
+        similarity_sum += float(np.sum(best[nonzero] / norms[nonzero], dtype=np.float64))
+        if with_sums:
+            counts += np.bincount(nearest[nonzero], minlength=k)
+            _add_by_label(sums, nearest[nonzero], block[nonzero] / norms[nonzero, None])
+    return _Pass(similarity_sum, counts, sums)
+
+
+def _add_by_label(sums: np.ndarray, labels: np.ndarray, block: np.ndarray) -> None:
+    order = np.argsort(labels, kind="stable")
+    labels_sorted = labels[order]
+    starts = np.flatnonzero(np.r_[True, labels_sorted[1:] != labels_sorted[:-1]])
+    sums[labels_sorted[starts]] += np.add.reduceat(block[order], starts, axis=0)
+
+
+def _unit(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.where(norms > 0, norms, 1.0)
