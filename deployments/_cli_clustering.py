@@ -21,7 +21,7 @@ from blocks.result_store import default_result_store
 from deployments.cli import load_document
 from deployments.contract import validate_cluster_definition, validate_request
 from deployments.errors import ContractError, Problem
-from flows.errors import ClusterTriggersError, NotFound
+from flows.errors import ClusterTriggersError
 
 _RUN_FAILED = 1
 
@@ -68,10 +68,7 @@ def cluster_once(args: argparse.Namespace) -> int:
 
 
 def results(args: argparse.Namespace) -> int:
-    try:
-        run = default_result_store().latest(args.id)
-    except NotFound as exc:
-        raise ContractError([Problem(args.id, str(exc))]) from None
+    run = default_result_store().latest(args.id)
     record = dict(run.record)
     record["clusters"] = [
         {**cluster, "centroid": [round(float(x), 6) for x in centroid]}

@@ -19,8 +19,8 @@ from pydantic import BaseModel, Field
 
 from deployments import lifecycle
 from deployments.access import ApiKey, KeyStore, namespace_id_of
-from deployments.contract import ClusterTrigger, CreateTriggerRequest, TriggerStatus, TriggerType, validate_request
-from deployments.errors import ContractError, Problem, field_path
+from deployments.contract import ClusterTrigger, CreateTriggerRequest, TriggerStatus, TriggerType
+from deployments.errors import ContractError, Problem
 from deployments.lifecycle import Execution
 from flows.errors import Conflict, NotFound
 

@@ -137,6 +137,7 @@ def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
 
     def handler(args: argparse.Namespace) -> int:
         _use_running_stack()
+        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemetry from an embedded server
         import importlib
 
         import httpx

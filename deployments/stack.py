@@ -40,18 +40,16 @@ def main() -> int:
     with ExitStack() as stack:
         _stop_on_signals()
         api_url = os.environ.get("PREFECT_API_URL")
+        ports = [("CLUSTER_TRIGGERS_API_PORT", settings.api_port)]
         if not api_url:
-            port = settings.prefect_port
+            ports.append(("CLUSTER_TRIGGERS_PREFECT_PORT", settings.prefect_port))
+        for setting, port in ports:
             if _port_busy(port):
-                print(f"port {port} is in use by another program; set CLUSTER_TRIGGERS_PREFECT_PORT to a free port",
-                      file=sys.stderr)
+                print(f"port {port} is in use by another program; set {setting} to a free port", file=sys.stderr)
                 return 1
-        if _port_busy(settings.api_port):
-            print(f"port {settings.api_port} is in use by another program; set CLUSTER_TRIGGERS_API_PORT to a free "
-                  "port", file=sys.stderr)
-            return 1
+        if not api_url:
             env["PREFECT_HOME"] = str(settings.data_dir / "prefect")
-            api_url = stack.enter_context(prefect_server(port, env))
+            api_url = stack.enter_context(prefect_server(settings.prefect_port, env))
         env["PREFECT_API_URL"] = api_url
         ui_url = api_url.removesuffix("/api")
         create_work_pool(settings.work_pool, env)
