@@ -95,11 +95,12 @@ class ResultFiles:
         return StoredRun(json.loads((path / "run.json").read_text()), np.load(path / "centroids.npy"), path)
 
 
-    def record_of(self, run_id: str) -> dict[str, Any]:
-        """The record of one run, whoever it belongs to; empty when the run left no result."""
-        for path in self.root.glob(f"*/runs/{run_id}/run.json"):
-            return json.loads(path.read_text())
-        return {}
+    def record_of(self, owner: str, run_id: str) -> dict[str, Any]:
+        """The record of one run of `owner`; empty when the run left no result (it failed, or still runs)."""
+        try:
+            return json.loads((self.root / owner / "runs" / run_id / "run.json").read_text())
+        except FileNotFoundError:
+            return {}
 
 
 def _fsync(path: Path) -> None:

@@ -145,9 +145,14 @@ async def list_triggers(
             deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=tags)),
             sort=DeploymentSort.CREATED_DESC,
         )
-        triggers = await asyncio.gather(*(_status(client, d) for d in deployments))
-    if not descending:
-        triggers.reverse()
+        if not descending:
+            deployments.reverse()
+        # Filters on status or cluster need every trigger's status; without them only the page's.
+        filtered = status is not None or cluster_id is not None
+        page = deployments if filtered else deployments[offset : offset + limit]
+        triggers = await asyncio.gather(*(_status(client, d) for d in page))
+    if not filtered:
+        return list(triggers), len(deployments)
     matching = [
         t for t in triggers
         if (cluster_id is None or t.cluster_id == cluster_id) and (status is None or t.status == status)
@@ -230,7 +235,7 @@ async def execute_trigger(trigger_id: str, namespace_id: str | None = None, *, w
             await asyncio.sleep(1)
             run = await client.read_flow_run(run.id)
         store = await asyncio.to_thread(default_result_store)
-        return _execution(run, store.files)
+        return _execution(run, record.trigger_id, store.files)
 
 
 async def trigger_history(
@@ -258,7 +263,7 @@ async def trigger_history(
                 break
         total = await client.count_flow_runs(deployment_filter=by_deployment, flow_run_filter=runs_filter)
         store = await asyncio.to_thread(default_result_store)
-    return [_execution(run, store.files) for run in runs], total
+    return [_execution(run, record.trigger_id, store.files) for run in runs], total
 
 
 def run_sync(coroutine: Any) -> Any:
@@ -434,8 +439,8 @@ def _with_tags(tags: list[str], *extra: str) -> list[str]:
     return [*tags, *(t for t in extra if t not in tags)]
 
 
-def _execution(run: FlowRun, results: ResultFiles) -> Execution:
-    numbers = results.record_of(str(run.id))
+def _execution(run: FlowRun, trigger_id: str, results: ResultFiles) -> Execution:
+    numbers = results.record_of(trigger_id, str(run.id))
     failed = run.state_type in (StateType.FAILED, StateType.CRASHED)
     return Execution(
         job_id=str(run.id),
