@@ -16,14 +16,7 @@ from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.actions import DeploymentScheduleCreate, DeploymentUpdate, WorkPoolCreate
-from prefect.client.schemas.filters import (
-    DeploymentFilter,
-    DeploymentFilterId,
-    DeploymentFilterTags,
-    FlowRunFilter,
-    FlowRunFilterState,
-    FlowRunFilterStateType,
-)
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
 from prefect.client.schemas.objects import ConcurrencyLimitStrategy, ConcurrencyOptions, FlowRun, StateType
 from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
 from prefect.client.schemas.sorting import DeploymentSort, FlowRunSort
@@ -47,7 +40,18 @@ from deployments.contract import (
 from deployments.errors import ContractError, Problem
 from deployments.settings import get_settings
 from deployments.access import namespace_id_of
-from deployments.status import EXECUTED, STARTED, cluster_trigger, execution_status, status_of, trigger_status
+from deployments.status import (
+    EXECUTED,
+    FAILURES,
+    STARTED,
+    cluster_trigger,
+    execution_status,
+    in_states,
+    of_deployment,
+    started_at,
+    status_of,
+    trigger_status,
+)
 from deployments.translate import (
     DISABLED_TAG,
     ENTRYPOINT,
@@ -189,8 +193,6 @@ async def update_trigger(trigger_id: str, changes: dict[str, Any], namespace_id:
         if "schedule_config" in changes:
             await _replace_schedules(client, deployment, fields["schedules"])
         if "status" in changes:
-            if request.status == "active" and trigger_status(deployment.paused, deployment.tags) != TriggerStatus.active:
-                await _check_quota(client, updated.namespace_id)
             await (_pause if request.status == "paused" else _resume)(client, deployment, updated)
         return await _read(client, trigger_id, updated.namespace_id)
 
@@ -208,8 +210,6 @@ async def resume_trigger(trigger_id: str, namespace_id: str | None = None) -> Cl
     async with get_client() as client:
         deployment, record = await _find(client, trigger_id, namespace_id)
         _refuse_if_disabled(deployment, record)
-        if trigger_status(deployment.paused, deployment.tags) != TriggerStatus.active:
-            await _check_quota(client, record.namespace_id)
         await _resume(client, deployment, record)
         return await _read(client, trigger_id, record.namespace_id)
 
@@ -250,8 +250,7 @@ async def trigger_history(
     states = [s for s in STARTED if status_filter is None or status_of(s) == status_filter]
     async with get_client() as client:
         deployment, record = await _find(client, trigger_id, namespace_id)
-        runs_filter = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=states)))
-        by_deployment = DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
+        runs_filter, by_deployment = in_states(*states), of_deployment(deployment.id)
         runs: list[FlowRun] = []
         while len(runs) < limit:  # Prefect answers at most 200 runs per call
             page = await client.read_flow_runs(
@@ -333,14 +332,14 @@ async def _stop_schedule(client: PrefectClient, deployment_id: UUID) -> None:
     """Pause the deployment and delete the scheduled runs a concurrent scheduler loop may have added."""
     await client.pause_deployment(deployment_id)
     leftovers = await client.read_flow_runs(
-        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
-        flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))),
-        limit=_PREFECT_PAGE,
+        deployment_filter=of_deployment(deployment_id), flow_run_filter=in_states(StateType.SCHEDULED), limit=_PREFECT_PAGE
     )
     await asyncio.gather(*(client.delete_flow_run(run.id) for run in leftovers if MANUAL_TAG not in run.tags))
 
 
 async def _resume(client: PrefectClient, deployment: Any, record: TriggerRecord) -> None:
+    if trigger_status(deployment.paused, deployment.tags) != TriggerStatus.active:
+        await _check_quota(client, record.namespace_id)  # one more active trigger in its namespace
     if FAILED_TAG in deployment.tags:
         await client.update_deployment(deployment.id, DeploymentUpdate(tags=[t for t in deployment.tags if t != FAILED_TAG]))
     fields = deployment_fields(record, anchor=datetime.now(timezone.utc), work_pool=deployment.work_pool_name, paused=False)
@@ -400,18 +399,14 @@ async def _read(client: PrefectClient, trigger_id: str, namespace_id: str) -> Cl
 
 async def _status(client: PrefectClient, deployment: Any) -> ClusterTrigger:
     record = TriggerRecord.model_validate(deployment.parameters["trigger"])
-    by_deployment = DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
-
-    def having(*states: StateType) -> FlowRunFilter:
-        return FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=list(states))))
-
+    by_deployment = of_deployment(deployment.id)
     count, recent, latest, upcoming = await asyncio.gather(
-        client.count_flow_runs(deployment_filter=by_deployment, flow_run_filter=having(*EXECUTED)),
-        client.read_flow_runs(deployment_filter=by_deployment, flow_run_filter=having(*EXECUTED),
+        client.count_flow_runs(deployment_filter=by_deployment, flow_run_filter=in_states(*EXECUTED)),
+        client.read_flow_runs(deployment_filter=by_deployment, flow_run_filter=in_states(*EXECUTED),
                               sort=FlowRunSort.START_TIME_DESC, limit=get_settings().max_consecutive_failures + 1),
-        client.read_flow_runs(deployment_filter=by_deployment, flow_run_filter=having(*STARTED),
+        client.read_flow_runs(deployment_filter=by_deployment, flow_run_filter=in_states(*STARTED),
                               sort=FlowRunSort.START_TIME_DESC, limit=1),
-        client.read_flow_runs(deployment_filter=by_deployment, flow_run_filter=having(StateType.SCHEDULED),
+        client.read_flow_runs(deployment_filter=by_deployment, flow_run_filter=in_states(StateType.SCHEDULED),
                               sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=1),
     )
     return cluster_trigger(
@@ -441,10 +436,10 @@ def _with_tags(tags: list[str], *extra: str) -> list[str]:
 
 def _execution(run: FlowRun, trigger_id: str, results: ResultFiles) -> Execution:
     numbers = results.record_of(trigger_id, str(run.id))
-    failed = run.state_type in (StateType.FAILED, StateType.CRASHED)
+    failed = run.state_type in FAILURES
     return Execution(
         job_id=str(run.id),
-        triggered_at=run.start_time or run.expected_start_time,
+        triggered_at=started_at(run),
         status=execution_status(run),
         execution_time_ms=int(run.total_run_time.total_seconds() * 1000) if run.start_time else None,
         error=run.state.message if failed and run.state else None,

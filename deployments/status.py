@@ -9,6 +9,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Iterable, Sequence
 
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterId,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
 from prefect.client.schemas.objects import FlowRun, StateType
 
 from deployments.contract import ClusterTrigger, TriggerStatus
@@ -30,6 +37,16 @@ _SEED_STATUS = {
     StateType.CANCELLED: "cancelled",
     StateType.PAUSED: "pending",
 }
+
+
+def of_deployment(deployment_id: Any) -> DeploymentFilter:
+    """Filter for one trigger's deployment."""
+    return DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
+
+
+def in_states(*states: StateType) -> FlowRunFilter:
+    """Filter for flow runs in any of `states`."""
+    return FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=list(states))))
 
 
 def status_of(state_type: StateType | None) -> str:
@@ -90,7 +107,7 @@ def cluster_trigger(
         trigger_id=record.trigger_id,
         cluster_id=request.cluster_id,
         status=status,
-        last_triggered_at=_started(latest_run),
+        last_triggered_at=started_at(latest_run) if latest_run else None,
         last_execution_job_id=str(latest_run.id) if latest_run else None,
         next_scheduled_at=next_run.expected_start_time if next_run and status == TriggerStatus.active else None,
         execution_count=execution_count,
@@ -104,7 +121,6 @@ def cluster_trigger(
     )
 
 
-def _started(run: FlowRun | None) -> datetime | None:
-    if run is None:
-        return None
+def started_at(run: FlowRun) -> datetime | None:
+    """When a run started, or is expected to when it has not yet."""
     return run.start_time or run.expected_start_time

@@ -17,18 +17,11 @@ from typing import Any
 
 from prefect import get_client
 from prefect.client.schemas.actions import DeploymentUpdate
-from prefect.client.schemas.filters import (
-    DeploymentFilter,
-    DeploymentFilterId,
-    FlowRunFilter,
-    FlowRunFilterState,
-    FlowRunFilterStateType,
-)
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.logging import get_logger
 
 from deployments.settings import get_settings
-from deployments.status import EXECUTED, consecutive_failures, trigger_status
+from deployments.status import EXECUTED, consecutive_failures, in_states, of_deployment, trigger_status
 from deployments.translate import FAILED_TAG, MANUAL_TAG
 
 _logger = get_logger("cluster_triggers.trigger_state")
@@ -40,8 +33,8 @@ def stop_after_consecutive_failures(flow: Any, flow_run: Any, state: Any) -> Non
     limit = get_settings().max_consecutive_failures
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(
-            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[flow_run.deployment_id])),
-            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=list(EXECUTED)))),
+            deployment_filter=of_deployment(flow_run.deployment_id),
+            flow_run_filter=in_states(*EXECUTED),
             sort=FlowRunSort.START_TIME_DESC,
             limit=limit,
         )
