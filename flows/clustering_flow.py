@@ -127,11 +127,13 @@ def cluster_collection(
         trigger_id, cluster_id = record.trigger_id, record.request.cluster_id
         config = record.request.execution_config
         execution_config = config.model_dump(mode="json") if config is not None else None
-    results_id = trigger_id or results_id or cluster_id or _adhoc_results_id(execution_config)
+    results_id = trigger_id or results_id or cluster_id
     try:
         config = _resolve_config(execution_config, cluster_id)
+        results_id = results_id or _adhoc_results_id(config)
         return _run(results_id, config, cluster_id, trigger_id)
     except (ClusterTriggersError, ContractError) as exc:
+        results_id = results_id or "adhoc"  # an invalid ad-hoc config has no collections to name it by
         message = str(exc)
         get_run_logger().error("clustering %s failed: %s", results_id, message)
         _emit("cluster.execution.failed", results_id, {"run_id": str(flow_run.id), "error": message})
@@ -238,11 +240,7 @@ def _summary_markdown(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _adhoc_results_id(execution_config: dict[str, Any] | None) -> str:
-    try:
-        config = validate_execution_config(execution_config)
-    except ContractError:
-        return "adhoc"
+def _adhoc_results_id(config: ExecutionConfig) -> str:
     return "adhoc." + re.sub(r"[^A-Za-z0-9_.-]", "-", "+".join(config.collection_ids)) + "." + config.config.algorithm
 
 
