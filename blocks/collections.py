@@ -38,7 +38,7 @@ class LocalCollection(Block):
     """A collection of embedded documents (id, float32 vector, JSON payload) on local disk.
 
     Adds are atomic and emit a `cluster.documents_added` event, so event triggers see them
-    at once; reads memory-map the vectors instead of copying them.
+    at once; a read gives one float32 matrix, read from disk in one go.
 
     Example:
         ```python
@@ -210,6 +210,17 @@ def _retry_after(response: httpx.Response) -> float:
         return min(float(response.headers.get("Retry-After", 0)), 60.0)
     except ValueError:
         return 0.0
+
+
+def open_local_collection(collection_id: str) -> LocalCollection:
+    """The LocalCollection block saved for `collection_id`, saved now if there is none yet."""
+    name = prefect_name(collection_id)
+    try:
+        return LocalCollection.load(name)
+    except ValueError:
+        collection = LocalCollection(collection_id=collection_id)
+        collection.save(name)
+        return collection
 
 
 def load_collection(collection_id: str) -> DocumentSource:

@@ -9,16 +9,15 @@ import argparse
 import json
 import secrets
 import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from blocks._naming import prefect_name
 from blocks.cluster_definition import ClusterDefinition
-from blocks.collections import LocalCollection
+from blocks.collections import open_local_collection
 from blocks.result_store import default_result_store
-from deployments.cli import load_document
+from deployments.cli import load_document, print_json, read_text
 from deployments.contract import validate_cluster_definition, validate_request
 from deployments.errors import ContractError, Problem
 from flows.errors import ClusterTriggersError
@@ -28,14 +27,14 @@ _RUN_FAILED = 1
 
 def collections_add(args: argparse.Namespace) -> int:
     vectors = _load_vectors(args.vectors)
-    ids = _read_lines(args.ids) if args.ids else None
-    payloads = [_json_line(args.payloads, n, line) for n, line in enumerate(_read_lines(args.payloads), 1)] if args.payloads else None
-    collection = _local_collection(args.collection_id)
+    ids = read_text(args.ids).splitlines() if args.ids else None
+    payloads = [_json_line(args.payloads, n, line) for n, line in enumerate(read_text(args.payloads).splitlines(), 1)] if args.payloads else None
+    collection = open_local_collection(args.collection_id)
     try:
         total = collection.add_documents(vectors, ids=ids, payloads=payloads)
     except ClusterTriggersError as exc:
         raise ContractError([Problem(args.vectors, str(exc))]) from None
-    _print({"collection_id": args.collection_id, "added": int(len(vectors)), "total": total})
+    print_json({"collection_id": args.collection_id, "added": int(len(vectors)), "total": total})
     return 0
 
 
@@ -49,7 +48,7 @@ def clusters_create(args: argparse.Namespace) -> int:
         description=spec.description,
     )
     definition.save(prefect_name(cluster_id), overwrite=True)
-    _print({"cluster_id": cluster_id, "collection_ids": definition.collection_ids, "config": definition.config,
+    print_json({"cluster_id": cluster_id, "collection_ids": definition.collection_ids, "config": definition.config,
             "description": definition.description})
     return 0
 
@@ -63,7 +62,7 @@ def cluster_once(args: argparse.Namespace) -> int:
     if not state.is_completed():
         print(f"run {state.state_details.flow_run_id} {state.name.lower()}: {state.message}", file=sys.stderr)
         return _RUN_FAILED
-    _print(state.result())
+    print_json(state.result())
     return 0
 
 
@@ -76,18 +75,8 @@ def results(args: argparse.Namespace) -> int:
     ]
     if args.members:
         record["members"] = run.members()
-    _print(record)
+    print_json(record)
     return 0
-
-
-def _local_collection(collection_id: str) -> LocalCollection:
-    name = prefect_name(collection_id)
-    try:
-        return LocalCollection.load(name)
-    except ValueError:
-        collection = LocalCollection(collection_id=collection_id)
-        collection.save(name)
-        return collection
 
 
 def _load_vectors(path: str) -> np.ndarray:
@@ -100,19 +89,8 @@ def _load_vectors(path: str) -> np.ndarray:
     return vectors
 
 
-def _read_lines(path: str) -> list[str]:
-    try:
-        return Path(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ContractError([Problem(path, f"cannot read: {getattr(exc, 'strerror', None) or exc}")]) from None
-
-
 def _json_line(path: str, number: int, line: str) -> Any:
     try:
         return json.loads(line)
     except json.JSONDecodeError as exc:
         raise ContractError([Problem(f"{path}:{number}", f"not JSON: {exc.msg}")]) from None
-
-
-def _print(value: Any) -> None:
-    print(json.dumps(value, indent=2))

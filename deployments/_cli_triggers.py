@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from typing import Any
-
-from pydantic import BaseModel
 
 from deployments import lifecycle
 from deployments._models import format_utc
-from deployments.cli import load_document
+from deployments.cli import load_document, print_json
 from deployments.contract import validate_request
 from deployments.errors import ContractError, Problem
 from deployments.render import PREFECT_YAML, render_prefect_yaml
@@ -22,14 +18,14 @@ _RUN_FAILED = 1
 def create(args: argparse.Namespace) -> int:
     request = validate_request(load_document(args.file))
     trigger = lifecycle.run_sync(lifecycle.create_trigger(request, namespace_id=args.namespace, trigger_id=args.id))
-    _print(trigger)
+    print_json(trigger)
     return 0
 
 
 def ls(args: argparse.Namespace) -> int:
     triggers, total = lifecycle.run_sync(lifecycle.list_triggers(args.namespace, limit=args.limit))
     if args.json:
-        print(json.dumps({"results": [t.model_dump(mode="json") for t in triggers], "total": total}, indent=2))
+        print_json({"results": triggers, "total": total})
         return 0
     rows = [("TRIGGER", "TYPE", "STATUS", "NEXT RUN", "RUNS", "FAILS", "LAST", "DESCRIPTION")]
     rows += [
@@ -45,7 +41,7 @@ def ls(args: argparse.Namespace) -> int:
 
 
 def get(args: argparse.Namespace) -> int:
-    _print(lifecycle.run_sync(lifecycle.get_trigger(args.id, args.namespace)))
+    print_json(lifecycle.run_sync(lifecycle.get_trigger(args.id, args.namespace)))
     return 0
 
 
@@ -53,28 +49,28 @@ def update(args: argparse.Namespace) -> int:
     changes = load_document(args.file)
     if not isinstance(changes, dict):
         raise ContractError([Problem(args.file, "must be a JSON or YAML object of the fields to change")])
-    _print(lifecycle.run_sync(lifecycle.update_trigger(args.id, changes, args.namespace)))
+    print_json(lifecycle.run_sync(lifecycle.update_trigger(args.id, changes, args.namespace)))
     return 0
 
 
 def pause(args: argparse.Namespace) -> int:
-    _print(lifecycle.run_sync(lifecycle.pause_trigger(args.id, args.namespace)))
+    print_json(lifecycle.run_sync(lifecycle.pause_trigger(args.id, args.namespace)))
     return 0
 
 
 def resume(args: argparse.Namespace) -> int:
-    _print(lifecycle.run_sync(lifecycle.resume_trigger(args.id, args.namespace)))
+    print_json(lifecycle.run_sync(lifecycle.resume_trigger(args.id, args.namespace)))
     return 0
 
 
 def delete(args: argparse.Namespace) -> int:
-    _print(lifecycle.run_sync(lifecycle.delete_trigger(args.id, args.namespace)))
+    print_json(lifecycle.run_sync(lifecycle.delete_trigger(args.id, args.namespace)))
     return 0
 
 
 def execute(args: argparse.Namespace) -> int:
     execution = lifecycle.run_sync(lifecycle.execute_trigger(args.id, args.namespace, wait=args.wait))
-    _print(execution)
+    print_json(execution)
     return _RUN_FAILED if execution.status == "failed" else 0
 
 
@@ -82,8 +78,8 @@ def history(args: argparse.Namespace) -> int:
     executions, total = lifecycle.run_sync(
         lifecycle.trigger_history(args.id, args.namespace, offset=args.offset, limit=args.limit, status_filter=args.status)
     )
-    print(json.dumps({"trigger_id": args.id, "executions": [e.model_dump(mode="json") for e in executions],
-                      "total": total, "offset": args.offset, "limit": args.limit}, indent=2, default=str))
+    print_json({"trigger_id": args.id, "executions": executions, "total": total, "offset": args.offset,
+                "limit": args.limit})
     return 0
 
 
@@ -106,10 +102,3 @@ def serve_api(args: argparse.Namespace) -> int:
 
     uvicorn.run("deployments.api:app", host=args.host, port=args.port or get_settings().api_port, log_level="info")
     return 0
-
-
-def _print(value: BaseModel | Any) -> None:
-    if isinstance(value, BaseModel):
-        print(value.model_dump_json(indent=2))
-    else:
-        print(json.dumps(value, indent=2))

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import yaml
+from pydantic_core import to_jsonable_python
 
 from deployments._models import format_utc
 from deployments.contract import EventScheduleConfig, ConditionalScheduleConfig, validate_request
@@ -178,7 +179,7 @@ def _create_key(args: argparse.Namespace) -> int:
     from deployments.access import KeyStore
 
     key, record = KeyStore().create(args.namespace, args.created_by or getpass.getuser())
-    print(json.dumps({"api_key": key, "key_id": record.key_id, "namespace_ids": record.namespace_ids}, indent=2))
+    print_json({"api_key": key, "key_id": record.key_id, "namespace_ids": record.namespace_ids})
     print("store the api_key now: it is not kept and cannot be shown again", file=sys.stderr)
     return 0
 
@@ -210,16 +211,30 @@ def _preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def read_text(path: str) -> str:
+    """A UTF-8 text file (`-` for stdin).
+
+    Raises:
+        ContractError: the file cannot be read, in one line naming it.
+    """
+    try:
+        return sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ContractError([Problem(path, f"cannot read: {getattr(exc, 'strerror', None) or exc}")]) from None
+
+
+def print_json(value: Any) -> None:
+    """Print plain data or pydantic models (also nested) as indented JSON, times in UTC with Z."""
+    print(json.dumps(to_jsonable_python(value), indent=2))
+
+
 def load_document(path: str) -> Any:
     """Parse a JSON or YAML file (`-` for stdin) into plain data.
 
     Raises:
         ContractError: the file is missing or is neither JSON nor YAML.
     """
-    try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ContractError([Problem(path, f"cannot read: {getattr(exc, 'strerror', None) or exc}")]) from None
+    text = read_text(path)
     try:
         return json.loads(text)
     except json.JSONDecodeError:

@@ -10,19 +10,14 @@ import numpy as np
 
 from blocks._naming import prefect_name
 from blocks.cluster_definition import ClusterDefinition
-from blocks.collections import LocalCollection
+from blocks.collections import open_local_collection
 
 _TOPICS = ["shoes", "laptops", "coffee", "garden", "books", "music"]
 
 
 def ensure_collection(collection_id: str, centers: int, *, n: int = 2000, dim: int = 64, seed: int = 0) -> int:
     """Fill the collection with `centers` separated blobs (with text payloads) unless it has documents."""
-    name = prefect_name(collection_id)
-    try:
-        collection = LocalCollection.load(name)
-    except ValueError:
-        collection = LocalCollection(collection_id=collection_id)
-        collection.save(name)
+    collection = open_local_collection(collection_id)
     if collection.count():
         return collection.count()
     rng = np.random.default_rng(seed)

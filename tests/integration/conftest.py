@@ -39,7 +39,7 @@ def server_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 def prefect_api(server_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The API URL of the session's Prefect server; in-process clients and child processes use it."""
     log = tmp_path_factory.mktemp("logs") / "prefect-server.log"
-    with prefect_server(_free_port(), server_env, log=log) as url:
+    with prefect_server(free_port(), server_env, log=log) as url:
         os.environ["PREFECT_API_URL"] = url
         server_env["PREFECT_API_URL"] = url
         with temporary_settings({PREFECT_API_URL: url}):
@@ -68,7 +68,7 @@ def cli(prefect_api: str):
     return run
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]

@@ -18,7 +18,7 @@ from deployments.access import KeyStore, namespace_id_of
 from deployments.contract import ClusterTrigger, validate_request
 from deployments.stack import child_process
 from flows.errors import QuotaExceeded
-from tests.integration.conftest import _free_port
+from tests.integration.conftest import free_port
 from tests.seed_examples import CRON, EVENT
 
 SEED_CURL_BODY = """{
@@ -38,7 +38,7 @@ SEED_CURL_BODY = """{
 
 @pytest.fixture(scope="module")
 def api(prefect_api: str, server_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     script = Path(sys.executable).with_name("cluster-triggers")
     log = tmp_path_factory.mktemp("logs") / "api.log"
     with child_process([script, "api", "--port", str(port)], {**server_env, **os.environ}, log=log):
