@@ -13,11 +13,11 @@ from typing import Any, ClassVar, Protocol, Sequence
 import httpx
 import numpy as np
 from prefect.blocks.core import Block
-from prefect.events import emit_event
 from pydantic import Field, SecretStr
 
 from blocks._document_files import DocumentFiles
 from blocks._naming import prefect_name
+from blocks.collection_events import notify_collection
 from deployments.settings import get_settings
 from flows.engine import Documents
 from flows.errors import DataError, NotFound, SourceUnavailable
@@ -32,6 +32,10 @@ class DocumentSource(Protocol):
     collection_id: str
 
     def read_documents(self) -> Documents: ...
+
+    def read_vectors(self) -> np.ndarray:
+        """The vectors alone, read-only: what condition checks measure."""
+        ...
 
 
 class LocalCollection(Block):
@@ -71,11 +75,7 @@ class LocalCollection(Block):
             DataError: a dimension change, NaN or inf, or duplicate ids.
         """
         total = DocumentFiles(self.directory).append(vectors, ids, payloads)
-        emit_event(
-            event="cluster.documents_added",
-            resource={"prefect.resource.id": f"collection.{self.collection_id}"},
-            payload={"count": int(len(vectors)), "total": total},
-        )
+        notify_collection(self.collection_id, "documents_added", count=len(vectors), total=total)
         return total
 
     def count(self) -> int:
@@ -87,6 +87,10 @@ class LocalCollection(Block):
         ids, vectors = files.read(writable=True)
         texts = [payload_text(p) for p in files.read_payloads()]
         return Documents(ids, vectors, texts if any(texts) else ())
+
+    def read_vectors(self) -> np.ndarray:
+        """A memory map of the vectors: a check streams over it without loading the collection."""
+        return DocumentFiles(self.directory).read()[1]
 
 
 class HttpCollection(Block):
@@ -141,6 +145,9 @@ class HttpCollection(Block):
             raise DataError(f"collection {self.collection_id}: vectors of different dimensions {sorted(dims)}")
         matrix = np.concatenate(pages) if pages else np.empty((0, 0), dtype=np.float32)
         return Documents(ids, matrix, texts if any(texts) else ())
+
+    def read_vectors(self) -> np.ndarray:
+        return self.read_documents().vectors
 
     def _headers(self) -> dict[str, str]:
         if self.token is None:

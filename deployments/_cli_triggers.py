@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from deployments import lifecycle
@@ -100,5 +101,7 @@ def serve_api(args: argparse.Namespace) -> int:
 
     from deployments.settings import get_settings
 
-    uvicorn.run("deployments.api:app", host=args.host, port=args.port or get_settings().api_port, log_level="info")
+    port = args.port or get_settings().api_port
+    os.environ["CLUSTER_TRIGGERS_API_PORT"] = str(port)  # the evaluator's wake-up address uses it
+    uvicorn.run("deployments.api:app", host=args.host, port=port, log_level="info")
     return 0

@@ -73,3 +73,15 @@ UtcDateTime = Annotated[
     PlainSerializer(format_utc, return_type=str, when_used="json"),
 ]
 """A timezone-aware instant, always UTC on the wire (`2027-03-14T07:00:00Z`)."""
+
+
+def _format_exact(value: datetime) -> str:
+    return _plain_utc(value).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+ExactUtcDateTime = Annotated[
+    datetime,
+    AfterValidator(_as_utc),
+    PlainSerializer(_format_exact, return_type=str, when_used="json"),
+]
+"""An instant kept to the microsecond: positions in an event stream must compare equal after a round trip."""

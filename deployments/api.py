@@ -8,27 +8,50 @@ allowed; changes the contract forbids are 409.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import asyncio
+import hmac
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, AsyncIterator, Literal
 
 import httpx
 from fastapi import APIRouter, Body, Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prefect.exceptions import PrefectHTTPStatusError
-from pydantic import BaseModel, Field
+from prefect.logging import get_logger
+from pydantic import BaseModel, Field, ValidationError
 
 from deployments import lifecycle
 from deployments.access import ApiKey, KeyStore, namespace_id_of
+from deployments.automations import WAKE_PATH
 from deployments.contract import ClusterTrigger, CreateTriggerRequest, TriggerStatus, TriggerType
 from deployments.errors import ContractError, Problem
+from deployments.evaluator import Evaluator
 from deployments.lifecycle import Execution
+from deployments.settings import get_settings
 from flows.errors import Conflict, NotFound
+
+
+@asynccontextmanager
+async def _evaluating(app: FastAPI) -> AsyncIterator[None]:
+    """The evaluator of event and conditional triggers lives as long as the API."""
+    settings = get_settings()
+    evaluator = Evaluator(settings.wake_url or f"http://127.0.0.1:{settings.api_port}")
+    await evaluator.start()
+    app.state.evaluator, app.state.wakes = evaluator, set()
+    try:
+        yield
+    finally:
+        await evaluator.stop()
+
 
 app = FastAPI(
     title="prefect-cluster-triggers",
     version="0.1.0",
     description="Cluster triggers: re-clustering on cron, interval, event and conditional triggers, run by Prefect.",
+    lifespan=_evaluating,
 )
+_logger = get_logger("cluster_triggers.api")
 router = APIRouter(prefix="/v1/clusters/triggers", tags=["cluster triggers"])
 
 
@@ -161,6 +184,31 @@ async def execute(trigger_id: str, who: Authorized) -> Execution:
 
 
 app.include_router(router)
+
+
+class WakeUp(BaseModel):
+    """What a trigger's automation posts for each matching event."""
+
+    trigger_id: str
+    event: dict[str, Any]
+
+
+@app.post(WAKE_PATH, status_code=202, include_in_schema=False)
+async def wake(request: Request, authorization: Annotated[str | None, Header()] = None) -> dict[str, str]:
+    """Called by Prefect's automations only (the secret is in their webhook block)."""
+    evaluator: Evaluator = request.app.state.evaluator
+    if not hmac.compare_digest((authorization or "").encode(), f"Bearer {evaluator.token}".encode()):
+        raise _Error(401, "wake-ups come from the triggers' Prefect automations only")
+    raw = await request.body()
+    try:
+        body = WakeUp.model_validate_json(raw)
+    except ValidationError as exc:
+        _logger.warning("unreadable wake-up %r: %s", raw[:500], exc)
+        raise _Error(422, f"unreadable wake-up: {exc}") from None
+    task = asyncio.create_task(evaluator.wake(body.trigger_id, body.event))  # answer Prefect at once
+    request.app.state.wakes.add(task)
+    task.add_done_callback(request.app.state.wakes.discard)
+    return {"status": "accepted"}
 
 
 @app.exception_handler(_Error)

@@ -267,6 +267,11 @@ class ClusterTrigger(BaseModel):
     last_execution_error: str | None = Field(None, description="Error from last execution")
     event_counter: int = Field(0, description="Current event count since last trigger")
     last_cooldown_at: UtcDateTime | None = Field(None, description="Last time cooldown was applied")
+    last_measurement: float | None = Field(
+        None, description="Conditional triggers: the metric's value at the last check (none if it failed)"
+    )
+    last_condition_check_at: UtcDateTime | None = Field(None, description="Conditional triggers: time of the last check")
+    last_check_error: str | None = Field(None, description="Conditional triggers: why the last check failed")
     created_at: UtcDateTime = Field(description="Creation timestamp")
     updated_at: UtcDateTime = Field(description="Last update timestamp")
     created_by: str | None = Field(None, description="User who created trigger")

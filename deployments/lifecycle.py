@@ -31,7 +31,9 @@ from deployments._models import UtcDateTime
 from deployments.contract import (
     IDENTIFIER_PATTERN,
     ClusterTrigger,
+    ConditionalScheduleConfig,
     CreateTriggerRequest,
+    EventScheduleConfig,
     ExecutionConfig,
     TriggerStatus,
     TriggerType,
@@ -40,6 +42,7 @@ from deployments.contract import (
 from deployments.errors import ContractError, Problem
 from deployments.settings import get_settings
 from deployments.access import namespace_id_of
+from deployments.automations import sync_automation, wake_webhook_id
 from deployments.status import (
     EXECUTED,
     FAILURES,
@@ -64,6 +67,7 @@ from deployments.translate import (
     deployment_fields,
     namespace_tag,
 )
+from deployments.trigger_events import event_plan, last_measurement
 from flows.errors import Conflict, NotFound, QuotaExceeded
 
 UPDATABLE = ("schedule_config", "description", "status")
@@ -123,7 +127,7 @@ async def create_trigger(
             await client.create_flow_run_from_deployment(
                 deployment_id, state=Scheduled(scheduled_time=now), tags=[MANUAL_TAG]
             )
-        return await _read(client, record.trigger_id, record.namespace_id)
+        return await _changed(client, record.trigger_id, record.namespace_id)
 
 
 async def get_trigger(trigger_id: str, namespace_id: str | None = None) -> ClusterTrigger:
@@ -194,7 +198,7 @@ async def update_trigger(trigger_id: str, changes: dict[str, Any], namespace_id:
             await _replace_schedules(client, deployment, fields["schedules"])
         if "status" in changes:
             await (_pause if request.status == "paused" else _resume)(client, deployment, updated)
-        return await _read(client, trigger_id, updated.namespace_id)
+        return await _changed(client, trigger_id, updated.namespace_id)
 
 
 async def pause_trigger(trigger_id: str, namespace_id: str | None = None) -> ClusterTrigger:
@@ -202,7 +206,7 @@ async def pause_trigger(trigger_id: str, namespace_id: str | None = None) -> Clu
         deployment, record = await _find(client, trigger_id, namespace_id)
         _refuse_if_disabled(deployment, record)
         await _pause(client, deployment, record)
-        return await _read(client, trigger_id, record.namespace_id)
+        return await _changed(client, trigger_id, record.namespace_id)
 
 
 async def resume_trigger(trigger_id: str, namespace_id: str | None = None) -> ClusterTrigger:
@@ -211,7 +215,7 @@ async def resume_trigger(trigger_id: str, namespace_id: str | None = None) -> Cl
         deployment, record = await _find(client, trigger_id, namespace_id)
         _refuse_if_disabled(deployment, record)
         await _resume(client, deployment, record)
-        return await _read(client, trigger_id, record.namespace_id)
+        return await _changed(client, trigger_id, record.namespace_id)
 
 
 async def delete_trigger(trigger_id: str, namespace_id: str | None = None) -> ClusterTrigger:
@@ -220,7 +224,7 @@ async def delete_trigger(trigger_id: str, namespace_id: str | None = None) -> Cl
         deployment, record = await _find(client, trigger_id, namespace_id)
         await client.update_deployment(deployment.id, DeploymentUpdate(tags=_with_tags(deployment.tags, DISABLED_TAG)))
         await _stop_schedule(client, deployment.id)
-        return await _read(client, trigger_id, record.namespace_id)
+        return await _changed(client, trigger_id, record.namespace_id)
 
 
 async def execute_trigger(trigger_id: str, namespace_id: str | None = None, *, wait: bool = False,
@@ -392,6 +396,15 @@ def _refuse_if_disabled(deployment: Any, record: TriggerRecord) -> None:
         raise Conflict(f"trigger {record.trigger_id!r} is deleted (disabled); create a new one")
 
 
+async def _changed(client: PrefectClient, trigger_id: str, namespace_id: str) -> ClusterTrigger:
+    """After a change: the event trigger's automation brought in line with its status, then the trigger."""
+    deployment, record = await _find(client, trigger_id, namespace_id)
+    if isinstance(record.request.schedule_config, EventScheduleConfig):
+        status = trigger_status(deployment.paused, deployment.tags)
+        await sync_automation(client, record, status, await wake_webhook_id(client))
+    return await _status(client, deployment)
+
+
 async def _read(client: PrefectClient, trigger_id: str, namespace_id: str) -> ClusterTrigger:
     deployment, _ = await _find(client, trigger_id, namespace_id)
     return await _status(client, deployment)
@@ -400,7 +413,7 @@ async def _read(client: PrefectClient, trigger_id: str, namespace_id: str) -> Cl
 async def _status(client: PrefectClient, deployment: Any) -> ClusterTrigger:
     record = TriggerRecord.model_validate(deployment.parameters["trigger"])
     by_deployment = of_deployment(deployment.id)
-    count, recent, latest, upcoming = await asyncio.gather(
+    count, recent, latest, upcoming, state = await asyncio.gather(
         client.count_flow_runs(deployment_filter=by_deployment, flow_run_filter=in_states(*EXECUTED)),
         client.read_flow_runs(deployment_filter=by_deployment, flow_run_filter=in_states(*EXECUTED),
                               sort=FlowRunSort.START_TIME_DESC, limit=get_settings().max_consecutive_failures + 1),
@@ -408,8 +421,9 @@ async def _status(client: PrefectClient, deployment: Any) -> ClusterTrigger:
                               sort=FlowRunSort.START_TIME_DESC, limit=1),
         client.read_flow_runs(deployment_filter=by_deployment, flow_run_filter=in_states(StateType.SCHEDULED),
                               sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=1),
+        _trigger_state(client, deployment, record),
     )
-    return cluster_trigger(
+    trigger = cluster_trigger(
         deployment,
         record,
         execution_config=await _execution_config(record),
@@ -418,6 +432,21 @@ async def _status(client: PrefectClient, deployment: Any) -> ClusterTrigger:
         latest_run=latest[0] if latest else None,
         next_run=upcoming[0] if upcoming else None,
     )
+    return trigger.model_copy(update=state)
+
+
+async def _trigger_state(client: PrefectClient, deployment: Any, record: TriggerRecord) -> dict[str, Any]:
+    """What event and conditional triggers show beyond runs: the counter, the cooldown, the last check."""
+    config = record.request.schedule_config
+    if isinstance(config, EventScheduleConfig):
+        plan = await event_plan(client, deployment, record)
+        return {"event_counter": plan.event_counter, "last_cooldown_at": plan.last_cooldown_at}
+    if isinstance(config, ConditionalScheduleConfig):
+        measurement = await last_measurement(client, record.trigger_id)
+        if measurement is not None:
+            return {"last_measurement": measurement.value, "last_condition_check_at": measurement.checked_at,
+                    "last_check_error": measurement.error}
+    return {}
 
 
 async def _execution_config(record: TriggerRecord) -> ExecutionConfig | None:

@@ -24,6 +24,14 @@ class Settings(BaseSettings):
     api_port: int = Field(8080, ge=1, le=65535, description="Port of the REST API `make run` starts.")
     max_active_triggers: int = Field(50, ge=1, description="Most active triggers a namespace may have.")
     prefect_port: int = Field(4200, ge=1, le=65535, description="Port of the local Prefect server `make run` starts.")
+    evaluator_sweep_seconds: float = Field(
+        10.0, gt=0, description="How often the evaluator re-reads every event and conditional trigger from Prefect "
+        "(wake-ups by automations are immediate; the sweep catches anything they missed)."
+    )
+    wake_url: str | None = Field(
+        None, description="Address the Prefect server calls to wake the evaluator; "
+        "`http://127.0.0.1:<api_port>` when empty."
+    )
     data_dir: Path = Field(
         Path.home() / ".cluster-triggers",
         description="Where local collections and clustering results live by default.",

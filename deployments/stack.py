@@ -73,9 +73,14 @@ def main() -> int:
 
 
 def worker(pool: str, env: dict[str, str], *, log: Path | None = None) -> ContextManager[subprocess.Popen]:
-    """A process worker for `pool`; it polls every 2 s, so a run starts within seconds of being due."""
+    """A process worker for `pool`; it polls every 2 s, so a run starts within seconds of being due.
+
+    It takes runs only once they are due (no prefetch), so a firing held back by a cooldown
+    also shows as started after the cooldown.
+    """
     command = [_BIN / "prefect", "worker", "start", "--pool", pool]
-    return child_process(command, {**env, "PREFECT_WORKER_QUERY_SECONDS": "2"}, log=log)
+    return child_process(command, {**env, "PREFECT_WORKER_QUERY_SECONDS": "2", "PREFECT_WORKER_PREFETCH_SECONDS": "0"},
+                         log=log)
 
 
 def create_work_pool(pool: str, env: dict[str, str]) -> None:

@@ -27,6 +27,8 @@ TRIGGER_TAG = "cluster-trigger"
 FAILED_TAG = "trigger-status:failed"
 DISABLED_TAG = "trigger-status:disabled"
 MANUAL_TAG = "trigger-run:manual"
+EVENT_TAG = "trigger-run:event"
+CONDITION_TAG = "trigger-run:condition"
 
 
 class TriggerRecord(BaseModel):

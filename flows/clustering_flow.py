@@ -35,7 +35,7 @@ from flows import engine
 from flows.clusterers import Clustering
 from flows.engine import Documents, Outcome, PreviousClusters
 from flows.errors import ClusterTriggersError, DataError, NotFound
-from flows.trigger_state import stop_after_consecutive_failures, stopped_reason
+from flows.trigger_state import stop_after_consecutive_failures, stopped_reason, wait_until_due
 
 
 def _retry_io_only(task: Any, task_run: Any, state: State) -> bool:
@@ -108,17 +108,22 @@ def cluster_collection(
     cluster_id: str | None = None,
     results_id: str | None = None,
     trigger: dict[str, Any] | None = None,
+    firing: dict[str, Any] | None = None,
 ) -> dict[str, Any] | State:
     """Cluster the collections of an execution config (or of a stored cluster definition).
 
     Trigger deployments pass `trigger` (the trigger's record); ad-hoc runs pass
-    `execution_config` or `cluster_id`. Results are kept under the trigger's id, else
+    `execution_config` or `cluster_id`. Runs made by an event or conditional trigger carry
+    `firing`: what made it fire (the events it consumed, or the measurement), so the
+    Prefect UI shows why a run happened and the trigger's counter is read back from it.
+    Results are kept under the trigger's id, else
     `results_id`, else the cluster definition's id, else an id derived from the collections
     and algorithm, so repeated runs of the same thing keep their cluster ids. Bad data ends
     the run Failed with a message and leaves earlier results untouched.
     """
     trigger_id = None
     if trigger is not None:
+        wait_until_due(firing)
         reason = stopped_reason(FlowRunContext.get().flow_run)
         if reason:
             get_run_logger().warning(reason)

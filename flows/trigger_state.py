@@ -3,16 +3,22 @@
 Failure policy: the shared flow's `on_failure` / `on_crashed` hook runs in the process that
 ran the flow, right after Prefect recorded the failure; it counts the trigger's failures
 from its flow runs and, at `max_consecutive_failures`, marks the deployment `failed` and
-pauses it. `resume` undoes both; one successful run resets the count.
+pauses it (and its automation, for an event trigger). `resume` undoes both; one successful run resets the count.
 
 Guard: pausing a deployment deletes its scheduled runs, but a scheduler loop that read the
 deployment just before can still add some. A scheduled run of a paused, failed or deleted
 trigger therefore checks at start and ends Cancelled (no execution, no hook). Runs asked
 for explicitly (`execute`, `start_immediately`) carry MANUAL_TAG and always run.
+
+Due time: a worker starts runs it prefetches (10 s ahead by default) as soon as it has them,
+so a firing held back by the cooldown waits in the flow for its due time: the cooldown holds
+to the second whichever worker runs it.
 """
 
 from __future__ import annotations
 
+import time
+from datetime import datetime, timezone
 from typing import Any
 
 from prefect import get_client
@@ -20,6 +26,7 @@ from prefect.client.schemas.actions import DeploymentUpdate
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.logging import get_logger
 
+from deployments.automations import automation_name
 from deployments.settings import get_settings
 from deployments.status import EXECUTED, consecutive_failures, in_states, of_deployment, trigger_status
 from deployments.translate import FAILED_TAG, MANUAL_TAG
@@ -45,8 +52,11 @@ def stop_after_consecutive_failures(flow: Any, flow_run: Any, state: Any) -> Non
         if FAILED_TAG not in deployment.tags:
             client.update_deployment(deployment.id, DeploymentUpdate(tags=[*deployment.tags, FAILED_TAG]))
         client.pause_deployment(deployment.id)
+        for automation in client.read_automations_by_name(automation_name(deployment.name)):
+            client.pause_automation(automation.id)
     _logger.warning(
-        "trigger %s failed %d times in a row: status failed, schedule paused until `cluster-triggers resume %s`",
+        "trigger %s failed %d times in a row: status failed, schedule and automation paused until "
+        "`cluster-triggers resume %s`",
         deployment.name, failures, deployment.name,
     )
 
@@ -61,3 +71,13 @@ def stopped_reason(flow_run: Any) -> str | None:
     if status == "active":
         return None
     return f"trigger {deployment.name} is {status}: scheduled run skipped"
+
+
+def wait_until_due(firing: dict[str, Any] | None) -> None:
+    """Sleep until an event firing's due time, when a worker started it early."""
+    if not firing or "due" not in firing:
+        return
+    remaining = (datetime.fromisoformat(firing["due"]) - datetime.now(timezone.utc)).total_seconds()
+    if remaining > 0:
+        _logger.info("firing due at %s: waiting %.1f s for the end of the cooldown", firing["due"], remaining)
+        time.sleep(remaining)

@@ -11,14 +11,16 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Iterator
 
+import httpx
 import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from deployments.settings import get_settings
-from deployments.stack import create_work_pool, prefect_server, worker
+from deployments.stack import child_process, create_work_pool, prefect_server, worker
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +30,7 @@ def server_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "PREFECT_HOME": str(tmp_path_factory.mktemp("prefect-home")),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
+        "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "0.5",
     }
     database = os.environ.get("CLUSTER_TRIGGERS_TEST_DATABASE_URL")
     if database:
@@ -54,6 +57,24 @@ def prefect_worker(prefect_api: str, server_env: dict[str, str], tmp_path_factor
     log = tmp_path_factory.mktemp("logs") / "worker.log"
     with worker(pool, server_env, log=log):
         yield log
+
+
+@pytest.fixture(scope="session")
+def api(prefect_api: str, server_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`cluster-triggers api` on a free port: the REST API and the evaluator of event and conditional triggers."""
+    port = free_port()
+    script = Path(sys.executable).with_name("cluster-triggers")
+    log = tmp_path_factory.mktemp("logs") / "api.log"
+    env = {**server_env, **os.environ, "CLUSTER_TRIGGERS_EVALUATOR_SWEEP_SECONDS": "2"}
+    with child_process([script, "api", "--port", str(port)], env, log=log):
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(240):
+            try:
+                if httpx.get(f"{url}/openapi.json", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.25)
+        yield url
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -19,9 +18,10 @@ from blocks._naming import prefect_name
 from blocks.collections import LocalCollection
 from blocks.result_store import default_result_store
 from deployments import lifecycle
-from deployments.contract import ClusterTrigger, validate_request
+from deployments.contract import validate_request
 from deployments.render import TRIGGERS_DIR, render_prefect_yaml
 from deployments.translate import FLOW_NAME, PROJECT_DIR, TRIGGER_TAG
+from tests.integration.triggers import create as _create, get as _get, wait_for as _wait_for
 
 pytestmark = pytest.mark.usefixtures("prefect_worker")
 
@@ -42,25 +42,6 @@ def _interval(collection_id: str, *, start_immediately: bool, seconds: int = 360
         "execution_config": {"collection_ids": [collection_id], "config": {"algorithm": "kmeans", "n_clusters": 3}},
         "description": "lifecycle test",
     }
-
-
-def _create(body: dict, trigger_id: str) -> ClusterTrigger:
-    return lifecycle.run_sync(lifecycle.create_trigger(validate_request(body), trigger_id=trigger_id))
-
-
-def _get(trigger_id: str) -> ClusterTrigger:
-    return lifecycle.run_sync(lifecycle.get_trigger(trigger_id))
-
-
-def _wait_for(trigger_id: str, done: Callable[[ClusterTrigger], bool], timeout: float = 120) -> ClusterTrigger:
-    deadline = time.monotonic() + timeout
-    while True:
-        trigger = _get(trigger_id)
-        if done(trigger):
-            return trigger
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting on {trigger_id}: {trigger.model_dump_json()}")
-        time.sleep(1)
 
 
 def test_start_immediately_runs_at_once_and_status_comes_from_the_run(cli, collection: str, tmp_path: Path) -> None:

@@ -1,0 +1,198 @@
+"""The evaluator: fires event and conditional triggers, exactly, from what Prefect records.
+
+It runs inside `cluster-triggers api` (one per Prefect server) and acts on two inputs:
+
+* wake-ups: each event trigger's automation posts every matching event to the API's wake
+  endpoint; the evaluator adds the event to what it knows (Prefect's events API shows an
+  event only after its next persistence flush) and re-plans that trigger at once;
+* a sweep every `evaluator_sweep_seconds`: every active event trigger is re-planned from
+  Prefect's events (catching a wake-up an automation dropped, or a held-back firing), every
+  trigger's automation is brought in line with its status (also for triggers made by
+  `prefect deploy`), and the conditional checks that are due are run.
+
+A firing is a flow run of the trigger's deployment tagged `trigger-run:event` (or
+`trigger-run:condition`) whose `firing` parameter records what it consumed; runs are
+created with an idempotency key, so a second evaluator or a replayed wake-up cannot fire
+twice. Everything decided from lives in Prefect, so restarting any process loses nothing.
+A trigger that is not active is never fired, and its runs are cancelled at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections import defaultdict
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from uuid import UUID
+
+from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
+from prefect.client.schemas.objects import StateType
+from prefect.events import emit_event
+from prefect.exceptions import ObjectNotFound
+from prefect.logging import get_logger
+from prefect.states import Scheduled
+
+from deployments.automations import automation_name, save_wake_webhook, sync_automation
+from deployments.contract import ConditionalScheduleConfig, EventScheduleConfig, TriggerStatus
+from deployments.errors import ContractError
+from deployments.firing import EVENT_NAMES, CountedEvent, Firing, count_of
+from deployments.settings import get_settings
+from deployments.status import in_states, of_deployment, trigger_status
+from deployments.translate import CONDITION_TAG, EVENT_TAG, FLOW_NAME, TRIGGER_TAG, TriggerRecord
+from deployments.trigger_events import MEASURED, Measurement, event_plan, last_measurement, trigger_resource
+from flows.condition_check import measure
+from flows.errors import ClusterTriggersError
+
+_logger = get_logger("cluster_triggers.evaluator")
+_REMEMBER = timedelta(minutes=10)  # far longer than Prefect takes to persist an event
+_BUSY = (StateType.PENDING, StateType.RUNNING, StateType.SCHEDULED)
+
+
+class Evaluator:
+    """Fires the event and conditional triggers of one Prefect server."""
+
+    def __init__(self, wake_url: str) -> None:
+        self.wake_url = wake_url
+        self.token = secrets.token_urlsafe(32)
+        self._webhook_id: UUID | None = None
+        self._recent: dict[str, dict[str, CountedEvent]] = defaultdict(dict)
+        self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._checked: dict[str, datetime] = {}
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        """Register the wake-up webhook and start sweeping."""
+        self._webhook_id = await save_wake_webhook(self.wake_url, self.token)
+        self._task = asyncio.create_task(self._sweep_forever())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+
+    async def wake(self, trigger_id: str, event: dict[str, Any]) -> None:
+        """One matching event, straight from the trigger's automation."""
+        async with get_client() as client:
+            found = await _trigger(client, trigger_id)
+            if found is None:
+                return
+            deployment, record = found
+            config = record.request.schedule_config
+            if not isinstance(config, EventScheduleConfig) or event.get("event") != EVENT_NAMES[config.event_type]:
+                return
+            self._recent[trigger_id][event["id"]] = CountedEvent(
+                id=event["id"], occurred=datetime.fromisoformat(event["occurred"]),
+                count=count_of(config.event_type, event.get("payload")),
+            )
+            if trigger_status(deployment.paused, deployment.tags) == TriggerStatus.active:
+                await self._fire_events(client, deployment, record)
+
+    async def sweep(self) -> None:
+        """One pass over every trigger: automations in line, owed firings made, due checks run."""
+        async with get_client() as client:
+            automations = {a.name: a for a in await client.read_automations()}
+            for deployment in await _trigger_deployments(client):
+                record = TriggerRecord.model_validate(deployment.parameters["trigger"])
+                status = trigger_status(deployment.paused, deployment.tags)
+                existing = automations.get(automation_name(record.trigger_id))
+                await sync_automation(client, record, status, self._webhook_id, [existing] if existing else [])
+                if status != TriggerStatus.active:
+                    continue
+                config = record.request.schedule_config
+                if isinstance(config, EventScheduleConfig):
+                    await self._fire_events(client, deployment, record)
+                elif isinstance(config, ConditionalScheduleConfig):
+                    await self._check_condition(client, deployment, record, config)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except Exception:  # a sweep that fails (Prefect restarting) is retried at the next one
+                _logger.exception("sweep failed; retrying in %s s", get_settings().evaluator_sweep_seconds)
+            await asyncio.sleep(get_settings().evaluator_sweep_seconds)
+
+    async def _fire_events(self, client: PrefectClient, deployment: Any, record: TriggerRecord) -> None:
+        trigger_id = record.trigger_id
+        async with self._locks[trigger_id]:
+            now = datetime.now(timezone.utc)
+            recent = self._recent[trigger_id]
+            for event_id in [i for i, e in recent.items() if e.occurred < now - _REMEMBER]:
+                del recent[event_id]
+            plan = await event_plan(client, deployment, record, now=now, recent=list(recent.values()))
+            for firing in plan.firings:
+                await _create_firing_run(client, deployment, record, firing)
+
+    async def _check_condition(
+        self, client: PrefectClient, deployment: Any, record: TriggerRecord, config: ConditionalScheduleConfig
+    ) -> None:
+        trigger_id = record.trigger_id
+        if trigger_id not in self._checked:  # first sight since start: continue from the last recorded check
+            last = await last_measurement(client, trigger_id)
+            self._checked[trigger_id] = last.checked_at if last else datetime.min.replace(tzinfo=timezone.utc)
+        now = datetime.now(timezone.utc)
+        if now - self._checked[trigger_id] < timedelta(seconds=config.check_interval_seconds):
+            return
+        self._checked[trigger_id] = now
+        request = record.request
+        collections = list(request.execution_config.collection_ids) if request.execution_config else None
+        value, error = None, None
+        try:
+            value = await asyncio.to_thread(measure, trigger_id, config.metric, collections, request.cluster_id)
+        except (ClusterTriggersError, ContractError) as exc:
+            error = str(exc)
+        except Exception as exc:  # a broken check is recorded as one, never stops the evaluator
+            _logger.exception("check of trigger %s failed", trigger_id)
+            error = f"{type(exc).__name__}: {exc}"
+        crossed = error is None and (value is None or value > config.threshold)
+        fired = crossed and not await _busy(client, deployment.id)
+        measurement = Measurement(metric=config.metric, value=value, threshold=config.threshold, fired=fired,
+                                  error=error, checked_at=now)
+        emit_event(event=MEASURED, resource={"prefect.resource.id": trigger_resource(trigger_id)},
+                   payload=measurement.model_dump(mode="json"))
+        if fired:
+            await client.create_flow_run_from_deployment(
+                deployment.id, parameters={"firing": measurement.model_dump(mode="json")}, tags=[CONDITION_TAG],
+                idempotency_key=f"{trigger_id}:check:{now.isoformat()}",
+            )
+
+
+async def _create_firing_run(client: PrefectClient, deployment: Any, record: TriggerRecord, firing: Firing) -> None:
+    held_back = firing.documents is None
+    key = f"cooldown:{firing.due.isoformat()}" if held_back else f"event:{firing.cutoff_event_id}"
+    await client.create_flow_run_from_deployment(
+        deployment.id,
+        parameters={"firing": firing.model_dump(mode="json")},
+        tags=[EVENT_TAG],
+        state=Scheduled(scheduled_time=firing.due),
+        idempotency_key=f"{record.trigger_id}:{key}",
+    )
+    _logger.info("trigger %s fired%s (%s)", record.trigger_id, " at the end of its cooldown" if held_back else "",
+                 f"due {firing.due.isoformat()}" if held_back else f"{firing.documents} counted")
+
+
+async def _busy(client: PrefectClient, deployment_id: Any) -> bool:
+    """A run of the trigger is queued or running: a check does not pile another one on it."""
+    return await client.count_flow_runs(deployment_filter=of_deployment(deployment_id),
+                                        flow_run_filter=in_states(*_BUSY)) > 0
+
+
+async def _trigger(client: PrefectClient, trigger_id: str) -> tuple[Any, TriggerRecord] | None:
+    try:
+        deployment = await client.read_deployment_by_name(f"{FLOW_NAME}/{trigger_id}")
+    except ObjectNotFound:
+        return None
+    if TRIGGER_TAG not in deployment.tags:
+        return None
+    return deployment, TriggerRecord.model_validate(deployment.parameters["trigger"])
+
+
+async def _trigger_deployments(client: PrefectClient) -> list[Any]:
+    tags = DeploymentFilter(tags=DeploymentFilterTags(all_=[TRIGGER_TAG]))
+    found: list[Any] = []
+    while True:
+        page = await client.read_deployments(deployment_filter=tags, offset=len(found), limit=200)
+        found += page
+        if len(page) < 200:
+            return found

@@ -1,0 +1,129 @@
+"""When an event trigger fires: exact counting and the cooldown, as pure functions.
+
+Prefect's own threshold counting loses events in bursts, forgets partial counts after about
+a minute and runs paused deployments, so automations only wake a trigger up; whether it
+fires is decided here, from two records Prefect keeps durably anyway: the collection's
+events (what happened) and the trigger's firing runs (what each firing consumed, in the
+run's `firing` parameter). Nothing else is stored, so a restart of any process loses nothing.
+
+The rules:
+
+* An event counts `payload.count` documents (1 when absent or not a positive integer);
+  a `batch_completed` event counts one batch.
+* Events are ordered by (occurred, id). A firing consumes every event up to its cutoff;
+  `event_counter` is the sum of the counts after the last firing's cutoff.
+* The trigger fires at the event that brings the counter to `event_threshold`; that event
+  is the firing's cutoff, so documents beyond it count towards the next firing.
+* Within `cooldown_seconds` of the last firing it does not fire: the firing is held back
+  (`last_cooldown_at`) and one firing is scheduled for the end of the cooldown. Events keep
+  counting meanwhile; the held-back firing consumes all of them up to its due time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Iterable, Mapping
+
+from pydantic import BaseModel, Field
+
+from deployments._models import ExactUtcDateTime, UtcDateTime
+from deployments.contract import EventType
+
+EVENT_NAMES: dict[EventType, str] = {
+    EventType.documents_added: "cluster.documents_added",
+    EventType.documents_updated: "cluster.documents_updated",
+    EventType.batch_completed: "cluster.batch_completed",
+}
+_LAST_ID = "\U0010ffff"  # sorts after every event id: a cutoff at a time takes all events of that instant
+
+
+def collection_resource(collection_id: str) -> str:
+    """The Prefect resource id of a collection's events."""
+    return f"collection.{collection_id}"
+
+
+def count_of(event_type: EventType, payload: Mapping[str, Any] | None) -> int:
+    """How much one event adds to a counter."""
+    if event_type == EventType.batch_completed:
+        return 1
+    count = (payload or {}).get("count")
+    return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 1
+
+
+class CountedEvent(BaseModel, frozen=True):
+    """One collection event, reduced to what counting needs."""
+
+    id: str
+    occurred: ExactUtcDateTime
+    count: int
+
+    @property
+    def mark(self) -> tuple[datetime, str]:
+        return (self.occurred, self.id)
+
+
+class Firing(BaseModel):
+    """One firing of an event trigger, kept as the `firing` parameter of the run it created."""
+
+    due: ExactUtcDateTime = Field(description="When it fired; for a held-back firing, the end of the cooldown.")
+    cutoff_occurred: ExactUtcDateTime = Field(description="Events up to this instant ...")
+    cutoff_event_id: str = Field(description="... and, at that instant, up to this event id, were consumed.")
+    documents: int | None = Field(None, description="What it consumed; unknown in advance for a held-back firing.")
+    last_cooldown_at: UtcDateTime | None = Field(None, description="The latest hold-back by the cooldown, so far.")
+
+    @property
+    def cutoff(self) -> tuple[datetime, str]:
+        return (self.cutoff_occurred, self.cutoff_event_id)
+
+
+class Plan(BaseModel):
+    """What to do now, and what the trigger shows afterwards."""
+
+    firings: list[Firing] = Field(description="Firings to create now, oldest first.")
+    event_counter: int = Field(description="Counted since the last firing made so far (before this plan's).")
+    last_cooldown_at: UtcDateTime | None = None
+
+
+def plan(
+    events: Iterable[CountedEvent],
+    firings: Iterable[Firing],
+    *,
+    created_at: datetime,
+    threshold: int,
+    cooldown_seconds: int,
+    now: datetime,
+) -> Plan:
+    """Decide the firings owed now, given every event since the last firing and the known firings.
+
+    Args:
+        events: the collection's matching events; any order, duplicates allowed, older ones ignored.
+        firings: the trigger's recent firings (at least the latest one that has happened and
+            any held-back one still due).
+        created_at: the trigger's creation; events before it never count.
+    """
+    known = list(firings)
+    past = [f for f in known if f.due <= now]
+    cutoff = max((f.cutoff for f in past), default=(created_at, _LAST_ID))
+    last_fired = max((f.due for f in past), default=None)
+    cooldown = timedelta(seconds=cooldown_seconds)
+    held = max((f.last_cooldown_at for f in known if f.last_cooldown_at), default=None)
+    pending = sorted({e.id: e for e in events if e.mark > cutoff}.values(), key=lambda e: e.mark)
+    counted = sum(e.count for e in pending)
+    if any(f.due > now for f in known):  # a held-back firing is due: it takes everything up to then
+        return Plan(firings=[], event_counter=counted, last_cooldown_at=held)
+    new: list[Firing] = []
+    counter = 0
+    for event in pending:
+        counter += event.count
+        if counter < threshold:
+            continue
+        if last_fired is None or now >= last_fired + cooldown:
+            new.append(Firing(due=now, cutoff_occurred=event.occurred, cutoff_event_id=event.id,
+                              documents=counter, last_cooldown_at=held))
+            last_fired, counter = now, 0
+            continue
+        due = last_fired + cooldown
+        held = now
+        new.append(Firing(due=due, cutoff_occurred=due, cutoff_event_id=_LAST_ID, last_cooldown_at=held))
+        break
+    return Plan(firings=new, event_counter=counted, last_cooldown_at=held)

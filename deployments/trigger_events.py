@@ -1,0 +1,114 @@
+"""What event and conditional triggers read from Prefect: collection events, firings, measurements.
+
+Shared by the evaluator (which acts on them) and the lifecycle (which shows them), so
+`get` reports exactly the counter the evaluator decides from.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterable
+
+from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+from prefect.client.schemas.sorting import FlowRunSort
+from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventOrder, EventResourceFilter
+from pydantic import BaseModel, Field
+
+from deployments._models import UtcDateTime
+from deployments.contract import EventScheduleConfig
+from deployments.firing import EVENT_NAMES, CountedEvent, Firing, Plan, collection_resource, count_of, plan
+from deployments.status import of_deployment
+from deployments.translate import EVENT_TAG, TriggerRecord
+
+MEASURED = "cluster.condition.measured"
+_RECENT_FIRINGS = 20
+_EVENT_PAGE = 50  # Prefect's largest page of events
+
+
+class Measurement(BaseModel):
+    """One check of a conditional trigger, kept as a Prefect event on the trigger's resource."""
+
+    metric: str
+    value: float | None = Field(None, description="None when the check failed, or nothing was clustered yet.")
+    threshold: float
+    fired: bool
+    error: str | None = Field(None, description="Why the check failed.")
+    checked_at: UtcDateTime
+
+
+def trigger_resource(trigger_id: str) -> str:
+    return f"cluster-trigger.{trigger_id}"
+
+
+async def event_plan(
+    client: PrefectClient,
+    deployment: Any,
+    record: TriggerRecord,
+    *,
+    now: datetime | None = None,
+    recent: Iterable[CountedEvent] = (),
+) -> Plan:
+    """The event trigger's plan now: its counter, its cooldown, and the firings owed.
+
+    Args:
+        recent: events known before Prefect's events API shows them (the evaluator's webhooks).
+    """
+    config = record.request.schedule_config
+    assert isinstance(config, EventScheduleConfig)
+    now = now or datetime.now(timezone.utc)
+    firings = await _recent_firings(client, deployment.id)
+    past = [f.cutoff_occurred for f in firings if f.due <= now]
+    since = max(past, default=deployment.created)
+    events = await _collection_events(client, config, since, now)
+    return plan(
+        [*events, *recent],
+        firings,
+        created_at=deployment.created,
+        threshold=config.event_threshold,
+        cooldown_seconds=config.cooldown_seconds,
+        now=now,
+    )
+
+
+async def last_measurement(client: PrefectClient, trigger_id: str) -> Measurement | None:
+    page = await client.read_events(
+        filter=EventFilter(
+            occurred=EventOccurredFilter(since=datetime(2000, 1, 1, tzinfo=timezone.utc),
+                                         until=datetime.now(timezone.utc) + timedelta(minutes=1)),
+            event=EventNameFilter(name=[MEASURED]),
+            resource=EventResourceFilter(id=[trigger_resource(trigger_id)]),
+            order=EventOrder.DESC,
+        ),
+        limit=1,
+    )
+    return Measurement.model_validate(page.events[0].payload) if page.events else None
+
+
+async def _recent_firings(client: PrefectClient, deployment_id: Any) -> list[Firing]:
+    runs = await client.read_flow_runs(
+        deployment_filter=of_deployment(deployment_id),
+        flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[EVENT_TAG])),
+        sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+        limit=_RECENT_FIRINGS,
+    )
+    return [Firing.model_validate(run.parameters["firing"]) for run in runs if run.parameters.get("firing")]
+
+
+async def _collection_events(
+    client: PrefectClient, config: EventScheduleConfig, since: datetime, now: datetime
+) -> list[CountedEvent]:
+    query = EventFilter(
+        occurred=EventOccurredFilter(since=since, until=now + timedelta(minutes=1)),
+        event=EventNameFilter(name=[EVENT_NAMES[config.event_type]]),
+        resource=EventResourceFilter(id=[collection_resource(config.collection_id)]),
+    )
+    page = await client.read_events(filter=query, limit=_EVENT_PAGE)
+    received = list(page.events)
+    while page.next_page:
+        page = await client.read_events_page(str(page.next_page))
+        received += page.events
+    return [
+        CountedEvent(id=str(e.id), occurred=e.occurred, count=count_of(config.event_type, e.payload))
+        for e in received
+    ]

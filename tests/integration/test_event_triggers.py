@@ -1,0 +1,157 @@
+"""Event and conditional triggers end to end: a real Prefect server, its automations, a worker, the evaluator."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+
+from blocks.collection_events import notify_collection
+from blocks.collections import open_local_collection
+from deployments import lifecycle
+from deployments.automations import automation_name
+from deployments.status import of_deployment
+from deployments.translate import CONDITION_TAG, EVENT_TAG, FLOW_NAME
+from tests.integration.triggers import create, get, wait_for
+
+pytestmark = pytest.mark.usefixtures("prefect_worker", "api")
+_SETTLE = 8  # seconds: four evaluator sweeps, in which no further firing may appear
+_CENTRES = np.random.default_rng(11).normal(size=(3, 16)) * 5
+
+
+def _blobs(n: int, seed: int, shift: float = 0.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (_CENTRES[rng.integers(0, 3, n)] + rng.normal(size=(n, 16)) + shift).astype(np.float32)
+
+
+def _event_trigger(collection_id: str, threshold: int, cooldown: int, **request: object) -> dict:
+    return {
+        "trigger_type": "event",
+        "schedule_config": {"event_type": "documents_added", "event_threshold": threshold,
+                            "collection_id": collection_id, "cooldown_seconds": cooldown},
+        "execution_config": {"collection_ids": [collection_id], "config": {"algorithm": "kmeans", "n_clusters": 3}},
+        **request,
+    }
+
+
+def _runs(trigger_id: str, tag: str) -> list:
+    async def read() -> list:
+        async with get_client() as client:
+            deployment = await client.read_deployment_by_name(f"{FLOW_NAME}/{trigger_id}")
+            return await client.read_flow_runs(deployment_filter=of_deployment(deployment.id),
+                                               flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[tag])))
+    return lifecycle.run_sync(read())
+
+
+def _wait_runs(trigger_id: str, tag: str, count: int, timeout: float = 60) -> list:
+    deadline = time.monotonic() + timeout
+    while len(runs := _runs(trigger_id, tag)) < count:
+        if time.monotonic() > deadline:
+            pytest.fail(f"{trigger_id}: {len(runs)} runs tagged {tag}, expected {count}")
+        time.sleep(0.5)
+    return runs
+
+
+def _automation_enabled(trigger_id: str) -> bool | None:
+    async def read() -> bool | None:
+        async with get_client() as client:
+            found = await client.read_automations_by_name(automation_name(trigger_id))
+            return found[0].enabled if found else None
+    return lifecycle.run_sync(read())
+
+
+def test_250_documents_in_5_batches_fire_exactly_twice() -> None:
+    collection = open_local_collection("col_batches")
+    create(_event_trigger("col_batches", threshold=100, cooldown=0), "trg_batches")
+    assert _automation_enabled("trg_batches") is True
+    for batch in range(5):
+        collection.add_documents(_blobs(50, seed=batch))
+    _wait_runs("trg_batches", EVENT_TAG, 2)
+    time.sleep(_SETTLE)
+    runs = _runs("trg_batches", EVENT_TAG)
+    assert len(runs) == 2
+    assert sorted(r.parameters["firing"]["documents"] for r in runs) == [100, 100]
+    trigger = wait_for("trg_batches", lambda t: t.execution_count == 2 and t.last_execution_status == "completed")
+    assert trigger.event_counter == 50 and trigger.last_cooldown_at is None
+
+
+def test_50_events_sent_0_ms_apart_fire_exactly_once() -> None:
+    open_local_collection("col_burst").add_documents(_blobs(60, seed=5))  # data to cluster; before the trigger
+    create(_event_trigger("col_burst", threshold=50, cooldown=300), "trg_burst")
+    for _ in range(50):
+        notify_collection("col_burst", "documents_added")
+    runs = _wait_runs("trg_burst", EVENT_TAG, 1)
+    time.sleep(_SETTLE)
+    assert len(_runs("trg_burst", EVENT_TAG)) == 1 and runs[0].parameters["firing"]["documents"] == 50
+    assert get("trg_burst").event_counter == 0
+
+
+def test_cooldown_holds_a_firing_back_then_lets_it_through() -> None:
+    collection = open_local_collection("col_cooldown")
+    create(_event_trigger("col_cooldown", threshold=10, cooldown=20), "trg_cooldown")
+    collection.add_documents(_blobs(10, seed=1))
+    first = _wait_runs("trg_cooldown", EVENT_TAG, 1)[0]
+    collection.add_documents(_blobs(15, seed=2))
+    held = wait_for("trg_cooldown", lambda t: t.last_cooldown_at is not None, timeout=30)
+    assert held.event_counter == 15, "events during the cooldown still count"
+    deferred = [r for r in _wait_runs("trg_cooldown", EVENT_TAG, 2) if r.parameters["firing"]["documents"] is None]
+    assert len(deferred) == 1, "one firing held back, scheduled for the cooldown's end"
+    wait = (deferred[0].expected_start_time - first.expected_start_time).total_seconds()
+    assert wait == pytest.approx(20, abs=0.5)
+    done = wait_for("trg_cooldown", lambda t: t.execution_count == 2 and t.last_execution_status == "completed")
+    assert done.event_counter == 0 and done.last_triggered_at >= deferred[0].expected_start_time
+    assert len(_runs("trg_cooldown", EVENT_TAG)) == 2
+
+
+def test_a_paused_trigger_never_runs_and_counts_on() -> None:
+    collection = open_local_collection("col_paused")
+    create(_event_trigger("col_paused", threshold=10, cooldown=0, status="paused"), "trg_paused")
+    assert _automation_enabled("trg_paused") is False
+    collection.add_documents(_blobs(30, seed=3))
+    time.sleep(_SETTLE)
+    trigger = get("trg_paused")
+    assert _runs("trg_paused", EVENT_TAG) == [] and trigger.execution_count == 0
+    assert trigger.event_counter == 30 and trigger.status == "paused"
+
+
+def _drift_trigger(collection_id: str, status: str = "active") -> dict:
+    return {
+        "trigger_type": "conditional",
+        "schedule_config": {"condition_type": "drift", "metric": "cosine_drift", "threshold": 0.05,
+                            "check_interval_seconds": 60},
+        "execution_config": {"collection_ids": [collection_id], "config": {"algorithm": "kmeans", "n_clusters": 3}},
+        "status": status,
+    }
+
+
+def test_drift_fires_on_off_distribution_documents_only() -> None:
+    for name in ("col_same", "col_shifted"):
+        open_local_collection(name).add_documents(_blobs(300, seed=7))
+        create(_drift_trigger(name, status="paused"), f"trg_{name}")
+        baseline = lifecycle.run_sync(lifecycle.execute_trigger(f"trg_{name}", wait=True, timeout_seconds=90))
+        assert baseline.status == "completed"
+    open_local_collection("col_same").add_documents(_blobs(300, seed=8))
+    shifted = np.random.default_rng(9).normal(size=(300, 16)).astype(np.float32) * 5  # no cluster fits these
+    open_local_collection("col_shifted").add_documents(shifted)
+    for name in ("col_same", "col_shifted"):
+        lifecycle.run_sync(lifecycle.resume_trigger(f"trg_{name}"))
+
+    fired = _wait_runs("trg_col_shifted", CONDITION_TAG, 1)[0]
+    assert fired.parameters["firing"]["value"] > 0.05
+    same = wait_for("trg_col_same", lambda t: t.last_condition_check_at is not None, timeout=30)
+    assert same.last_measurement is not None and abs(same.last_measurement) < 0.05 and same.last_check_error is None
+    shifted_trigger = wait_for("trg_col_shifted", lambda t: t.execution_count == 2, timeout=90)
+    assert shifted_trigger.last_measurement > 0.05
+    time.sleep(_SETTLE)
+    assert _runs("trg_col_same", CONDITION_TAG) == []
+
+
+def test_with_no_clustering_yet_the_first_check_fires() -> None:
+    open_local_collection("col_fresh").add_documents(_blobs(100, seed=10))
+    create(_drift_trigger("col_fresh"), "trg_fresh")
+    _wait_runs("trg_fresh", CONDITION_TAG, 1)
+    trigger = wait_for("trg_fresh", lambda t: t.last_execution_status == "completed", timeout=90)
+    assert trigger.last_condition_check_at is not None and trigger.last_measurement is None

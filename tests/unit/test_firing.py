@@ -1,0 +1,97 @@
+"""Exact counting and cooldown of event triggers, without a server."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+
+from deployments.contract import EventType
+from deployments.firing import CountedEvent, Firing, count_of, plan
+
+T0 = datetime(2026, 11, 26, 8, 0, tzinfo=timezone.utc)
+
+
+def _event(seconds: float, count: int, n: int) -> CountedEvent:
+    return CountedEvent(id=f"e{n:04d}", occurred=T0 + timedelta(seconds=seconds), count=count)
+
+
+def _evaluate_after_each(events: list[CountedEvent], threshold: int, cooldown: int, step: float = 1.0):
+    """Re-plan after each event arrives, keeping the firings made so far (as the evaluator does)."""
+    firings: list[Firing] = []
+    for i in range(len(events)):
+        now = events[i].occurred + timedelta(seconds=step / 2)
+        firings += plan(events[: i + 1], firings, created_at=T0 - timedelta(seconds=1), threshold=threshold,
+                        cooldown_seconds=cooldown, now=now).firings
+    return firings
+
+
+def test_250_documents_in_5_batches_fire_exactly_twice_leaving_50_counted():
+    batches = [_event(i, 50, i) for i in range(5)]
+    firings = _evaluate_after_each(batches, threshold=100, cooldown=0)
+    assert [f.cutoff_event_id for f in firings] == ["e0001", "e0003"]
+    assert [f.documents for f in firings] == [100, 100]
+    after = plan(batches, firings, created_at=T0, threshold=100, cooldown_seconds=0, now=T0 + timedelta(seconds=9))
+    assert after.firings == [] and after.event_counter == 50
+
+
+def test_all_batches_seen_at_once_give_the_same_two_firings():
+    batches = [_event(i, 50, i) for i in range(5)]
+    result = plan(batches, [], created_at=T0 - timedelta(seconds=1), threshold=100, cooldown_seconds=0,
+                  now=T0 + timedelta(seconds=9))
+    assert [f.cutoff_event_id for f in result.firings] == ["e0001", "e0003"]
+    assert result.event_counter == 250, "until the firings exist, all 250 are counted"
+    after = plan(batches, result.firings, created_at=T0, threshold=100, cooldown_seconds=0,
+                 now=T0 + timedelta(seconds=10))
+    assert after.firings == [] and after.event_counter == 50
+
+
+def test_a_burst_out_of_order_with_duplicates_fires_once():
+    burst = [CountedEvent(id=f"e{i:04d}", occurred=T0, count=1) for i in range(50)]
+    shuffled = burst + burst[:10]
+    random.Random(7).shuffle(shuffled)
+    first = plan(shuffled[:30], [], created_at=T0 - timedelta(seconds=1), threshold=50, cooldown_seconds=300,
+                 now=T0 + timedelta(seconds=1))
+    assert first.firings == [] and first.event_counter == len({e.id for e in shuffled[:30]})
+    done = plan(shuffled, [], created_at=T0 - timedelta(seconds=1), threshold=50, cooldown_seconds=300,
+                now=T0 + timedelta(seconds=2))
+    assert len(done.firings) == 1 and done.firings[0].documents == 50
+    again = plan(shuffled, done.firings, created_at=T0, threshold=50, cooldown_seconds=300, now=T0 + timedelta(seconds=3))
+    assert again.firings == [] and again.event_counter == 0
+
+
+def test_cooldown_holds_back_then_the_held_back_firing_takes_everything_until_due():
+    created = T0 - timedelta(seconds=1)
+    first = plan([_event(0, 10, 0)], [], created_at=created, threshold=10, cooldown_seconds=60, now=T0).firings
+    assert len(first) == 1 and first[0].due == T0
+    events = [_event(0, 10, 0), _event(10, 10, 1)]
+    held = plan(events, first, created_at=created, threshold=10, cooldown_seconds=60, now=T0 + timedelta(seconds=11))
+    assert len(held.firings) == 1
+    deferred = held.firings[0]
+    assert deferred.due == T0 + timedelta(seconds=60) and deferred.documents is None
+    assert held.last_cooldown_at == T0 + timedelta(seconds=11) and held.event_counter == 10
+    # During the cooldown events keep counting, and nothing more is planned.
+    events.append(_event(30, 5, 2))
+    during = plan(events, first + held.firings, created_at=created, threshold=10, cooldown_seconds=60,
+                  now=T0 + timedelta(seconds=31))
+    assert during.firings == [] and during.event_counter == 15
+    assert during.last_cooldown_at == T0 + timedelta(seconds=11)
+    # Once it is due, it has consumed them all.
+    events.append(_event(61, 3, 3))
+    after = plan(events, first + held.firings, created_at=created, threshold=10, cooldown_seconds=60,
+                 now=T0 + timedelta(seconds=62))
+    assert after.firings == [] and after.event_counter == 3
+
+
+def test_below_threshold_never_fires_and_events_before_creation_do_not_count():
+    events = [_event(-5, 100, 0), _event(1, 99, 1)]
+    result = plan(events, [], created_at=T0, threshold=100, cooldown_seconds=0, now=T0 + timedelta(seconds=2))
+    assert result.firings == [] and result.event_counter == 99
+
+
+def test_what_an_event_counts():
+    assert count_of(EventType.documents_added, {"count": 50}) == 50
+    assert count_of(EventType.documents_updated, {}) == 1
+    assert count_of(EventType.documents_added, None) == 1
+    assert count_of(EventType.documents_added, {"count": "7"}) == 1
+    assert count_of(EventType.documents_added, {"count": True}) == 1
+    assert count_of(EventType.batch_completed, {"count": 500}) == 1
