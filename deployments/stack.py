@@ -49,6 +49,7 @@ def main() -> int:
                 return 1
         if not api_url:
             env["PREFECT_HOME"] = str(settings.data_dir / "prefect")
+            env["PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL"] = "0.5"  # `get` sees events at once
             api_url = stack.enter_context(prefect_server(settings.prefect_port, env))
         env["PREFECT_API_URL"] = api_url
         ui_url = api_url.removesuffix("/api")
@@ -73,14 +74,21 @@ def main() -> int:
 
 
 def worker(pool: str, env: dict[str, str], *, log: Path | None = None) -> ContextManager[subprocess.Popen]:
-    """A process worker for `pool`; it polls every 2 s, so a run starts within seconds of being due.
+    """A process worker for `pool`; it polls every second, so a run starts within seconds of being due.
 
     It takes runs only once they are due (no prefetch), so a firing held back by a cooldown
     also shows as started after the cooldown.
     """
     command = [_BIN / "prefect", "worker", "start", "--pool", pool]
-    return child_process(command, {**env, "PREFECT_WORKER_QUERY_SECONDS": "2", "PREFECT_WORKER_PREFETCH_SECONDS": "0"},
+    return child_process(command, {**env, "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "0"},
                          log=log)
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 nobody listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def create_work_pool(pool: str, env: dict[str, str]) -> None:

@@ -8,7 +8,6 @@ so scheduled runs appear within seconds.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from deployments.settings import get_settings
-from deployments.stack import child_process, create_work_pool, prefect_server, worker
+from deployments.stack import child_process, create_work_pool, free_port, prefect_server, worker
 
 
 @pytest.fixture(scope="session")
@@ -87,9 +86,3 @@ def cli(prefect_api: str):
         return subprocess.run([str(script), *args], input=input, capture_output=True, text=True, env=env, timeout=300)
 
     return run
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
