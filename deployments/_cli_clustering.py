@@ -15,6 +15,7 @@ import numpy as np
 
 from blocks._naming import prefect_name
 from blocks.cluster_definition import ClusterDefinition
+from blocks.collection_events import notify_collection
 from blocks.collections import open_local_collection
 from blocks.result_store import default_result_store
 from deployments.cli import load_document, print_json, read_text
@@ -35,6 +36,12 @@ def collections_add(args: argparse.Namespace) -> int:
     except ClusterTriggersError as exc:
         raise ContractError([Problem(args.vectors, str(exc))]) from None
     print_json({"collection_id": args.collection_id, "added": int(len(vectors)), "total": total})
+    return 0
+
+
+def collections_notify(args: argparse.Namespace) -> int:
+    notify_collection(args.collection_id, args.event_type, count=args.count, flush=True)
+    print_json({"collection_id": args.collection_id, "event": args.event_type, "count": args.count or 1})
     return 0
 
 

@@ -64,6 +64,13 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--ids", metavar="FILE.txt", help="one id per line (default: running numbers)")
     add.add_argument("--payloads", metavar="FILE.jsonl", help="one JSON payload per line")
     add.set_defaults(handler=_lazy("_cli_clustering", "collections_add"))
+    notify = collections.add_parser(
+        "notify", help="tell event triggers that documents of a collection (stored elsewhere) changed"
+    )
+    notify.add_argument("collection_id")
+    notify.add_argument("event_type", choices=["documents_added", "documents_updated", "batch_completed"])
+    notify.add_argument("--count", type=int, help="how many documents (default 1)")
+    notify.set_defaults(handler=_lazy("_cli_clustering", "collections_notify"))
 
     clusters = commands.add_parser("clusters", help="cluster definitions").add_subparsers(
         dest="clusters_command", required=True, metavar="COMMAND"

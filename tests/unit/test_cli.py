@@ -101,7 +101,8 @@ def test_console_script_reads_stdin_and_exits_2() -> None:
 
 def test_domain_core_imports_no_prefect() -> None:
     code = (
-        "import sys, deployments.contract, deployments.fire_times, deployments.cli, flows.engine, flows.metrics; "
+        "import sys, deployments.contract, deployments.fire_times, deployments.firing, deployments.cli, flows.engine, "
+        "flows.metrics, flows.conditions; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'prefect'))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

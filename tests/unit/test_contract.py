@@ -207,5 +207,7 @@ def test_response_model_writes_utc_with_z() -> None:
         "cluster_id", "status", "last_triggered_at", "last_execution_job_id", "next_scheduled_at",
         "execution_count", "consecutive_failures", "last_execution_status", "last_execution_error",
         "event_counter", "last_cooldown_at", "created_at", "updated_at", "created_by", "description",
+        # ours, beyond the seed: a conditional trigger's last check
+        "last_measurement", "last_condition_check_at", "last_check_error",
     }
     assert ClusterTrigger.model_validate(wire) == trigger
