@@ -10,6 +10,10 @@ It runs inside `cluster-triggers api` (one per Prefect server) and acts on two i
   trigger's automation is brought in line with its status (also for triggers made by
   `prefect deploy`), and the conditional checks that are due are run.
 
+After each decision it writes what the trigger shows (counter, cooldown, last check) to
+the trigger's state snapshot, which `ls` reads (`deployments.snapshots`); paused event
+triggers are re-counted too, never fired.
+
 A firing is a flow run of the trigger's deployment tagged `trigger-run:event` (or
 `trigger-run:condition`) whose `firing` parameter records what it consumed; runs are
 created with an idempotency key, so a second evaluator or a replayed wake-up cannot fire
@@ -34,11 +38,13 @@ from prefect.exceptions import ObjectNotFound
 from prefect.logging import get_logger
 from prefect.states import Scheduled
 
+from deployments import snapshots
 from deployments.automations import automation_name, save_wake_webhook, sync_automation
 from deployments.contract import ConditionalScheduleConfig, EventScheduleConfig, TriggerStatus
 from deployments.errors import ContractError
 from deployments.firing import EVENT_NAMES, CountedEvent, Firing, count_of
 from deployments.settings import get_settings
+from deployments.snapshots import EvaluatorState
 from deployments.status import in_states, of_deployment, trigger_status
 from deployments.translate import CONDITION_TAG, EVENT_TAG, FLOW_NAME, TRIGGER_TAG, TriggerRecord
 from deployments.trigger_events import MEASURED, Measurement, event_plan, last_measurement, trigger_resource
@@ -60,6 +66,7 @@ class Evaluator:
         self._recent: dict[str, dict[str, CountedEvent]] = defaultdict(dict)
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._checked: dict[str, datetime] = {}
+        self._shown: dict[str, EvaluatorState] = {}
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -97,12 +104,10 @@ class Evaluator:
                 status = trigger_status(deployment.paused, deployment.tags)
                 existing = automations.get(automation_name(record.trigger_id))
                 await sync_automation(client, record, status, self._webhook_id, [existing] if existing else [])
-                if status != TriggerStatus.active:
-                    continue
                 config = record.request.schedule_config
-                if isinstance(config, EventScheduleConfig):
-                    await self._fire_events(client, deployment, record)
-                elif isinstance(config, ConditionalScheduleConfig):
+                if isinstance(config, EventScheduleConfig) and status != TriggerStatus.disabled:
+                    await self._fire_events(client, deployment, record, fire=status == TriggerStatus.active)
+                elif isinstance(config, ConditionalScheduleConfig) and status == TriggerStatus.active:
                     await self._check_condition(client, deployment, record, config)
 
     async def _sweep_forever(self) -> None:
@@ -113,7 +118,9 @@ class Evaluator:
                 _logger.exception("sweep failed; retrying in %s s", get_settings().evaluator_sweep_seconds)
             await asyncio.sleep(get_settings().evaluator_sweep_seconds)
 
-    async def _fire_events(self, client: PrefectClient, deployment: Any, record: TriggerRecord) -> None:
+    async def _fire_events(self, client: PrefectClient, deployment: Any, record: TriggerRecord, *,
+                           fire: bool = True) -> None:
+        """Re-plan an event trigger, make the firings it owes (when `fire`), and show its counter."""
         trigger_id = record.trigger_id
         async with self._locks[trigger_id]:
             now = datetime.now(timezone.utc)
@@ -121,8 +128,22 @@ class Evaluator:
             for event_id in [i for i, e in recent.items() if e.occurred < now - _REMEMBER]:
                 del recent[event_id]
             plan = await event_plan(client, deployment, record, now=now, recent=list(recent.values()))
+            if not fire:
+                await self._show(client, trigger_id, EvaluatorState(event_counter=plan.event_counter,
+                                                                    last_cooldown_at=plan.last_cooldown_at))
+                return
             for firing in plan.firings:
                 await _create_firing_run(client, deployment, record, firing)
+            await self._show(client, trigger_id, EvaluatorState(
+                event_counter=plan.event_counter_after, last_cooldown_at=plan.last_cooldown_at,
+                held_back_until=plan.held_back_until,
+            ))
+
+    async def _show(self, client: PrefectClient, trigger_id: str, state: EvaluatorState) -> None:
+        """Keep the trigger's state snapshot (what `ls` shows) current; written only when it changes."""
+        if self._shown.get(trigger_id) != state:
+            await snapshots.save(client, snapshots.variable_name("state", trigger_id), state)
+            self._shown[trigger_id] = state
 
     async def _check_condition(
         self, client: PrefectClient, deployment: Any, record: TriggerRecord, config: ConditionalScheduleConfig
@@ -151,6 +172,9 @@ class Evaluator:
                                   error=error, checked_at=now)
         emit_event(event=MEASURED, resource={"prefect.resource.id": trigger_resource(trigger_id)},
                    payload=measurement.model_dump(mode="json"))
+        await self._show(client, trigger_id, EvaluatorState(
+            last_measurement=value, last_condition_check_at=now, last_check_error=error
+        ))
         if fired:
             await client.create_flow_run_from_deployment(
                 deployment.id, parameters={"firing": measurement.model_dump(mode="json")}, tags=[CONDITION_TAG],

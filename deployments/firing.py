@@ -77,11 +77,13 @@ class Firing(BaseModel):
 
 
 class Plan(BaseModel):
-    """What to do now, and what the trigger shows afterwards."""
+    """What to do now, and what the trigger shows before and after doing it."""
 
     firings: list[Firing] = Field(description="Firings to create now, oldest first.")
     event_counter: int = Field(description="Counted since the last firing made so far (before this plan's).")
+    event_counter_after: int = Field(description="Counted since the last firing once this plan's exist.")
     last_cooldown_at: UtcDateTime | None = None
+    held_back_until: UtcDateTime | None = Field(None, description="Due time of a held-back firing, if one waits.")
 
 
 def plan(
@@ -109,8 +111,10 @@ def plan(
     held = max((f.last_cooldown_at for f in known if f.last_cooldown_at), default=None)
     pending = sorted({e.id: e for e in events if e.mark > cutoff}.values(), key=lambda e: e.mark)
     counted = sum(e.count for e in pending)
-    if any(f.due > now for f in known):  # a held-back firing is due: it takes everything up to then
-        return Plan(firings=[], event_counter=counted, last_cooldown_at=held)
+    waiting = [f.due for f in known if f.due > now]
+    if waiting:  # a held-back firing is due: it takes everything up to then
+        return Plan(firings=[], event_counter=counted, event_counter_after=counted, last_cooldown_at=held,
+                    held_back_until=min(waiting))
     new: list[Firing] = []
     counter = 0
     for event in pending:
@@ -120,10 +124,17 @@ def plan(
         if last_fired is None or now >= last_fired + cooldown:
             new.append(Firing(due=now, cutoff_occurred=event.occurred, cutoff_event_id=event.id,
                               documents=counter, last_cooldown_at=held))
-            last_fired, counter = now, 0
+            last_fired, cutoff, counter = now, event.mark, 0
             continue
         due = last_fired + cooldown
         held = now
         new.append(Firing(due=due, cutoff_occurred=due, cutoff_event_id=_LAST_ID, last_cooldown_at=held))
         break
-    return Plan(firings=new, event_counter=counted, last_cooldown_at=held)
+    held_back = [f.due for f in new if f.due > now]
+    return Plan(
+        firings=new,
+        event_counter=counted,
+        event_counter_after=sum(e.count for e in pending if e.mark > cutoff),
+        last_cooldown_at=held,
+        held_back_until=held_back[0] if held_back else None,
+    )

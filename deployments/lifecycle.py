@@ -8,15 +8,22 @@ that deployment and its flow runs, so the Prefect UI and this API never disagree
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import secrets
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID
 
+import httpx
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.actions import DeploymentScheduleCreate, DeploymentUpdate, WorkPoolCreate
-from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterTags,
+    FlowRunFilter,
+    FlowRunFilterExpectedStartTime,
+)
 from prefect.client.schemas.objects import ConcurrencyLimitStrategy, ConcurrencyOptions, FlowRun, StateType
 from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
 from prefect.client.schemas.sorting import DeploymentSort, FlowRunSort
@@ -33,10 +40,13 @@ from deployments.contract import (
     ClusterTrigger,
     ConditionalScheduleConfig,
     CreateTriggerRequest,
+    CronScheduleConfig,
     EventScheduleConfig,
+    IntervalScheduleConfig,
     ExecutionConfig,
     TriggerStatus,
     TriggerType,
+    validate_execution_config,
     validate_request,
 )
 from deployments.errors import ContractError, Problem
@@ -44,9 +54,9 @@ from deployments.settings import get_settings
 from deployments.access import namespace_id_of
 from deployments.automations import sync_automation, wake_webhook_id
 from deployments.status import (
-    EXECUTED,
     FAILURES,
     STARTED,
+    RunFigures,
     cluster_trigger,
     execution_status,
     in_states,
@@ -67,6 +77,9 @@ from deployments.translate import (
     deployment_fields,
     namespace_tag,
 )
+from deployments import snapshots
+from deployments.fire_times import next_fire_times
+from deployments.snapshots import EvaluatorState
 from deployments.trigger_events import event_plan, last_measurement
 from flows.errors import Conflict, NotFound, QuotaExceeded
 
@@ -145,7 +158,12 @@ async def list_triggers(
     limit: int = 50,
     descending: bool = True,
 ) -> tuple[list[ClusterTrigger], int]:
-    """Triggers of a namespace, newest first, and how many match in all."""
+    """Triggers of a namespace, newest first, and how many match in all.
+
+    A fixed number of Prefect calls whatever the page size (see `deployments.snapshots`):
+    the deployments, the snapshot variables, the rare runs that ended without updating them,
+    and the cluster definitions.
+    """
     namespace_id = _namespace(namespace_id)
     tags = [TRIGGER_TAG, namespace_tag(namespace_id)] + ([f"trigger-type:{trigger_type}"] if trigger_type else [])
     async with get_client() as client:
@@ -158,7 +176,7 @@ async def list_triggers(
         # Filters on status or cluster need every trigger's status; without them only the page's.
         filtered = status is not None or cluster_id is not None
         page = deployments if filtered else deployments[offset : offset + limit]
-        triggers = await asyncio.gather(*(_status(client, d) for d in page))
+        triggers = await _statuses(client, page)
     if not filtered:
         return list(triggers), len(deployments)
     matching = [
@@ -411,28 +429,94 @@ async def _read(client: PrefectClient, trigger_id: str, namespace_id: str) -> Cl
 
 
 async def _status(client: PrefectClient, deployment: Any) -> ClusterTrigger:
+    """One trigger, read from Prefect directly (and its runs snapshot refreshed on the way)."""
     record = TriggerRecord.model_validate(deployment.parameters["trigger"])
-    by_deployment = of_deployment(deployment.id)
-    count, recent, latest, upcoming, state = await asyncio.gather(
-        client.count_flow_runs(deployment_filter=by_deployment, flow_run_filter=in_states(*EXECUTED)),
-        client.read_flow_runs(deployment_filter=by_deployment, flow_run_filter=in_states(*EXECUTED),
-                              sort=FlowRunSort.START_TIME_DESC, limit=get_settings().max_consecutive_failures + 1),
-        client.read_flow_runs(deployment_filter=by_deployment, flow_run_filter=in_states(*STARTED),
-                              sort=FlowRunSort.START_TIME_DESC, limit=1),
-        client.read_flow_runs(deployment_filter=by_deployment, flow_run_filter=in_states(StateType.SCHEDULED),
+    now = datetime.now(timezone.utc)
+    figures, upcoming, extra = await asyncio.gather(
+        snapshots.run_figures(client, deployment.id, now=now),
+        client.read_flow_runs(deployment_filter=of_deployment(deployment.id), flow_run_filter=_scheduled_from(now),
                               sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=1),
         _trigger_state(client, deployment, record),
     )
-    trigger = cluster_trigger(
+    await snapshots.save(client, snapshots.variable_name("runs", record.trigger_id), figures)
+    return cluster_trigger(
         deployment,
         record,
         execution_config=await _execution_config(record),
-        execution_count=count,
-        recent_executions=recent,
-        latest_run=latest[0] if latest else None,
-        next_run=upcoming[0] if upcoming else None,
+        figures=figures,
+        next_scheduled_at=upcoming[0].expected_start_time if upcoming else None,
+        extra=extra,
     )
-    return trigger.model_copy(update=state)
+
+
+def _scheduled_from(now: datetime) -> FlowRunFilter:
+    """Scheduled runs due at or after `now`: the next run, not one the worker is about to start."""
+    scheduled = in_states(StateType.SCHEDULED)
+    scheduled.expected_start_time = FlowRunFilterExpectedStartTime(after_=now)
+    return scheduled
+
+
+async def _statuses(client: PrefectClient, deployments: list[Any]) -> list[ClusterTrigger]:
+    """Many triggers from their snapshots: the same few calls for a page of any size."""
+    records = [TriggerRecord.model_validate(d.parameters["trigger"]) for d in deployments]
+    ids = [r.trigger_id for r in records]
+    names = [snapshots.variable_name(kind, i) for i in ids for kind in ("runs", "state")]
+    stored = await snapshots.read(client, names)
+    definitions = await _cluster_definitions(client) if any(r.request.cluster_id for r in records) else {}
+    figures = {
+        i: RunFigures.model_validate(stored[snapshots.variable_name("runs", i)])
+        for i in ids if snapshots.variable_name("runs", i) in stored
+    }
+    now = datetime.now(timezone.utc)
+    missed = await snapshots.runs_missed(client, deployments, figures)
+    for deployment, record in zip(deployments, records):
+        if deployment.id in missed:  # rare: recompute this one and keep it for next time
+            figures[record.trigger_id] = await snapshots.run_figures(client, deployment.id, now=now)
+            await snapshots.save(client, snapshots.variable_name("runs", record.trigger_id), figures[record.trigger_id])
+    triggers = []
+    for deployment, record in zip(deployments, records):
+        state = EvaluatorState.model_validate(stored.get(snapshots.variable_name("state", record.trigger_id), {}))
+        request = record.request
+        triggers.append(cluster_trigger(
+            deployment,
+            record,
+            execution_config=request.execution_config or definitions.get(request.cluster_id),
+            figures=figures[record.trigger_id],
+            next_scheduled_at=_next_slot(deployment, request.schedule_config, state, now),
+            extra=state.shown(request.schedule_config),
+        ))
+    return triggers
+async def _cluster_definitions(client: PrefectClient) -> dict[str, ExecutionConfig]:
+    """Every valid cluster definition by its id, in one call."""
+    try:
+        documents = await client.read_block_documents_by_type("cluster-definition", limit=_PREFECT_PAGE)
+    except httpx.HTTPStatusError as exc:
+        if exc.response.status_code == 404:
+            return {}  # no definition yet: its block type is registered with the first one
+        raise
+    definitions = {}
+    for document in documents:
+        try:
+            definitions[document.data["cluster_id"]] = validate_execution_config(
+                {"collection_ids": document.data["collection_ids"], "config": document.data["config"]}
+            )
+        except (KeyError, ContractError):
+            continue  # broken definitions show as no config, as in `get`
+    return definitions
+
+
+def _next_slot(deployment: Any, config: Any, state: EvaluatorState, now: datetime) -> datetime | None:
+    """The next run Prefect will hold, from the deployment's schedule or the evaluator's held-back firing."""
+    if isinstance(config, CronScheduleConfig):
+        times = next_fire_times(config, after=now, count=1)
+        return times[0] if times else None
+    if isinstance(config, IntervalScheduleConfig) and deployment.schedules:
+        schedule = deployment.schedules[0].schedule
+        anchor, step = schedule.anchor_date, schedule.interval
+        return anchor if now <= anchor else anchor + math.ceil((now - anchor) / step) * step
+    if state.held_back_until and state.held_back_until > now:
+        return state.held_back_until
+    return None
 
 
 async def _trigger_state(client: PrefectClient, deployment: Any, record: TriggerRecord) -> dict[str, Any]:

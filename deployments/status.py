@@ -17,7 +17,9 @@ from prefect.client.schemas.filters import (
     FlowRunFilterStateType,
 )
 from prefect.client.schemas.objects import FlowRun, StateType
+from pydantic import BaseModel, Field
 
+from deployments._models import ExactUtcDateTime
 from deployments.contract import ClusterTrigger, TriggerStatus
 from deployments.translate import DISABLED_TAG, FAILED_TAG, TriggerRecord
 
@@ -76,28 +78,45 @@ def trigger_status(paused: bool, tags: Sequence[str]) -> TriggerStatus:
     return TriggerStatus.paused if paused else TriggerStatus.active
 
 
+class RunFigures(BaseModel):
+    """A trigger's figures from its flow runs, as of `as_of`."""
+
+    execution_count: int = 0
+    consecutive_failures: int = 0
+    last_triggered_at: ExactUtcDateTime | None = None
+    last_execution_job_id: str | None = None
+    last_execution_status: str | None = None
+    last_execution_error: str | None = None
+    as_of: ExactUtcDateTime = Field(description="When these figures were read from Prefect.")
+
+
+def run_figures_of(count: int, recent_executions: Sequence[FlowRun], latest_run: FlowRun | None,
+                   *, as_of: datetime) -> RunFigures:
+    """The figures from a count of executions, the newest executions (newest first) and the newest run."""
+    failed = latest_run is not None and latest_run.state_type in FAILURES and latest_run.state is not None
+    return RunFigures(
+        execution_count=count,
+        consecutive_failures=consecutive_failures(recent_executions),
+        last_triggered_at=started_at(latest_run) if latest_run else None,
+        last_execution_job_id=str(latest_run.id) if latest_run else None,
+        last_execution_status=execution_status(latest_run) if latest_run else None,
+        last_execution_error=latest_run.state.message if failed else None,
+        as_of=as_of,
+    )
+
+
 def cluster_trigger(
     deployment: Any,
     record: TriggerRecord,
     *,
     execution_config: Any,
-    execution_count: int,
-    recent_executions: Sequence[FlowRun],
-    latest_run: FlowRun | None,
-    next_run: FlowRun | None,
+    figures: RunFigures,
+    next_scheduled_at: datetime | None,
+    extra: dict[str, Any],
 ) -> ClusterTrigger:
-    """The seed's ClusterTrigger for one deployment and its runs.
-
-    Args:
-        recent_executions: the newest executed runs, newest first (enough to count failures).
-        latest_run: the newest run that started, whatever its state.
-        next_run: the earliest scheduled run Prefect holds.
-    """
+    """The seed's ClusterTrigger for one deployment, its run figures and its evaluator state (`extra`)."""
     status = trigger_status(deployment.paused, deployment.tags)
     request = record.request
-    last_error = None
-    if latest_run is not None and latest_run.state_type in FAILURES and latest_run.state:
-        last_error = latest_run.state.message
     return ClusterTrigger(
         namespace_id=record.namespace_id,
         internal_id=record.internal_id,
@@ -107,17 +126,13 @@ def cluster_trigger(
         trigger_id=record.trigger_id,
         cluster_id=request.cluster_id,
         status=status,
-        last_triggered_at=started_at(latest_run) if latest_run else None,
-        last_execution_job_id=str(latest_run.id) if latest_run else None,
-        next_scheduled_at=next_run.expected_start_time if next_run and status == TriggerStatus.active else None,
-        execution_count=execution_count,
-        consecutive_failures=consecutive_failures(recent_executions),
-        last_execution_status=execution_status(latest_run) if latest_run else None,
-        last_execution_error=last_error,
+        next_scheduled_at=next_scheduled_at if status == TriggerStatus.active else None,
         created_at=deployment.created,
         updated_at=deployment.updated,
         created_by=record.created_by,
         description=request.description,
+        **figures.model_dump(exclude={"as_of"}),
+        **extra,
     )
 
 

@@ -10,6 +10,10 @@ deployment just before can still add some. A scheduled run of a paused, failed o
 trigger therefore checks at start and ends Cancelled (no execution, no hook). Runs asked
 for explicitly (`execute`, `start_immediately`) carry MANUAL_TAG and always run.
 
+Snapshot: at its start and at its end a run writes its trigger's run figures (count,
+failures, newest run) to the trigger's snapshot variable, so listing many triggers reads
+them in one call (see `deployments.snapshots`).
+
 Due time: a worker starts runs it prefetches (10 s ahead by default) as soon as it has them,
 so a firing held back by the cooldown waits in the flow for its due time: the cooldown holds
 to the second whichever worker runs it.
@@ -22,14 +26,16 @@ from datetime import datetime, timezone
 from typing import Any
 
 from prefect import get_client
+from prefect.utilities.asyncutils import run_coro_as_sync
 from prefect.client.schemas.actions import DeploymentUpdate
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.logging import get_logger
 
+from deployments import snapshots
 from deployments.automations import automation_name
 from deployments.settings import get_settings
 from deployments.status import EXECUTED, consecutive_failures, in_states, of_deployment, trigger_status
-from deployments.translate import FAILED_TAG, MANUAL_TAG
+from deployments.translate import FAILED_TAG, MANUAL_TAG, TriggerRecord
 
 _logger = get_logger("cluster_triggers.trigger_state")
 
@@ -81,3 +87,17 @@ def wait_until_due(firing: dict[str, Any] | None) -> None:
     if remaining > 0:
         _logger.info("firing due at %s: waiting %.1f s for the end of the cooldown", firing["due"], remaining)
         time.sleep(remaining)
+
+
+def record_run_figures(flow: Any, flow_run: Any, state: Any) -> None:
+    """Write the trigger's run figures as they are now; a hook, also called when a run starts."""
+    if flow_run.deployment_id is not None:
+        run_coro_as_sync(_record_run_figures(flow_run.deployment_id))
+
+
+async def _record_run_figures(deployment_id: Any) -> None:
+    async with get_client() as client:
+        deployment = await client.read_deployment(deployment_id)
+        trigger_id = TriggerRecord.model_validate(deployment.parameters["trigger"]).trigger_id
+        figures = await snapshots.run_figures(client, deployment_id, now=datetime.now(timezone.utc))
+        await snapshots.save(client, snapshots.variable_name("runs", trigger_id), figures)

@@ -9,6 +9,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from prefect.client.orchestration import get_client
@@ -137,6 +138,49 @@ def test_ls_lists_triggers_with_their_next_run(cli) -> None:
     table = cli("ls").stdout.splitlines()
     assert table[0].split()[:4] == ["TRIGGER", "TYPE", "STATUS", "NEXT"]
     assert any(line.startswith("trg_listed ") and "cron" in line for line in table)
+
+
+def test_listing_costs_the_same_few_calls_for_3_or_12_triggers_and_agrees_with_get(
+    collection: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bodies = [
+        _interval(collection, start_immediately=False),
+        {"trigger_type": "cron", "schedule_config": {"cron_expression": "*/5 * * * *", "timezone": "Europe/Berlin"},
+         "execution_config": _interval(collection, start_immediately=False)["execution_config"]},
+        {"trigger_type": "event", "schedule_config": {"event_type": "documents_added", "event_threshold": 10**6,
+                                                      "collection_id": collection, "cooldown_seconds": 0},
+         "execution_config": _interval(collection, start_immediately=False)["execution_config"]},
+    ]
+    for namespace, count in (("list-small", 3), ("list-big", 12)):
+        for i in range(count):
+            lifecycle.run_sync(lifecycle.create_trigger(validate_request(bodies[i % 3]), namespace_id=namespace,
+                                                        trigger_id=f"trg-{namespace}-{i}"))
+    ran = lifecycle.run_sync(lifecycle.execute_trigger("trg-list-big-0", "list-big", wait=True, timeout_seconds=90))
+    assert ran.status == "completed"
+    time.sleep(4)  # the scheduler has made the scheduled runs `get` reads
+
+    requests: list[str] = []
+    send = httpx.AsyncClient.send
+
+    async def counted(self: httpx.AsyncClient, request: httpx.Request, *args: object, **kwargs: object) -> httpx.Response:
+        requests.append(f"{request.method} {request.url.path}")
+        return await send(self, request, *args, **kwargs)
+
+    monkeypatch.setattr(httpx.AsyncClient, "send", counted)
+    listed, calls = {}, {}
+    for namespace in ("list-small", "list-big"):
+        requests.clear()
+        listed[namespace], _ = lifecycle.run_sync(lifecycle.list_triggers(namespace, limit=100))
+        calls[namespace] = list(requests)
+    monkeypatch.undo()
+    assert len(listed["list-small"]) == 3 and len(listed["list-big"]) == 12
+    assert len(calls["list-small"]) == len(calls["list-big"]) <= 4, calls
+    for trigger in listed["list-big"]:
+        exact = lifecycle.run_sync(lifecycle.get_trigger(trigger.trigger_id, "list-big"))
+        differ = {k: (v, getattr(exact, k)) for k, v in trigger if v != getattr(exact, k)}
+        assert not differ, (trigger.trigger_id, differ)
+    by_id = {t.trigger_id: t for t in listed["list-big"]}
+    assert by_id["trg-list-big-0"].execution_count == 1 and by_id["trg-list-big-0"].last_execution_status == "completed"
 
 
 def _deploy(env: dict[str, str], *extra: str) -> None:

@@ -40,6 +40,7 @@ def test_all_batches_seen_at_once_give_the_same_two_firings():
                   now=T0 + timedelta(seconds=9))
     assert [f.cutoff_event_id for f in result.firings] == ["e0001", "e0003"]
     assert result.event_counter == 250, "until the firings exist, all 250 are counted"
+    assert result.event_counter_after == 50
     after = plan(batches, result.firings, created_at=T0, threshold=100, cooldown_seconds=0,
                  now=T0 + timedelta(seconds=10))
     assert after.firings == [] and after.event_counter == 50
@@ -69,12 +70,13 @@ def test_cooldown_holds_back_then_the_held_back_firing_takes_everything_until_du
     deferred = held.firings[0]
     assert deferred.due == T0 + timedelta(seconds=60) and deferred.documents is None
     assert held.last_cooldown_at == T0 + timedelta(seconds=11) and held.event_counter == 10
+    assert held.held_back_until == deferred.due and held.event_counter_after == 10
     # During the cooldown events keep counting, and nothing more is planned.
     events.append(_event(30, 5, 2))
     during = plan(events, first + held.firings, created_at=created, threshold=10, cooldown_seconds=60,
                   now=T0 + timedelta(seconds=31))
     assert during.firings == [] and during.event_counter == 15
-    assert during.last_cooldown_at == T0 + timedelta(seconds=11)
+    assert during.last_cooldown_at == T0 + timedelta(seconds=11) and during.held_back_until == deferred.due
     # Once it is due, it has consumed them all.
     events.append(_event(61, 3, 3))
     after = plan(events, first + held.firings, created_at=created, threshold=10, cooldown_seconds=60,

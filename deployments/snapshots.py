@@ -1,0 +1,139 @@
+"""Trigger snapshots: what listing reads, so `ls` of N triggers costs the same few API calls as of one.
+
+Prefect's API has no per-deployment grouped run count, so an exact `execution_count` costs
+one call per trigger. Instead, whoever learns a trigger's figures keeps them in a Prefect
+Variable per trigger, read for a whole page in one call:
+
+* `cluster-trigger-runs-<id>`: the run figures (count, failures, newest run), written by the
+  shared flow when a run starts and when it ends (its state hooks), and by every `get`,
+  computed exactly from the trigger's flow runs at that moment;
+* `cluster-trigger-state-<id>`: what the evaluator last decided (event counter, cooldown,
+  held-back firing, last condition check), written when it changes.
+
+A run that ends without running our code (a killed process is marked Crashed by its worker;
+a run cancelled before it started) leaves its runs snapshot behind; listing finds such runs
+with one query and recomputes just those triggers. `get` always reads Prefect directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+import httpx
+from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.actions import VariableCreate, VariableUpdate
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterId,
+    FlowRunFilter,
+    FlowRunFilterEndTime,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.sorting import FlowRunSort
+from prefect.exceptions import ObjectAlreadyExists
+from pydantic import BaseModel, Field
+
+from blocks._naming import prefect_name
+from deployments._models import UtcDateTime
+from deployments.contract import ConditionalScheduleConfig, EventScheduleConfig
+from deployments.settings import get_settings
+from deployments.status import EXECUTED, STARTED, RunFigures, in_states, of_deployment, run_figures_of
+from deployments.translate import TriggerRecord
+
+_PAGE = 200
+
+
+class EvaluatorState(BaseModel):
+    """What the evaluator last decided for an event or conditional trigger."""
+
+    event_counter: int = 0
+    last_cooldown_at: UtcDateTime | None = None
+    held_back_until: UtcDateTime | None = Field(None, description="Due time of a firing held back by the cooldown.")
+    last_measurement: float | None = None
+    last_condition_check_at: UtcDateTime | None = None
+    last_check_error: str | None = None
+
+    def shown(self, config: Any) -> dict[str, Any]:
+        """The fields a trigger of this schedule shows (the rest stay at their defaults)."""
+        if isinstance(config, EventScheduleConfig):
+            return self.model_dump(include={"event_counter", "last_cooldown_at"})
+        if isinstance(config, ConditionalScheduleConfig):
+            return self.model_dump(include={"last_measurement", "last_condition_check_at", "last_check_error"})
+        return {}
+
+
+def variable_name(kind: str, trigger_id: str) -> str:
+    return f"cluster-trigger-{kind}-{prefect_name(trigger_id)}"
+
+
+async def run_figures(client: PrefectClient, deployment_id: Any, *, now: datetime) -> RunFigures:
+    """The trigger's run figures, exactly, from its flow runs (three concurrent calls)."""
+    by_deployment = of_deployment(deployment_id)
+    count, recent, latest = await asyncio.gather(
+        client.count_flow_runs(deployment_filter=by_deployment, flow_run_filter=in_states(*EXECUTED)),
+        client.read_flow_runs(deployment_filter=by_deployment, flow_run_filter=in_states(*EXECUTED),
+                              sort=FlowRunSort.START_TIME_DESC, limit=get_settings().max_consecutive_failures + 1),
+        client.read_flow_runs(deployment_filter=by_deployment, flow_run_filter=in_states(*STARTED),
+                              sort=FlowRunSort.START_TIME_DESC, limit=1),
+    )
+    return run_figures_of(count, recent, latest[0] if latest else None, as_of=now)
+
+
+async def save(client: PrefectClient, name: str, value: BaseModel) -> None:
+    """Create or replace one snapshot variable."""
+    data = value.model_dump(mode="json")
+    try:
+        await client.update_variable(VariableUpdate(name=name, value=data))
+        return
+    except httpx.HTTPStatusError as exc:
+        if exc.response.status_code != 404:
+            raise
+    try:
+        await client.create_variable(VariableCreate(name=name, value=data, tags=["cluster-trigger"]))
+    except ObjectAlreadyExists:  # created meanwhile by a concurrent writer
+        await client.update_variable(VariableUpdate(name=name, value=data))
+
+
+async def read(client: PrefectClient, names: list[str]) -> dict[str, Any]:
+    """The snapshot variables among `names`, by name, in one call per 200 names."""
+    found: dict[str, Any] = {}
+    for start in range(0, len(names), _PAGE):
+        response = await client.request(
+            "POST", "/variables/filter",
+            json={"variables": {"name": {"any_": names[start : start + _PAGE]}}, "limit": _PAGE},
+        )
+        found.update({v["name"]: v["value"] for v in response.json()})
+    return found
+
+
+async def runs_missed(client: PrefectClient, deployments: list[Any], figures: dict[str, RunFigures]) -> set[Any]:
+    """Ids of deployments with a run that ended after their snapshot without our code running.
+
+    Those are crashed runs (a killed process) and runs cancelled before they started; they
+    are rare, so one query answers for any number of triggers. A trigger without a snapshot
+    counts as missed too; so does everyone when there are too many such runs to read at once.
+    """
+    if not deployments:
+        return set()
+    oldest = min((f.as_of for f in figures.values()), default=None)
+    runs = await client.read_flow_runs(
+        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[d.id for d in deployments])),
+        flow_run_filter=FlowRunFilter(
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.CRASHED, StateType.CANCELLED])),
+            end_time=FlowRunFilterEndTime(after_=oldest) if oldest else None,
+        ),
+        limit=_PAGE,
+    )
+    if len(runs) == _PAGE:
+        return {d.id for d in deployments}
+    names = {d.id: TriggerRecord.model_validate(d.parameters["trigger"]).trigger_id for d in deployments}
+    missed = {d.id for d in deployments if names[d.id] not in figures}
+    for run in runs:
+        snapshot = figures.get(names.get(run.deployment_id, ""))
+        if snapshot is not None and run.end_time and run.end_time > snapshot.as_of:
+            missed.add(run.deployment_id)
+    return missed
