@@ -9,8 +9,9 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 
+from blocks._naming import prefect_name
 from blocks.collection_events import notify_collection
-from blocks.collections import open_local_collection
+from blocks.collections import HttpCollection, open_local_collection
 from deployments import lifecycle
 from deployments.automations import automation_name
 from deployments.status import of_deployment
@@ -155,3 +156,17 @@ def test_with_no_clustering_yet_the_first_check_fires() -> None:
     _wait_runs("trg_fresh", CONDITION_TAG, 1)
     trigger = wait_for("trg_fresh", lambda t: t.last_execution_status == "completed", timeout=90)
     assert trigger.last_condition_check_at is not None and trigger.last_measurement is None
+
+
+def test_a_failing_check_is_a_failed_check_not_a_failed_clustering() -> None:
+    open_local_collection("col_gone").add_documents(_blobs(100, seed=12))
+    create(_drift_trigger("col_gone", status="paused"), "trg_gone")
+    assert lifecycle.run_sync(lifecycle.execute_trigger("trg_gone", wait=True, timeout_seconds=90)).status == "completed"
+    # The collection now lives behind an HTTP API that does not answer: the check cannot read it.
+    HttpCollection(collection_id="col_gone", url="http://127.0.0.1:9/documents", max_retries=0,
+                   timeout_seconds=2).save(prefect_name("col_gone"), overwrite=True)
+    lifecycle.run_sync(lifecycle.resume_trigger("trg_gone"))
+    checked = wait_for("trg_gone", lambda t: t.last_condition_check_at is not None, timeout=30)
+    assert checked.last_measurement is None and "col_gone" in checked.last_check_error
+    assert (checked.execution_count, checked.consecutive_failures, checked.status) == (1, 0, "active")
+    assert _runs("trg_gone", CONDITION_TAG) == []
