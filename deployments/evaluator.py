@@ -100,15 +100,21 @@ class Evaluator:
         async with get_client() as client:
             automations = {a.name: a for a in await client.read_automations()}
             for deployment in await _trigger_deployments(client):
-                record = TriggerRecord.model_validate(deployment.parameters["trigger"])
-                status = trigger_status(deployment.paused, deployment.tags)
-                existing = automations.get(automation_name(record.trigger_id))
-                await sync_automation(client, record, status, self._webhook_id, [existing] if existing else [])
-                config = record.request.schedule_config
-                if isinstance(config, EventScheduleConfig) and status != TriggerStatus.disabled:
-                    await self._fire_events(client, deployment, record, fire=status == TriggerStatus.active)
-                elif isinstance(config, ConditionalScheduleConfig) and status == TriggerStatus.active:
-                    await self._check_condition(client, deployment, record, config)
+                try:
+                    await self._sweep_one(client, deployment, automations)
+                except Exception:  # one broken trigger must not starve the others
+                    _logger.exception("evaluating deployment %s failed; retrying at the next sweep", deployment.name)
+
+    async def _sweep_one(self, client: PrefectClient, deployment: Any, automations: dict[str, Any]) -> None:
+        record = TriggerRecord.model_validate(deployment.parameters["trigger"])
+        status = trigger_status(deployment.paused, deployment.tags)
+        existing = automations.get(automation_name(record.trigger_id))
+        await sync_automation(client, record, status, self._webhook_id, [existing] if existing else [])
+        config = record.request.schedule_config
+        if isinstance(config, EventScheduleConfig) and status != TriggerStatus.disabled:
+            await self._fire_events(client, deployment, record, fire=status == TriggerStatus.active)
+        elif isinstance(config, ConditionalScheduleConfig) and status == TriggerStatus.active:
+            await self._check_condition(client, deployment, record, config)
 
     async def _sweep_forever(self) -> None:
         while True:

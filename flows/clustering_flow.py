@@ -125,12 +125,12 @@ def cluster_collection(
     trigger_id = None
     if trigger is not None:
         wait_until_due(firing)
-        flow_run = FlowRunContext.get().flow_run
-        reason = stopped_reason(flow_run)
+        this_run = FlowRunContext.get().flow_run
+        reason = stopped_reason(this_run)
         if reason:
             get_run_logger().warning(reason)
             return Cancelled(message=reason)
-        record_run_figures(None, flow_run, None)  # `ls` shows this run as processing
+        record_run_figures(None, this_run, None)  # `ls` shows this run as processing
         record = TriggerRecord.model_validate(trigger)
         trigger_id, cluster_id = record.trigger_id, record.request.cluster_id
         config = record.request.execution_config
