@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Iterator
 
@@ -58,22 +59,46 @@ def prefect_worker(prefect_api: str, server_env: dict[str, str], tmp_path_factor
         yield log
 
 
-@pytest.fixture(scope="session")
-def api(prefect_api: str, server_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`cluster-triggers api` on a free port: the REST API and the evaluator of event and conditional triggers."""
-    port = free_port()
-    script = Path(sys.executable).with_name("cluster-triggers")
-    log = tmp_path_factory.mktemp("logs") / "api.log"
-    env = {**server_env, **os.environ, "CLUSTER_TRIGGERS_EVALUATOR_SWEEP_SECONDS": "2"}
-    with child_process([script, "api", "--port", str(port)], env, log=log):
-        url = f"http://127.0.0.1:{port}"
+class ApiProcess:
+    """`cluster-triggers api` on a fixed port, which a test may stop and start again."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.port, self.env, self.log = free_port(), env, log
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._running: ExitStack | None = None
+
+    def start(self) -> None:
+        self._running = ExitStack()
+        script = Path(sys.executable).with_name("cluster-triggers")
+        self._running.enter_context(child_process([script, "api", "--port", str(self.port)], self.env, log=self.log))
         for _ in range(240):
             try:
-                if httpx.get(f"{url}/openapi.json", timeout=1).status_code == 200:
-                    break
+                if httpx.get(f"{self.url}/openapi.json", timeout=1).status_code == 200:
+                    return
             except httpx.HTTPError:
                 time.sleep(0.25)
-        yield url
+        raise RuntimeError(f"cluster-triggers api did not answer on {self.url}; see {self.log}")
+
+    def stop(self) -> None:
+        if self._running is not None:
+            self._running.close()
+            self._running = None
+
+
+@pytest.fixture(scope="session")
+def api_process(prefect_api: str, server_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiProcess]:
+    """The REST API and the evaluator of event and conditional triggers, one per test session."""
+    env = {**server_env, **os.environ, "CLUSTER_TRIGGERS_EVALUATOR_SWEEP_SECONDS": "2"}
+    process = ApiProcess(env, tmp_path_factory.mktemp("logs") / "api.log")
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def api(api_process: ApiProcess) -> str:
+    """The URL of the session's `cluster-triggers api`."""
+    return api_process.url
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from deployments import lifecycle
 from deployments.automations import automation_name
 from deployments.status import of_deployment
 from deployments.translate import CONDITION_TAG, EVENT_TAG, FLOW_NAME
+from tests.integration.conftest import ApiProcess
 from tests.integration.triggers import create, get, wait_for
 
 pytestmark = pytest.mark.usefixtures("prefect_worker", "api")
@@ -170,3 +171,21 @@ def test_a_failing_check_is_a_failed_check_not_a_failed_clustering() -> None:
     assert checked.last_measurement is None and "col_gone" in checked.last_check_error
     assert (checked.execution_count, checked.consecutive_failures, checked.status) == (1, 0, "active")
     assert _runs("trg_gone", CONDITION_TAG) == []
+
+
+def test_counting_survives_a_restart_of_the_evaluator(api_process: ApiProcess) -> None:
+    collection = open_local_collection("col_restart")
+    create(_event_trigger("col_restart", threshold=100, cooldown=0), "trg_restart")
+    collection.add_documents(_blobs(60, seed=13))
+    assert wait_for("trg_restart", lambda t: t.event_counter == 60, timeout=30).execution_count == 0
+    api_process.stop()  # the evaluator is down: its wake-ups fail, nothing counts in memory
+    try:
+        collection.add_documents(_blobs(60, seed=14))
+        time.sleep(3)
+        assert _runs("trg_restart", EVENT_TAG) == []
+    finally:
+        api_process.start()
+    fired = _wait_runs("trg_restart", EVENT_TAG, 1, timeout=30)
+    time.sleep(_SETTLE)
+    assert len(_runs("trg_restart", EVENT_TAG)) == 1 and fired[0].parameters["firing"]["documents"] == 120
+    assert get("trg_restart").event_counter == 0
