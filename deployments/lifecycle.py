@@ -415,12 +415,17 @@ def _refuse_if_disabled(deployment: Any, record: TriggerRecord) -> None:
 
 
 async def _changed(client: PrefectClient, trigger_id: str, namespace_id: str) -> ClusterTrigger:
-    """After a change: the event trigger's automation brought in line with its status, then the trigger."""
+    """After a change: the event trigger's automation in line with its status, the runs snapshot
+    (what listing reads) written, then the trigger as it is now."""
     deployment, record = await _find(client, trigger_id, namespace_id)
     if isinstance(record.request.schedule_config, EventScheduleConfig):
         status = trigger_status(deployment.paused, deployment.tags)
         await sync_automation(client, record, status, await wake_webhook_id(client))
-    return await _status(client, deployment)
+    as_of = datetime.now(timezone.utc)  # before the runs are read: a run ending meanwhile counts as missed
+    trigger = await _status(client, deployment)
+    figures = RunFigures(as_of=as_of, **trigger.model_dump(include=set(RunFigures.model_fields) - {"as_of"}))
+    await snapshots.save(client, snapshots.variable_name("runs", trigger_id), figures)
+    return trigger
 
 
 async def _read(client: PrefectClient, trigger_id: str, namespace_id: str) -> ClusterTrigger:
@@ -429,7 +434,7 @@ async def _read(client: PrefectClient, trigger_id: str, namespace_id: str) -> Cl
 
 
 async def _status(client: PrefectClient, deployment: Any) -> ClusterTrigger:
-    """One trigger, read from Prefect directly (and its runs snapshot refreshed on the way)."""
+    """One trigger, read from Prefect directly."""
     record = TriggerRecord.model_validate(deployment.parameters["trigger"])
     now = datetime.now(timezone.utc)
     figures, upcoming, extra = await asyncio.gather(
@@ -438,7 +443,6 @@ async def _status(client: PrefectClient, deployment: Any) -> ClusterTrigger:
                               sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=1),
         _trigger_state(client, deployment, record),
     )
-    await snapshots.save(client, snapshots.variable_name("runs", record.trigger_id), figures)
     return cluster_trigger(
         deployment,
         record,

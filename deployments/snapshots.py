@@ -5,8 +5,8 @@ one call per trigger. Instead, whoever learns a trigger's figures keeps them in 
 Variable per trigger, read for a whole page in one call:
 
 * `cluster-trigger-runs-<id>`: the run figures (count, failures, newest run), written by the
-  shared flow when a run starts and when it ends (its state hooks), and by every `get`,
-  computed exactly from the trigger's flow runs at that moment;
+  shared flow when a run starts and when it ends (its state hooks), and by every change
+  through the lifecycle, computed exactly from the trigger's flow runs at that moment;
 * `cluster-trigger-state-<id>`: what the evaluator last decided (event counter, cooldown,
   held-back firing, last condition check), written when it changes.
 

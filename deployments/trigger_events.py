@@ -55,7 +55,8 @@ async def event_plan(
         recent: events known before Prefect's events API shows them (the evaluator's webhooks).
     """
     config = record.request.schedule_config
-    assert isinstance(config, EventScheduleConfig)
+    if not isinstance(config, EventScheduleConfig):
+        raise TypeError(f"trigger {record.trigger_id} is a {record.request.trigger_type} trigger, not an event trigger")
     now = now or datetime.now(timezone.utc)
     firings = await _recent_firings(client, deployment.id)
     past = [f.cutoff_occurred for f in firings if f.due <= now]

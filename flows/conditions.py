@@ -24,7 +24,7 @@ from sklearn.metrics import silhouette_score
 
 from flows.metrics import SILHOUETTE_SAMPLE
 
-_CHUNK_ROWS = 65_536
+_CHUNK_ROWS = 16384
 
 
 @dataclass(frozen=True)
@@ -92,14 +92,17 @@ def _stream(vectors: np.ndarray, centroids: np.ndarray, *, with_sums: bool) -> _
     for start in range(0, len(vectors), _CHUNK_ROWS):
         block = np.asarray(vectors[start : start + _CHUNK_ROWS], dtype=np.float32)
         dots = block @ unit_centroids.T
+        squared = np.einsum("ij,ij->i", block, block)
+        nonzero = squared > 0
+        norms = np.sqrt(squared)
+        norms[~nonzero] = 1.0  # a zero vector's best dot product is 0: it adds nothing
+        if not with_sums:
+            similarity_sum += float(np.sum(dots.max(axis=1) / norms, dtype=np.float64))
+            continue
         nearest = np.argmax(dots, axis=1)
-        norms = np.sqrt(np.einsum("ij,ij->i", block, block))
-        nonzero = norms > 0
-        best = dots[np.arange(len(block)), nearest]
-        similarity_sum += float(np.sum(best[nonzero] / norms[nonzero], dtype=np.float64))
-        if with_sums:
-            counts += np.bincount(nearest[nonzero], minlength=k)
-            _add_by_label(sums, nearest[nonzero], block[nonzero] / norms[nonzero, None])
+        similarity_sum += float(np.sum(dots[np.arange(len(block)), nearest] / norms, dtype=np.float64))
+        counts += np.bincount(nearest[nonzero], minlength=k)
+        _add_by_label(sums, nearest[nonzero], block[nonzero] / norms[nonzero, None])
     return _Pass(similarity_sum, counts, sums)
 
 
