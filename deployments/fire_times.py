@@ -10,6 +10,8 @@ against each other across DST changes.
 
 from __future__ import annotations
 
+import math
+
 from datetime import datetime, timedelta, timezone
 from itertools import islice
 from zoneinfo import ZoneInfo
@@ -49,6 +51,13 @@ def next_fire_times(schedule: ScheduleConfig, *, after: datetime, count: int) ->
         first = after if schedule.start_immediately else after + step
         return [first + i * step for i in range(count)]
     raise TypeError(f"{type(schedule).__name__} fires on events, not on a clock")
+
+
+def next_interval_slot(anchor: datetime, interval: timedelta, now: datetime) -> datetime:
+    """The first slot `anchor + k * interval` (any integer k) at or after `now`: Prefect's next run."""
+    anchor = datetime.fromtimestamp(anchor.timestamp(), tz=timezone.utc)  # also from Prefect's pendulum types
+    step = timedelta(seconds=interval.total_seconds())
+    return anchor + math.ceil((now - anchor) / step) * step  # slots run both ways from the anchor
 
 
 def describe_wait(schedule: EventScheduleConfig | ConditionalScheduleConfig) -> str:

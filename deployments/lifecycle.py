@@ -8,7 +8,6 @@ that deployment and its flow runs, so the Prefect UI and this API never disagree
 from __future__ import annotations
 
 import asyncio
-import math
 import re
 import secrets
 from datetime import datetime, timedelta, timezone
@@ -78,7 +77,7 @@ from deployments.translate import (
     namespace_tag,
 )
 from deployments import snapshots
-from deployments.fire_times import next_fire_times
+from deployments.fire_times import next_fire_times, next_interval_slot
 from deployments.snapshots import EvaluatorState
 from deployments.trigger_events import event_plan, last_measurement
 from flows.errors import Conflict, NotFound, QuotaExceeded
@@ -516,8 +515,7 @@ def _next_slot(deployment: Any, config: Any, state: EvaluatorState, now: datetim
         return times[0] if times else None
     if isinstance(config, IntervalScheduleConfig) and deployment.schedules:
         schedule = deployment.schedules[0].schedule
-        anchor, step = schedule.anchor_date, schedule.interval
-        return anchor if now <= anchor else anchor + math.ceil((now - anchor) / step) * step
+        return next_interval_slot(schedule.anchor_date, schedule.interval, now)
     if state.held_back_until and state.held_back_until > now:
         return state.held_back_until
     return None

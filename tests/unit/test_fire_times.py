@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from prefect.server.schemas.schedules import CronSchedule
 
 from deployments.contract import CronScheduleConfig, IntervalScheduleConfig
-from deployments.fire_times import next_fire_times
+from deployments.fire_times import next_fire_times, next_interval_slot
 
 
 def _prefect_times(expression: str, zone: str, after: datetime, count: int) -> list[datetime]:
@@ -84,3 +84,15 @@ def test_interval_starts_at_creation_or_one_interval_later() -> None:
     later = next_fire_times(IntervalScheduleConfig(interval_seconds=3600), after=after, count=2)
     assert now == [after, after + timedelta(hours=1)]
     assert later == [after + timedelta(hours=1), after + timedelta(hours=2)]
+
+
+@pytest.mark.parametrize("anchor_offset", [-10_000_000, -3600, -1, 0, 1, 5000])
+@pytest.mark.parametrize("seconds", [60, 3600, 21600])
+def test_next_interval_slot_is_the_run_prefect_makes_next(anchor_offset: int, seconds: int) -> None:
+    from prefect.server.schemas.schedules import IntervalSchedule
+
+    now = datetime(2026, 11, 26, 9, 3, 7, 123456, tzinfo=timezone.utc)
+    schedule = IntervalSchedule(interval=timedelta(seconds=seconds), anchor_date=now + timedelta(seconds=anchor_offset),
+                                timezone="UTC")
+    prefects = asyncio.run(schedule.get_dates(n=1, start=now))[0]
+    assert next_interval_slot(schedule.anchor_date, schedule.interval, now) == prefects
