@@ -145,7 +145,7 @@ def test_listing_costs_the_same_few_calls_for_3_or_12_triggers_and_agrees_with_g
 ) -> None:
     bodies = [
         _interval(collection, start_immediately=False),
-        {"trigger_type": "cron", "schedule_config": {"cron_expression": "*/5 * * * *", "timezone": "Europe/Berlin"},
+        {"trigger_type": "cron", "schedule_config": {"cron_expression": "17 3 * * *", "timezone": "Europe/Berlin"},
          "execution_config": _interval(collection, start_immediately=False)["execution_config"]},
         {"trigger_type": "event", "schedule_config": {"event_type": "documents_added", "event_threshold": 10**6,
                                                       "collection_id": collection, "cooldown_seconds": 0},
