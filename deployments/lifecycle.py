@@ -219,19 +219,20 @@ async def update_trigger(trigger_id: str, changes: dict[str, Any], namespace_id:
 
 
 async def pause_trigger(trigger_id: str, namespace_id: str | None = None) -> ClusterTrigger:
-    async with get_client() as client:
-        deployment, record = await _find(client, trigger_id, namespace_id)
-        _refuse_if_disabled(deployment, record)
-        await _pause(client, deployment, record)
-        return await _changed(client, trigger_id, record.namespace_id)
+    return await _switch(trigger_id, namespace_id, _pause)
 
 
 async def resume_trigger(trigger_id: str, namespace_id: str | None = None) -> ClusterTrigger:
     """Back to active, also out of `failed`; the next run is computed from now."""
+    return await _switch(trigger_id, namespace_id, _resume)
+
+
+async def _switch(trigger_id: str, namespace_id: str | None, action: Any) -> ClusterTrigger:
+    """Pause or resume a trigger that is not deleted."""
     async with get_client() as client:
         deployment, record = await _find(client, trigger_id, namespace_id)
         _refuse_if_disabled(deployment, record)
-        await _resume(client, deployment, record)
+        await action(client, deployment, record)
         return await _changed(client, trigger_id, record.namespace_id)
 
 
@@ -524,15 +525,16 @@ def _next_slot(deployment: Any, config: Any, state: EvaluatorState, now: datetim
 async def _trigger_state(client: PrefectClient, deployment: Any, record: TriggerRecord) -> dict[str, Any]:
     """What event and conditional triggers show beyond runs: the counter, the cooldown, the last check."""
     config = record.request.schedule_config
+    state = EvaluatorState()
     if isinstance(config, EventScheduleConfig):
         plan = await event_plan(client, deployment, record)
-        return {"event_counter": plan.event_counter, "last_cooldown_at": plan.last_cooldown_at}
-    if isinstance(config, ConditionalScheduleConfig):
+        state = EvaluatorState(event_counter=plan.event_counter, last_cooldown_at=plan.last_cooldown_at)
+    elif isinstance(config, ConditionalScheduleConfig):
         measurement = await last_measurement(client, record.trigger_id)
         if measurement is not None:
-            return {"last_measurement": measurement.value, "last_condition_check_at": measurement.checked_at,
-                    "last_check_error": measurement.error}
-    return {}
+            state = EvaluatorState(last_measurement=measurement.value, last_condition_check_at=measurement.checked_at,
+                                   last_check_error=measurement.error)
+    return state.shown(config)
 
 
 async def _execution_config(record: TriggerRecord) -> ExecutionConfig | None:
