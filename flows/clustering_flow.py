@@ -35,7 +35,7 @@ from flows import engine
 from flows.clusterers import Clustering
 from flows.engine import Documents, Outcome, PreviousClusters
 from flows.errors import ClusterTriggersError, DataError, NotFound
-from flows.trigger_state import record_run_figures, stop_after_consecutive_failures, stopped_reason, wait_until_due
+from flows.trigger_state import record_run, stopped_reason, wait_until_due
 
 
 def _retry_io_only(task: Any, task_run: Any, state: State) -> bool:
@@ -101,9 +101,8 @@ def publish(results_id: str, record: dict[str, Any]) -> None:
     _emit("cluster.execution.completed", results_id, {k: record[k] for k in ("run_id", "num_documents", "num_clusters")})
 
 
-@flow(name=FLOW_NAME, validate_parameters=True, on_failure=[stop_after_consecutive_failures, record_run_figures],
-      on_crashed=[stop_after_consecutive_failures, record_run_figures], on_completion=[record_run_figures],
-      on_cancellation=[record_run_figures])
+@flow(name=FLOW_NAME, validate_parameters=True, on_failure=[record_run], on_crashed=[record_run],
+      on_completion=[record_run], on_cancellation=[record_run])
 def cluster_collection(
     execution_config: dict[str, Any] | None = None,
     cluster_id: str | None = None,
@@ -130,7 +129,7 @@ def cluster_collection(
         if reason:
             get_run_logger().warning(reason)
             return Cancelled(message=reason)
-        record_run_figures(None, this_run, None)  # `ls` shows this run as processing
+        record_run(None, this_run, None)  # `ls` shows this run as processing
         record = TriggerRecord.model_validate(trigger)
         trigger_id, cluster_id = record.trigger_id, record.request.cluster_id
         config = record.request.execution_config

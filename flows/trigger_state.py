@@ -1,9 +1,10 @@
 """The trigger's state as the flow sees it: the failure policy, and the guard against stopped triggers.
 
-Failure policy: the shared flow's `on_failure` / `on_crashed` hook runs in the process that
-ran the flow, right after Prefect recorded the failure; it counts the trigger's failures
-from its flow runs and, at `max_consecutive_failures`, marks the deployment `failed` and
-pauses it (and its automation, for an event trigger). `resume` undoes both; one successful run resets the count.
+Failure policy: after a failed or crashed run, the hook that writes the run figures (below)
+runs in the process that ran the flow, right after Prefect recorded the failure; when those
+figures count `max_consecutive_failures` failures in a row it marks the deployment `failed`
+and pauses it (and its automation, for an event trigger). `resume` undoes both; one
+successful run resets the count.
 
 Guard: pausing a deployment deletes its scheduled runs, but a scheduler loop that read the
 deployment just before can still add some. A scheduled run of a paused, failed or deleted
@@ -28,43 +29,15 @@ from typing import Any
 from prefect import get_client
 from prefect.utilities.asyncutils import run_coro_as_sync
 from prefect.client.schemas.actions import DeploymentUpdate
-from prefect.client.schemas.sorting import FlowRunSort
 from prefect.logging import get_logger
 
 from deployments import snapshots
 from deployments.automations import automation_name
 from deployments.settings import get_settings
-from deployments.status import EXECUTED, consecutive_failures, in_states, of_deployment, trigger_status
+from deployments.status import trigger_status
 from deployments.translate import FAILED_TAG, MANUAL_TAG, TriggerRecord
 
 _logger = get_logger("cluster_triggers.trigger_state")
-
-
-def stop_after_consecutive_failures(flow: Any, flow_run: Any, state: Any) -> None:
-    if flow_run.deployment_id is None:
-        return  # an ad-hoc run belongs to no trigger
-    limit = get_settings().max_consecutive_failures
-    with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(
-            deployment_filter=of_deployment(flow_run.deployment_id),
-            flow_run_filter=in_states(*EXECUTED),
-            sort=FlowRunSort.START_TIME_DESC,
-            limit=limit,
-        )
-        failures = consecutive_failures(runs)
-        if failures < limit:
-            return
-        deployment = client.read_deployment(flow_run.deployment_id)
-        if FAILED_TAG not in deployment.tags:
-            client.update_deployment(deployment.id, DeploymentUpdate(tags=[*deployment.tags, FAILED_TAG]))
-        client.pause_deployment(deployment.id)
-        for automation in client.read_automations_by_name(automation_name(deployment.name)):
-            client.pause_automation(automation.id)
-    _logger.warning(
-        "trigger %s failed %d times in a row: status failed, schedule and automation paused until "
-        "`cluster-triggers resume %s`",
-        deployment.name, failures, deployment.name,
-    )
 
 
 def stopped_reason(flow_run: Any) -> str | None:
@@ -89,15 +62,34 @@ def wait_until_due(firing: dict[str, Any] | None) -> None:
         time.sleep(remaining)
 
 
-def record_run_figures(flow: Any, flow_run: Any, state: Any) -> None:
-    """Write the trigger's run figures as they are now; a hook, also called when a run starts."""
-    if flow_run.deployment_id is not None:
-        run_coro_as_sync(_record_run_figures(flow_run.deployment_id))
+def record_run(flow: Any, flow_run: Any, state: Any) -> None:
+    """Hook at every end of a run, also called at its start: write the trigger's run figures and,
+    after a failure, apply the failure policy to the same figures."""
+    if flow_run.deployment_id is None:
+        return  # an ad-hoc run belongs to no trigger
+    failed = state is not None and (state.is_failed() or state.is_crashed())
+    run_coro_as_sync(_record_run(flow_run.deployment_id, failed=failed))
 
 
-async def _record_run_figures(deployment_id: Any) -> None:
+async def _record_run(deployment_id: Any, *, failed: bool) -> None:
     async with get_client() as client:
         deployment = await client.read_deployment(deployment_id)
         trigger_id = TriggerRecord.model_validate(deployment.parameters["trigger"]).trigger_id
         figures = await snapshots.run_figures(client, deployment_id, now=datetime.now(timezone.utc))
         await snapshots.save(client, snapshots.variable_name("runs", trigger_id), figures)
+        if failed and figures.consecutive_failures >= get_settings().max_consecutive_failures:
+            await _stop_failed(client, deployment, figures.consecutive_failures)
+
+
+async def _stop_failed(client: Any, deployment: Any, failures: int) -> None:
+    """Mark the trigger failed and stop its schedule and its automation."""
+    if FAILED_TAG not in deployment.tags:
+        await client.update_deployment(deployment.id, DeploymentUpdate(tags=[*deployment.tags, FAILED_TAG]))
+    await client.pause_deployment(deployment.id)
+    for automation in await client.read_automations_by_name(automation_name(deployment.name)):
+        await client.pause_automation(automation.id)
+    _logger.warning(
+        "trigger %s failed %d times in a row: status failed, schedule and automation paused until "
+        "`cluster-triggers resume %s`",
+        deployment.name, failures, deployment.name,
+    )
