@@ -23,12 +23,10 @@ import asyncio
 import os
 import sys
 import tempfile
-import time
 from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
 
-import httpx
 import numpy as np
 
 _THRESHOLD = 10
@@ -41,19 +39,16 @@ def main() -> int:
     data_dir = Path(tempfile.mkdtemp(prefix="event-latency-"))
     os.environ.update({"CLUSTER_TRIGGERS_DATA_DIR": str(data_dir), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
     from deployments.settings import get_settings
-    from deployments.stack import child_process, create_work_pool, free_port, prefect_server, worker
+    from deployments.stack import api_server, create_work_pool, free_port, prefect_server, worker
 
     env = {**os.environ, "PREFECT_HOME": str(data_dir / "prefect"),
            "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "0.5"}
-    api_port = free_port()
     with ExitStack() as stack:
         url = stack.enter_context(prefect_server(free_port(), env, log=data_dir / "server.log"))
         env["PREFECT_API_URL"] = os.environ["PREFECT_API_URL"] = url
         create_work_pool(get_settings().work_pool, env)
         stack.enter_context(worker(get_settings().work_pool, env, log=data_dir / "worker.log"))
-        script = Path(sys.executable).with_name("cluster-triggers")
-        stack.enter_context(child_process([script, "api", "--port", str(api_port)], env, log=data_dir / "api.log"))
-        _wait_healthy(f"http://127.0.0.1:{api_port}/openapi.json")
+        stack.enter_context(api_server(free_port(), env, log=data_dir / "api.log"))
         ours, baseline = asyncio.run(_measure(args.firings))
     created = [c for c, _ in ours]
     started = [s for _, s in ours]
@@ -124,16 +119,6 @@ async def _wait_started(client, run_id):
         if run.start_time and run.state and run.state.is_final():
             return run
         await asyncio.sleep(0.1)
-
-
-def _wait_healthy(url: str) -> None:
-    for _ in range(240):
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.25)
-    raise RuntimeError(f"{url} did not answer")
 
 
 def _p(values: list[float], q: int) -> float:

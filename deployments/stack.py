@@ -58,9 +58,7 @@ def main() -> int:
         _step("demo data", [sys.executable, "-m", "deployments.demo"], env)
         _step("deployments", [_BIN / "prefect", "--no-prompt", "deploy", "--all"], env)
         stack.enter_context(worker(settings.work_pool, env))
-        api = f"http://127.0.0.1:{settings.api_port}"
-        stack.enter_context(child_process([_BIN / "cluster-triggers", "api", "--port", str(settings.api_port)], env,
-                                          log=settings.data_dir / "api.log"))
+        api = stack.enter_context(api_server(settings.api_port, env, log=settings.data_dir / "api.log"))
         _step("first runs of start_immediately triggers", [sys.executable, "-m", "deployments.demo", "first-runs"], env)
         stack.enter_context(_stack_file(api_url, ui_url))
         print(f"\nPrefect UI:  {ui_url}  (runs, schedules, automations, artifacts)\n"
@@ -112,19 +110,32 @@ def prefect_server(port: int, env: dict[str, str], *, timeout: float = 120, log:
     api_url = f"http://127.0.0.1:{port}/api"
     command = [_BIN / "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     with child_process(command, env, log=log) as process:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"prefect server exited with code {process.returncode}; see its output above")
-            try:
-                if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"prefect server not healthy after {timeout:.0f} s")
-            time.sleep(0.5)
+        _wait_answering(f"{api_url}/health", process, "prefect server", timeout)
         yield api_url
+
+
+@contextmanager
+def api_server(port: int, env: dict[str, str], *, timeout: float = 60, log: Path | None = None) -> Iterator[str]:
+    """`cluster-triggers api` (REST API and evaluator) on 127.0.0.1:`port`, answering; stopped on exit."""
+    url = f"http://127.0.0.1:{port}"
+    with child_process([_BIN / "cluster-triggers", "api", "--port", str(port)], env, log=log) as process:
+        _wait_answering(f"{url}/openapi.json", process, "cluster-triggers api", timeout)
+        yield url
+
+
+def _wait_answering(url: str, process: subprocess.Popen, name: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with code {process.returncode}; see its output above")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{name} not answering after {timeout:.0f} s")
+        time.sleep(0.25)
 
 
 @contextmanager

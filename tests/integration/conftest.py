@@ -10,17 +10,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Iterator
 
-import httpx
 import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from deployments.settings import get_settings
-from deployments.stack import child_process, create_work_pool, free_port, prefect_server, worker
+from deployments.stack import api_server, create_work_pool, free_port, prefect_server, worker
 
 
 @pytest.fixture(scope="session")
@@ -69,15 +67,7 @@ class ApiProcess:
 
     def start(self) -> None:
         self._running = ExitStack()
-        script = Path(sys.executable).with_name("cluster-triggers")
-        self._running.enter_context(child_process([script, "api", "--port", str(self.port)], self.env, log=self.log))
-        for _ in range(240):
-            try:
-                if httpx.get(f"{self.url}/openapi.json", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.25)
-        raise RuntimeError(f"cluster-triggers api did not answer on {self.url}; see {self.log}")
+        self._running.enter_context(api_server(self.port, self.env, log=self.log))
 
     def stop(self) -> None:
         if self._running is not None:
