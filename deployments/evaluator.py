@@ -10,9 +10,9 @@ It runs inside `cluster-triggers api` (one per Prefect server) and acts on two i
   trigger's automation is brought in line with its status (also for triggers made by
   `prefect deploy`), and the conditional checks that are due are run.
 
-After each decision it writes what the trigger shows (counter, cooldown, last check) to
-the trigger's state snapshot, which `ls` reads (`deployments.snapshots`); paused event
-triggers are re-counted too, never fired.
+After each decision it writes, in the background, what the trigger shows (counter,
+cooldown, last check) to the trigger's state snapshot, which `ls` reads
+(`deployments.snapshots`); paused event triggers are re-counted too, never fired.
 
 A firing is a flow run of the trigger's deployment tagged `trigger-run:event` (or
 `trigger-run:condition`) whose `firing` parameter records what it consumed; runs are
@@ -67,6 +67,8 @@ class Evaluator:
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._checked: dict[str, datetime] = {}
         self._shown: dict[str, EvaluatorState] = {}
+        self._to_show: dict[str, EvaluatorState] = {}
+        self._writers: dict[str, asyncio.Task] = {}
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -135,21 +137,36 @@ class Evaluator:
                 del recent[event_id]
             plan = await event_plan(client, deployment, record, now=now, recent=list(recent.values()))
             if not fire:
-                await self._show(client, trigger_id, EvaluatorState(event_counter=plan.event_counter,
+                self._show(trigger_id, EvaluatorState(event_counter=plan.event_counter,
                                                                     last_cooldown_at=plan.last_cooldown_at))
                 return
             for firing in plan.firings:
                 await _create_firing_run(client, deployment, record, firing)
-            await self._show(client, trigger_id, EvaluatorState(
+            self._show(trigger_id, EvaluatorState(
                 event_counter=plan.event_counter_after, last_cooldown_at=plan.last_cooldown_at,
                 held_back_until=plan.held_back_until,
             ))
 
-    async def _show(self, client: PrefectClient, trigger_id: str, state: EvaluatorState) -> None:
-        """Keep the trigger's state snapshot (what `ls` shows) current; written only when it changes."""
-        if self._shown.get(trigger_id) != state:
-            await snapshots.save(client, snapshots.variable_name("state", trigger_id), state)
-            self._shown[trigger_id] = state
+    def _show(self, trigger_id: str, state: EvaluatorState) -> None:
+        """Keep the trigger's state snapshot (what `ls` shows) current, off the firing path.
+
+        One writer per trigger writes the latest state until it is shown, so a burst of
+        wake-ups costs a write or two instead of one each, and never delays a firing.
+        """
+        self._to_show[trigger_id] = state
+        if trigger_id not in self._writers:
+            self._writers[trigger_id] = asyncio.create_task(self._write_shown(trigger_id))
+
+    async def _write_shown(self, trigger_id: str) -> None:
+        try:
+            async with get_client() as client:
+                while (state := self._to_show[trigger_id]) != self._shown.get(trigger_id):
+                    await snapshots.save(client, snapshots.variable_name("state", trigger_id), state)
+                    self._shown[trigger_id] = state
+        except Exception:  # shown at the next decision instead
+            _logger.exception("could not write the state snapshot of trigger %s", trigger_id)
+        finally:
+            del self._writers[trigger_id]
 
     async def _check_condition(
         self, client: PrefectClient, deployment: Any, record: TriggerRecord, config: ConditionalScheduleConfig
@@ -178,7 +195,7 @@ class Evaluator:
                                   error=error, checked_at=now)
         emit_event(event=MEASURED, resource={"prefect.resource.id": trigger_resource(trigger_id)},
                    payload=measurement.model_dump(mode="json"))
-        await self._show(client, trigger_id, EvaluatorState(
+        self._show(trigger_id, EvaluatorState(
             last_measurement=value, last_condition_check_at=now, last_check_error=error
         ))
         if fired:
