@@ -28,10 +28,10 @@ from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
 from prefect.client.schemas.sorting import DeploymentSort, FlowRunSort
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.states import Scheduled
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from blocks._result_files import ResultFiles
-from blocks.cluster_definition import load_cluster_definition
+from blocks.cluster_definition import ClusterDefinition, load_cluster_definition
 from blocks.result_store import default_result_store
 from deployments._models import UtcDateTime
 from deployments.contract import (
@@ -45,7 +45,6 @@ from deployments.contract import (
     ExecutionConfig,
     TriggerStatus,
     TriggerType,
-    validate_execution_config,
     validate_request,
 )
 from deployments.errors import ContractError, Problem
@@ -490,6 +489,8 @@ async def _statuses(client: PrefectClient, deployments: list[Any]) -> list[Clust
             extra=state.shown(request.schedule_config),
         ))
     return triggers
+
+
 async def _cluster_definitions(client: PrefectClient) -> dict[str, ExecutionConfig]:
     """Every valid cluster definition by its id, in one call."""
     try:
@@ -501,10 +502,9 @@ async def _cluster_definitions(client: PrefectClient) -> dict[str, ExecutionConf
     definitions = {}
     for document in documents:
         try:
-            definitions[document.data["cluster_id"]] = validate_execution_config(
-                {"collection_ids": document.data["collection_ids"], "config": document.data["config"]}
-            )
-        except (KeyError, ContractError):
+            definition = ClusterDefinition.model_validate(document.data)
+            definitions[definition.cluster_id] = definition.execution_config()
+        except (ValidationError, ContractError):
             continue  # broken definitions show as no config, as in `get`
     return definitions
 
