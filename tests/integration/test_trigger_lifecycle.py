@@ -134,7 +134,9 @@ def test_ls_lists_triggers_with_their_next_run(cli) -> None:
     trigger = _wait_for("trg_listed", lambda t: t.next_scheduled_at is not None, timeout=30)
     listing = json.loads(cli("ls", "--json").stdout)
     listed = {t["trigger_id"]: t for t in listing["results"]}
-    assert listed["trg_listed"]["next_scheduled_at"] == trigger.model_dump(mode="json")["next_scheduled_at"]
+    exact = trigger.model_dump(mode="json")
+    assert listed["trg_listed"]["next_scheduled_at"] == exact["next_scheduled_at"]
+    assert listed["trg_listed"]["execution_config"] == exact["execution_config"]  # read from its cluster definition
     table = cli("ls").stdout.splitlines()
     assert table[0].split()[:4] == ["TRIGGER", "TYPE", "STATUS", "NEXT"]
     assert any(line.startswith("trg_listed ") and "cron" in line for line in table)
