@@ -471,7 +471,7 @@ async def _statuses(client: PrefectClient, deployments: list[Any]) -> list[Clust
         for i in ids if snapshots.variable_name("runs", i) in stored
     }
     now = datetime.now(timezone.utc)
-    missed = await snapshots.runs_missed(client, deployments, figures)
+    missed = await snapshots.runs_missed(client, {d.id: r.trigger_id for d, r in zip(deployments, records)}, figures)
     for deployment, record in zip(deployments, records):
         if deployment.id in missed:  # rare: recompute this one and keep it for next time
             figures[record.trigger_id] = await snapshots.run_figures(client, deployment.id, now=now)

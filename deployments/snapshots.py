@@ -42,7 +42,6 @@ from deployments._models import UtcDateTime
 from deployments.contract import ConditionalScheduleConfig, EventScheduleConfig
 from deployments.settings import get_settings
 from deployments.status import EXECUTED, STARTED, RunFigures, in_states, of_deployment, run_figures_of
-from deployments.translate import TriggerRecord
 
 _PAGE = 200
 
@@ -110,18 +109,18 @@ async def read(client: PrefectClient, names: list[str]) -> dict[str, Any]:
     return found
 
 
-async def runs_missed(client: PrefectClient, deployments: list[Any], figures: dict[str, RunFigures]) -> set[Any]:
-    """Ids of deployments with a run that ended after their snapshot without our code running.
+async def runs_missed(client: PrefectClient, trigger_ids: dict[Any, str], figures: dict[str, RunFigures]) -> set[Any]:
+    """Ids of deployments (keys of `trigger_ids`) with a run that ended after their snapshot without our code running.
 
     Those are crashed runs (a killed process) and runs cancelled before they started; they
     are rare, so one query answers for any number of triggers. A trigger without a snapshot
     counts as missed too; so does everyone when there are too many such runs to read at once.
     """
-    if not deployments:
+    if not trigger_ids:
         return set()
     oldest = min((f.as_of for f in figures.values()), default=None)
     runs = await client.read_flow_runs(
-        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[d.id for d in deployments])),
+        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=list(trigger_ids))),
         flow_run_filter=FlowRunFilter(
             state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.CRASHED, StateType.CANCELLED])),
             end_time=FlowRunFilterEndTime(after_=oldest) if oldest else None,
@@ -129,11 +128,10 @@ async def runs_missed(client: PrefectClient, deployments: list[Any], figures: di
         limit=_PAGE,
     )
     if len(runs) == _PAGE:
-        return {d.id for d in deployments}
-    names = {d.id: TriggerRecord.model_validate(d.parameters["trigger"]).trigger_id for d in deployments}
-    missed = {d.id for d in deployments if names[d.id] not in figures}
+        return set(trigger_ids)
+    missed = {deployment_id for deployment_id, trigger_id in trigger_ids.items() if trigger_id not in figures}
     for run in runs:
-        snapshot = figures.get(names.get(run.deployment_id, ""))
+        snapshot = figures.get(trigger_ids.get(run.deployment_id, ""))
         if snapshot is not None and run.end_time and run.end_time > snapshot.as_of:
             missed.add(run.deployment_id)
     return missed
