@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 
 # A local Prefect server (SQLite), work pool, worker and the example triggers; Ctrl-C stops it all.
 run: $(STAMP)
-	PREFECT_SERVER_ANALYTICS_ENABLED=false $(BIN)/python -m deployments.stack
+	PREFECT_SERVER_ANALYTICS_ENABLED=false $(BIN)/python -m prefect_cluster_triggers.deployments.stack
 
 test: $(STAMP)
 	PREFECT_SERVER_ANALYTICS_ENABLED=false $(BIN)/pytest

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flows.conditions import Baseline, cosine_drift
+from prefect_cluster_triggers.flows.conditions import Baseline, cosine_drift
 
 
 def _best(repeat: int, function) -> float:

@@ -38,8 +38,8 @@ def main() -> int:
     args = parser.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="event-latency-"))
     os.environ.update({"CLUSTER_TRIGGERS_DATA_DIR": str(data_dir), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
-    from deployments.settings import get_settings
-    from deployments.stack import api_server, create_work_pool, free_port, prefect_server, worker
+    from prefect_cluster_triggers.deployments.settings import get_settings
+    from prefect_cluster_triggers.deployments.stack import api_server, create_work_pool, free_port, prefect_server, worker
 
     env = {**os.environ, "PREFECT_HOME": str(data_dir / "prefect"),
            "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "0.5"}
@@ -63,11 +63,11 @@ def main() -> int:
 async def _measure(firings: int) -> tuple[list[tuple[float, float]], list[float]]:
     from prefect.client.orchestration import get_client
 
-    from blocks.collection_events import notify_collection
-    from blocks.collections import open_local_collection
-    from deployments import lifecycle
-    from deployments.contract import validate_request
-    from deployments.translate import EVENT_TAG, FLOW_NAME, MANUAL_TAG
+    from prefect_cluster_triggers.blocks.collection_events import notify_collection
+    from prefect_cluster_triggers.blocks.collections import open_local_collection
+    from prefect_cluster_triggers.deployments import lifecycle
+    from prefect_cluster_triggers.deployments.contract import validate_request
+    from prefect_cluster_triggers.deployments.translate import EVENT_TAG, FLOW_NAME, MANUAL_TAG
 
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(300, 16)).astype(np.float32)
@@ -102,7 +102,7 @@ async def _wait_run(client, deployment_id, tag: str, count: int):
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
     from prefect.client.schemas.sorting import FlowRunSort
 
-    from deployments.status import of_deployment
+    from prefect_cluster_triggers.deployments.status import of_deployment
 
     while True:
         runs = await client.read_flow_runs(deployment_filter=of_deployment(deployment_id),

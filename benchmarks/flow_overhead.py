@@ -57,8 +57,8 @@ _FLOW = textwrap.dedent(
     import json, resource, sys, time
     import numpy as np
     from sklearn.metrics import adjusted_rand_score
-    from flows.clustering_flow import cluster_collection
-    from blocks.result_store import default_result_store
+    from prefect_cluster_triggers.flows.clustering_flow import cluster_collection
+    from prefect_cluster_triggers.blocks.result_store import default_result_store
     path, n, d, algorithm = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     config = {"algorithm": "kmeans", "n_clusters": 20} if algorithm == "kmeans" else {"algorithm": "hdbscan"}
     started = time.perf_counter()
@@ -77,8 +77,8 @@ _FLOW = textwrap.dedent(
 
 
 def _make_collection(data_dir: Path, n: int, dim: int) -> None:
-    from blocks._naming import prefect_name
-    from blocks.collections import LocalCollection
+    from prefect_cluster_triggers.blocks._naming import prefect_name
+    from prefect_cluster_triggers.blocks.collections import LocalCollection
 
     rng = np.random.default_rng(0)
     centers = rng.normal(size=(20, dim)).astype(np.float32)

@@ -37,7 +37,7 @@ def main() -> int:
     data_dir = Path(tempfile.mkdtemp(prefix="listing-"))
     os.environ.update({"CLUSTER_TRIGGERS_DATA_DIR": str(data_dir), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                        "CLUSTER_TRIGGERS_MAX_ACTIVE_TRIGGERS": str(args.triggers + 1)})
-    from deployments.stack import free_port, prefect_server
+    from prefect_cluster_triggers.deployments.stack import free_port, prefect_server
 
     env = {**os.environ, "PREFECT_HOME": str(data_dir / "prefect")}
     with prefect_server(free_port(), env, log=data_dir / "server.log") as url:
@@ -49,8 +49,8 @@ def main() -> int:
 async def _compare(count: int, rounds: int) -> None:
     from prefect.client.orchestration import get_client
 
-    from deployments import lifecycle
-    from deployments.contract import validate_request
+    from prefect_cluster_triggers.deployments import lifecycle
+    from prefect_cluster_triggers.deployments.contract import validate_request
 
     execution = {"collection_ids": ["bench"], "config": {"algorithm": "kmeans", "n_clusters": 3}}
     bodies = [

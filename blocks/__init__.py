@@ -1,7 +1,7 @@
-"""Prefect blocks of prefect-cluster-triggers; `prefect block register -m blocks` registers them all."""
+"""Prefect blocks of prefect-cluster-triggers; `prefect block register -m prefect_cluster_triggers.blocks` registers them all."""
 
-from blocks.cluster_definition import ClusterDefinition
-from blocks.collections import HttpCollection, LocalCollection
-from blocks.result_store import LocalResultStore
+from prefect_cluster_triggers.blocks.cluster_definition import ClusterDefinition
+from prefect_cluster_triggers.blocks.collections import HttpCollection, LocalCollection
+from prefect_cluster_triggers.blocks.result_store import LocalResultStore
 
 __all__ = ["ClusterDefinition", "HttpCollection", "LocalCollection", "LocalResultStore"]

@@ -23,7 +23,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from flows.errors import DataError
+from prefect_cluster_triggers.flows.errors import DataError
 
 _MANIFEST = "manifest.json"
 

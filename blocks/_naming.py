@@ -1,9 +1,33 @@
-"""Prefect names (blocks, artifact keys) for contract identifiers."""
+"""Prefect names (blocks, artifact keys) for contract identifiers, and saving a block once."""
 
 from __future__ import annotations
 
 import hashlib
 import re
+from typing import TYPE_CHECKING, Callable, TypeVar
+
+if TYPE_CHECKING:
+    from prefect.blocks.core import Block
+
+B = TypeVar("B", bound="Block")
+
+
+def load_or_save(kind: type[B], name: str, make: Callable[[], B]) -> B:
+    """The block of `kind` saved as `name`, saved now from `make()` if there is none.
+
+    Whoever saves first wins, and every later caller, in any process, gets that block: two
+    processes creating it at once agree on one.
+    """
+    try:
+        return kind.load(name)
+    except ValueError:
+        pass
+    block = make()
+    try:
+        block.save(name)
+    except ValueError:  # saved meanwhile by another process
+        return kind.load(name)
+    return block
 
 
 def prefect_name(identifier: str) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from flows.errors import NotFound
+from prefect_cluster_triggers.flows.errors import NotFound
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,10 @@ from typing import Any, ClassVar
 from prefect.blocks.core import Block
 from pydantic import Field
 
-from blocks._naming import prefect_name
-from blocks.collections import DOCS_URL
-from deployments.contract import ExecutionConfig
-from flows.errors import NotFound
+from prefect_cluster_triggers.blocks._naming import prefect_name
+from prefect_cluster_triggers.blocks.collections import DOCS_URL
+from prefect_cluster_triggers.deployments.contract import ExecutionConfig
+from prefect_cluster_triggers.flows.errors import NotFound
 
 
 class ClusterDefinition(Block):
@@ -21,7 +21,7 @@ class ClusterDefinition(Block):
 
     Example:
         ```python
-        from blocks.cluster_definition import ClusterDefinition
+        from prefect_cluster_triggers.blocks.cluster_definition import ClusterDefinition
 
         definition = ClusterDefinition.load("cluster-xyz789-1f2e3d")
         print(definition.execution_config().config.algorithm)
@@ -42,7 +42,7 @@ class ClusterDefinition(Block):
         Raises:
             ContractError: the stored definition was edited into something invalid.
         """
-        from deployments.contract import validate_execution_config
+        from prefect_cluster_triggers.deployments.contract import validate_execution_config
 
         return validate_execution_config({"collection_ids": self.collection_ids, "config": self.config})
 

@@ -3,7 +3,7 @@
 One line in any pipeline, inside this project or not:
 
     ```python
-    from blocks.collection_events import notify_collection
+    from prefect_cluster_triggers.blocks.collection_events import notify_collection
 
     notify_collection("support-tickets", "documents_added", count=500)
     ```
@@ -21,9 +21,9 @@ from typing import Any
 from prefect.events import emit_event
 from prefect.events.worker import EventsWorker
 
-from deployments.contract import EventType
-from deployments.firing import EVENT_NAMES, collection_resource
-from flows.errors import DataError
+from prefect_cluster_triggers.deployments.contract import EventType
+from prefect_cluster_triggers.deployments.firing import EVENT_NAMES, collection_resource
+from prefect_cluster_triggers.flows.errors import DataError
 
 
 def notify_collection(

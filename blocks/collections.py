@@ -15,13 +15,13 @@ import numpy as np
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-from blocks._document_files import DocumentFiles
-from blocks._naming import prefect_name
-from blocks.collection_events import notify_collection
-from deployments.settings import get_settings
-from flows.engine import Documents
-from flows.errors import DataError, NotFound, SourceUnavailable
-from flows.keywords import payload_text
+from prefect_cluster_triggers.blocks._document_files import DocumentFiles
+from prefect_cluster_triggers.blocks._naming import load_or_save, prefect_name
+from prefect_cluster_triggers.blocks.collection_events import notify_collection
+from prefect_cluster_triggers.deployments.settings import get_settings
+from prefect_cluster_triggers.flows.engine import Documents
+from prefect_cluster_triggers.flows.errors import DataError, NotFound, SourceUnavailable
+from prefect_cluster_triggers.flows.keywords import payload_text
 
 DOCS_URL = "https://github.com/prefect-cluster-triggers/prefect-cluster-triggers#blocks"
 
@@ -46,7 +46,7 @@ class LocalCollection(Block):
 
     Example:
         ```python
-        from blocks.collections import LocalCollection
+        from prefect_cluster_triggers.blocks.collections import LocalCollection
 
         collection = LocalCollection.load("col-abc123-6c3d1e")
         collection.add_documents(vectors, ids=["a", "b"], payloads=[{"title": "..."}, None])
@@ -103,7 +103,7 @@ class HttpCollection(Block):
 
     Example:
         ```python
-        from blocks.collections import HttpCollection
+        from prefect_cluster_triggers.blocks.collections import HttpCollection
 
         documents = HttpCollection.load("products").read_documents()
         ```
@@ -220,14 +220,15 @@ def _retry_after(response: httpx.Response) -> float:
 
 
 def open_local_collection(collection_id: str) -> LocalCollection:
-    """The LocalCollection block saved for `collection_id`, saved now if there is none yet."""
-    name = prefect_name(collection_id)
-    try:
-        return LocalCollection.load(name)
-    except ValueError:
-        collection = LocalCollection(collection_id=collection_id)
-        collection.save(name)
-        return collection
+    """The LocalCollection block saved for `collection_id`, saved now if there is none yet.
+
+    A new block records the absolute directory of its documents, resolved once here: every
+    process that loads it (a worker's flow run, a condition check, another user's CLI) reads
+    that directory, whatever its own home, data-directory setting or working directory.
+    """
+    directory = get_settings().data_dir.resolve() / "collections" / collection_id
+    return load_or_save(LocalCollection, prefect_name(collection_id),
+                        lambda: LocalCollection(collection_id=collection_id, path=str(directory)))
 
 
 def load_collection(collection_id: str) -> DocumentSource:

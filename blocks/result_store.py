@@ -9,9 +9,9 @@ import numpy as np
 from prefect.blocks.core import Block
 from pydantic import Field
 
-from blocks._result_files import ResultFiles, StoredRun
-from blocks.collections import DOCS_URL
-from deployments.settings import get_settings
+from prefect_cluster_triggers.blocks._result_files import ResultFiles, StoredRun
+from prefect_cluster_triggers.blocks.collections import DOCS_URL
+from prefect_cluster_triggers.deployments.settings import get_settings
 
 DEFAULT_STORE = "default"
 
@@ -21,7 +21,7 @@ class LocalResultStore(Block):
 
     Example:
         ```python
-        from blocks.result_store import LocalResultStore
+        from prefect_cluster_triggers.blocks.result_store import LocalResultStore
 
         run = LocalResultStore.load("default").latest("cluster_xyz789")
         print(run.record["num_clusters"])
@@ -46,8 +46,10 @@ class LocalResultStore(Block):
 
 
 def default_result_store() -> LocalResultStore:
-    """The store saved as `default`, or the data directory's when none is saved."""
-    try:
-        return LocalResultStore.load(DEFAULT_STORE)
-    except ValueError:
-        return LocalResultStore()
+    """The store saved as `default`; saved now, at this data directory's absolute path, when there is none.
+
+    Saving it fixes one place for the whole Prefect server: a run on any worker writes where
+    `get` and `history` read, instead of each process picking its own data directory.
+    """
+    root = get_settings().data_dir.resolve() / "results"
+    return load_or_save(LocalResultStore, DEFAULT_STORE, lambda: LocalResultStore(path=str(root)))

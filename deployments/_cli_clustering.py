@@ -13,15 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from blocks._naming import prefect_name
-from blocks.cluster_definition import ClusterDefinition
-from blocks.collection_events import notify_collection
-from blocks.collections import open_local_collection
-from blocks.result_store import default_result_store
-from deployments.cli import load_document, print_json, read_text
-from deployments.contract import validate_cluster_definition, validate_request
-from deployments.errors import ContractError, Problem
-from flows.errors import ClusterTriggersError
+from prefect_cluster_triggers.blocks._naming import prefect_name
+from prefect_cluster_triggers.blocks.cluster_definition import ClusterDefinition
+from prefect_cluster_triggers.blocks.collection_events import notify_collection
+from prefect_cluster_triggers.blocks.collections import open_local_collection
+from prefect_cluster_triggers.blocks.result_store import default_result_store
+from prefect_cluster_triggers.deployments.cli import load_document, print_json, read_text
+from prefect_cluster_triggers.deployments.contract import validate_cluster_definition, validate_request
+from prefect_cluster_triggers.deployments.errors import ContractError, Problem
+from prefect_cluster_triggers.flows.errors import ClusterTriggersError
 
 _RUN_FAILED = 1
 
@@ -61,7 +61,7 @@ def clusters_create(args: argparse.Namespace) -> int:
 
 
 def cluster_once(args: argparse.Namespace) -> int:
-    from flows.clustering_flow import cluster_collection
+    from prefect_cluster_triggers.flows.clustering_flow import cluster_collection
 
     request = validate_request(load_document(args.file))
     execution_config = request.execution_config.model_dump(mode="json") if request.execution_config else None

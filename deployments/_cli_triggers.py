@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
-from deployments import lifecycle
-from deployments._models import format_utc
-from deployments.cli import load_document, print_json
-from deployments.contract import validate_request
-from deployments.errors import ContractError, Problem
-from deployments.render import PREFECT_YAML, render_prefect_yaml
+from prefect_cluster_triggers.deployments import lifecycle
+from prefect_cluster_triggers.deployments._models import format_utc
+from prefect_cluster_triggers.deployments.cli import load_document, print_json
+from prefect_cluster_triggers.deployments.contract import validate_request
+from prefect_cluster_triggers.deployments.errors import ContractError, Problem
+from prefect_cluster_triggers.deployments.render import render_prefect_yaml
 
 _RUN_FAILED = 1
 
@@ -85,23 +86,24 @@ def history(args: argparse.Namespace) -> int:
 
 
 def render(args: argparse.Namespace) -> int:
-    text = render_prefect_yaml()
+    text = render_prefect_yaml(Path(args.triggers)) if args.triggers else render_prefect_yaml()
+    output = Path(args.output)
     if args.check:
-        if PREFECT_YAML.read_text() != text:
-            print("prefect.yaml: out of date with deployments/triggers/; run `cluster-triggers render`", file=sys.stderr)
+        if not output.exists() or output.read_text() != text:
+            print(f"{output}: out of date with its trigger files; run `cluster-triggers render`", file=sys.stderr)
             return _RUN_FAILED
         return 0
-    PREFECT_YAML.write_text(text)
-    print(f"wrote {PREFECT_YAML}")
+    output.write_text(text)
+    print(f"wrote {output}")
     return 0
 
 
 def serve_api(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from deployments.settings import get_settings
+    from prefect_cluster_triggers.deployments.settings import get_settings
 
     port = args.port or get_settings().api_port
     os.environ["CLUSTER_TRIGGERS_API_PORT"] = str(port)  # the evaluator's wake-up address uses it
-    uvicorn.run("deployments.api:app", host=args.host, port=port, log_level="info")
+    uvicorn.run("prefect_cluster_triggers.deployments.api:app", host=args.host, port=port, log_level="info")
     return 0

@@ -20,8 +20,8 @@ from typing import Iterator
 
 from pydantic import BaseModel, Field
 
-from deployments._models import UtcDateTime
-from deployments.settings import get_settings
+from prefect_cluster_triggers.deployments._models import UtcDateTime
+from prefect_cluster_triggers.deployments.settings import get_settings
 
 _PREFIX = "sk_"
 

@@ -21,15 +21,15 @@ from prefect.exceptions import PrefectHTTPStatusError
 from prefect.logging import get_logger
 from pydantic import BaseModel, Field, ValidationError
 
-from deployments import lifecycle
-from deployments.access import ApiKey, KeyStore, namespace_id_of
-from deployments.automations import WAKE_PATH
-from deployments.contract import ClusterTrigger, CreateTriggerRequest, TriggerStatus, TriggerType
-from deployments.errors import ContractError, Problem
-from deployments.evaluator import Evaluator
-from deployments.lifecycle import Execution
-from deployments.settings import get_settings
-from flows.errors import Conflict, NotFound
+from prefect_cluster_triggers.deployments import lifecycle
+from prefect_cluster_triggers.deployments.access import ApiKey, KeyStore, namespace_id_of
+from prefect_cluster_triggers.deployments.automations import WAKE_PATH
+from prefect_cluster_triggers.deployments.contract import ClusterTrigger, CreateTriggerRequest, TriggerStatus, TriggerType
+from prefect_cluster_triggers.deployments.errors import ContractError, Problem
+from prefect_cluster_triggers.deployments.evaluator import Evaluator
+from prefect_cluster_triggers.deployments.lifecycle import Execution
+from prefect_cluster_triggers.deployments.settings import get_settings
+from prefect_cluster_triggers.flows.errors import Conflict, NotFound
 
 
 @asynccontextmanager
@@ -52,6 +52,18 @@ app = FastAPI(
     lifespan=_evaluating,
 )
 _logger = get_logger("cluster_triggers.api")
+
+
+@app.middleware("http")
+async def _after_setup(request: Request, call_next: Any) -> Any:
+    """Under `make run`, hold trigger requests until every setup step has finished, so none races it."""
+    if request.url.path.startswith("/v1/") and not getattr(app.state, "setup_done", False):
+        if get_settings().hold_until_ready:
+            from prefect_cluster_triggers.deployments.stack import ready_stack
+
+            await asyncio.to_thread(ready_stack)
+        app.state.setup_done = True
+    return await call_next(request)
 router = APIRouter(prefix="/v1/clusters/triggers", tags=["cluster triggers"])
 
 

@@ -22,9 +22,9 @@ from prefect.exceptions import ObjectNotFound
 from pydantic import SecretStr
 from prefect.types import SecretDict
 
-from deployments.contract import EventScheduleConfig, TriggerStatus
-from deployments.firing import EVENT_NAMES, collection_resource
-from deployments.translate import TriggerRecord
+from prefect_cluster_triggers.deployments.contract import EventScheduleConfig, TriggerStatus
+from prefect_cluster_triggers.deployments.firing import EVENT_NAMES, collection_resource
+from prefect_cluster_triggers.deployments.translate import TriggerRecord
 
 WEBHOOK_BLOCK = "cluster-triggers-wake"
 WAKE_PATH = "/internal/v1/wake"

@@ -18,11 +18,11 @@ from typing import Any, Callable
 import yaml
 from pydantic_core import to_jsonable_python
 
-from deployments._models import format_utc
-from deployments.contract import EventScheduleConfig, ConditionalScheduleConfig, validate_request
-from deployments.errors import ContractError, Problem
-from deployments.fire_times import describe_wait, next_fire_times
-from flows.errors import ClusterTriggersError
+from prefect_cluster_triggers.deployments._models import format_utc
+from prefect_cluster_triggers.deployments.contract import EventScheduleConfig, ConditionalScheduleConfig, validate_request
+from prefect_cluster_triggers.deployments.errors import ContractError, Problem
+from prefect_cluster_triggers.deployments.fire_times import describe_wait, next_fire_times
+from prefect_cluster_triggers.flows.errors import ClusterTriggersError
 
 _USAGE_ERROR = 2
 _API_ERROR = 1
@@ -134,8 +134,10 @@ def _parser() -> argparse.ArgumentParser:
     api.add_argument("--port", type=int, default=None, help="default: setting CLUSTER_TRIGGERS_API_PORT (8080)")
     api.set_defaults(handler=_lazy("_cli_triggers", "serve_api"))
 
-    render = commands.add_parser("render", help="write deployments/triggers/ into prefect.yaml")
-    render.add_argument("--check", action="store_true", help="only check that prefect.yaml is up to date")
+    render = commands.add_parser("render", help="write a folder of trigger files into prefect.yaml")
+    render.add_argument("--triggers", metavar="DIR", help="folder of trigger files (default: the package's examples)")
+    render.add_argument("--output", metavar="FILE", default="prefect.yaml", help="Prefect project file (default ./prefect.yaml)")
+    render.add_argument("--check", action="store_true", help="only check that the file is up to date")
     render.set_defaults(handler=_lazy("_cli_triggers", "render"))
     return parser
 
@@ -144,7 +146,11 @@ def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
     """Import the Prefect-side commands only when one of them runs: `validate` stays instant."""
 
     def handler(args: argparse.Namespace) -> int:
-        _use_running_stack()
+        try:
+            _use_running_stack()
+        except TimeoutError as exc:
+            print(exc, file=sys.stderr)
+            return _API_ERROR
         os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemetry from an embedded server
         import importlib
 
@@ -154,7 +160,7 @@ def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
         from prefect.settings import PREFECT_API_URL
 
         try:
-            return getattr(importlib.import_module(f"deployments.{module}"), name)(args)
+            return getattr(importlib.import_module(f"prefect_cluster_triggers.deployments.{module}"), name)(args)
         except ClusterTriggersError as exc:
             raise ContractError([Problem(getattr(args, "id", None) or args.command, str(exc))]) from None
         except (httpx.HTTPError, PrefectHTTPStatusError) as exc:
@@ -171,11 +177,18 @@ def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
 
 
 def _use_running_stack() -> None:
-    """Point at the stack `make run` keeps up, unless PREFECT_API_URL says otherwise (before Prefect loads its settings)."""
-    if "PREFECT_API_URL" not in os.environ:
-        from deployments.stack import running_stack
+    """Point at the stack `make run` keeps up, unless PREFECT_API_URL says otherwise (before Prefect loads its settings).
 
-        stack = running_stack()
+    A stack still setting up is waited for: before it is ready, a command would race its
+    setup, or (with no API URL yet) reach a throw-away ephemeral Prefect server.
+    """
+    if "PREFECT_API_URL" not in os.environ:
+        from prefect_cluster_triggers.deployments.stack import ready_stack
+
+        def announce(info: dict[str, Any]) -> None:
+            print(f"waiting for the cluster-triggers stack (pid {info['pid']}) to finish setting up", file=sys.stderr)
+
+        stack = ready_stack(announce=announce)
         if stack:
             os.environ["PREFECT_API_URL"] = stack["api_url"]
 
@@ -183,7 +196,7 @@ def _use_running_stack() -> None:
 def _create_key(args: argparse.Namespace) -> int:
     import getpass
 
-    from deployments.access import KeyStore
+    from prefect_cluster_triggers.deployments.access import KeyStore
 
     key, record = KeyStore().create(args.namespace, args.created_by or getpass.getuser())
     print_json({"api_key": key, "key_id": record.key_id, "namespace_ids": record.namespace_ids})
@@ -241,7 +254,11 @@ def load_document(path: str) -> Any:
     Raises:
         ContractError: the file is missing or is neither JSON nor YAML.
     """
-    text = read_text(path)
+    return parse_document(read_text(path), source=path)
+
+
+def parse_document(text: str, *, source: str = "document") -> Any:
+    """Parse JSON or YAML text into plain data; problems are reported under `source`."""
     try:
         return json.loads(text)
     except json.JSONDecodeError:
@@ -251,7 +268,7 @@ def load_document(path: str) -> Any:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ContractError([Problem(path, f"neither JSON nor YAML{where}: {getattr(exc, 'problem', exc)}")]) from None
+        raise ContractError([Problem(source, f"neither JSON nor YAML{where}: {getattr(exc, 'problem', exc)}")]) from None
 
 
 def _parse_instant(text: str) -> datetime:

@@ -24,10 +24,10 @@ from pydantic import (
     model_validator,
 )
 
-from deployments._models import StrictModel, UtcDateTime, field_error
-from deployments.clustering_config import ClusteringConfig, validate_clustering_config
-from deployments.errors import ContractError
-from deployments.settings import get_settings
+from prefect_cluster_triggers.deployments._models import StrictModel, UtcDateTime, field_error
+from prefect_cluster_triggers.deployments.clustering_config import ClusteringConfig, validate_clustering_config
+from prefect_cluster_triggers.deployments.errors import ContractError
+from prefect_cluster_triggers.deployments.settings import get_settings
 
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
 Identifier = Annotated[

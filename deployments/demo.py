@@ -6,11 +6,14 @@ when missing, so a second `make run` keeps what the first (or the user) added.
 
 from __future__ import annotations
 
-import numpy as np
+from pathlib import Path
 
-from blocks._naming import prefect_name
-from blocks.cluster_definition import ClusterDefinition
-from blocks.collections import open_local_collection
+import numpy as np
+import yaml
+
+from prefect_cluster_triggers.blocks._naming import prefect_name
+from prefect_cluster_triggers.blocks.cluster_definition import ClusterDefinition
+from prefect_cluster_triggers.blocks.collections import open_local_collection
 
 _TOPICS = ["shoes", "laptops", "coffee", "garden", "books", "music"]
 
@@ -38,14 +41,19 @@ def ensure_cluster_definition(cluster_id: str, collection_id: str) -> None:
                           description="Demo definition used by the hourly example trigger").save(name)
 
 
-async def start_new_immediate_triggers() -> list[str]:
-    """Run once the `start_immediately` interval triggers that never ran (prefect deploy cannot)."""
-    from deployments import lifecycle
+async def start_new_immediate_triggers(prefect_yaml: Path) -> list[str]:
+    """Run once the `start_immediately` interval triggers of `prefect_yaml` that never ran (prefect deploy cannot).
 
+    Only the file's own triggers: one a user created meanwhile got its first run from `create`.
+    """
+    from prefect_cluster_triggers.deployments import lifecycle
+
+    names = {d["name"] for d in yaml.safe_load(prefect_yaml.read_text())["deployments"]}
     triggers, _ = await lifecycle.list_triggers(trigger_type="interval", status="active", limit=1000)
     started = []
     for trigger in triggers:
-        if trigger.schedule_config.start_immediately and trigger.last_execution_job_id is None:
+        if (trigger.trigger_id in names and trigger.schedule_config.start_immediately
+                and trigger.last_execution_job_id is None):
             await lifecycle.execute_trigger(trigger.trigger_id, trigger.namespace_id)
             started.append(trigger.trigger_id)
     return started
@@ -55,8 +63,8 @@ if __name__ == "__main__":
     import asyncio
     import sys
 
-    if sys.argv[1:] == ["first-runs"]:
-        print("started:", ", ".join(asyncio.run(start_new_immediate_triggers())) or "none")
+    if sys.argv[1:2] == ["first-runs"]:
+        print("started:", ", ".join(asyncio.run(start_new_immediate_triggers(Path(sys.argv[2])))) or "none")
     else:
         print(ensure_collection("col_abc123", centers=5), ensure_collection("col_products", centers=4, seed=1))
         ensure_cluster_definition("cluster_xyz789", "col_abc123")

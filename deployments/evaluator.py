@@ -38,18 +38,18 @@ from prefect.exceptions import ObjectNotFound
 from prefect.logging import get_logger
 from prefect.states import Scheduled
 
-from deployments import snapshots
-from deployments.automations import automation_name, save_wake_webhook, sync_automation
-from deployments.contract import ConditionalScheduleConfig, EventScheduleConfig, TriggerStatus
-from deployments.errors import ContractError
-from deployments.firing import EVENT_NAMES, CountedEvent, Firing, count_of
-from deployments.settings import get_settings
-from deployments.snapshots import EvaluatorState
-from deployments.status import in_states, of_deployment, trigger_status
-from deployments.translate import CONDITION_TAG, EVENT_TAG, FLOW_NAME, TRIGGER_TAG, TriggerRecord
-from deployments.trigger_events import MEASURED, Measurement, event_plan, last_measurement, trigger_resource
-from flows.condition_check import measure
-from flows.errors import ClusterTriggersError
+from prefect_cluster_triggers.deployments import snapshots
+from prefect_cluster_triggers.deployments.automations import automation_name, save_wake_webhook, sync_automation
+from prefect_cluster_triggers.deployments.contract import ConditionalScheduleConfig, EventScheduleConfig, TriggerStatus
+from prefect_cluster_triggers.deployments.errors import ContractError
+from prefect_cluster_triggers.deployments.firing import EVENT_NAMES, CountedEvent, Firing, count_of
+from prefect_cluster_triggers.deployments.settings import get_settings
+from prefect_cluster_triggers.deployments.snapshots import EvaluatorState
+from prefect_cluster_triggers.deployments.status import in_states, of_deployment, trigger_status
+from prefect_cluster_triggers.deployments.translate import CONDITION_TAG, EVENT_TAG, FLOW_NAME, TRIGGER_TAG, TriggerRecord
+from prefect_cluster_triggers.deployments.trigger_events import MEASURED, Measurement, event_plan, last_measurement, trigger_resource
+from prefect_cluster_triggers.flows.condition_check import measure
+from prefect_cluster_triggers.flows.errors import ClusterTriggersError
 
 _logger = get_logger("cluster_triggers.evaluator")
 _REMEMBER = timedelta(minutes=10)  # far longer than Prefect takes to persist an event

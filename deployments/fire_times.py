@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
-from deployments.contract import (
+from prefect_cluster_triggers.deployments.contract import (
     ConditionalScheduleConfig,
     CronScheduleConfig,
     EventScheduleConfig,

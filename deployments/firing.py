@@ -26,8 +26,8 @@ from typing import Any, Iterable, Mapping
 
 from pydantic import BaseModel, Field
 
-from deployments._models import ExactUtcDateTime, UtcDateTime
-from deployments.contract import EventType
+from prefect_cluster_triggers.deployments._models import ExactUtcDateTime, UtcDateTime
+from prefect_cluster_triggers.deployments.contract import EventType
 
 EVENT_NAMES: dict[EventType, str] = {
     EventType.documents_added: "cluster.documents_added",

@@ -30,11 +30,11 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.states import Scheduled
 from pydantic import BaseModel, ValidationError
 
-from blocks._result_files import ResultFiles
-from blocks.cluster_definition import ClusterDefinition, load_cluster_definition
-from blocks.result_store import default_result_store
-from deployments._models import UtcDateTime
-from deployments.contract import (
+from prefect_cluster_triggers.blocks._result_files import ResultFiles
+from prefect_cluster_triggers.blocks.cluster_definition import ClusterDefinition, load_cluster_definition
+from prefect_cluster_triggers.blocks.result_store import default_result_store
+from prefect_cluster_triggers.deployments._models import UtcDateTime
+from prefect_cluster_triggers.deployments.contract import (
     IDENTIFIER_PATTERN,
     ClusterTrigger,
     ConditionalScheduleConfig,
@@ -47,11 +47,11 @@ from deployments.contract import (
     TriggerType,
     validate_request,
 )
-from deployments.errors import ContractError, Problem
-from deployments.settings import get_settings
-from deployments.access import namespace_id_of
-from deployments.automations import sync_automation, wake_webhook_id
-from deployments.status import (
+from prefect_cluster_triggers.deployments.errors import ContractError, Problem
+from prefect_cluster_triggers.deployments.settings import get_settings
+from prefect_cluster_triggers.deployments.access import namespace_id_of
+from prefect_cluster_triggers.deployments.automations import sync_automation, wake_webhook_id
+from prefect_cluster_triggers.deployments.status import (
     FAILURES,
     STARTED,
     RunFigures,
@@ -63,23 +63,23 @@ from deployments.status import (
     status_of,
     trigger_status,
 )
-from deployments.translate import (
+from prefect_cluster_triggers.deployments.translate import (
     DISABLED_TAG,
     ENTRYPOINT,
     FAILED_TAG,
     FLOW_NAME,
     MANUAL_TAG,
-    PROJECT_DIR,
     TRIGGER_TAG,
     TriggerRecord,
+    default_target,
     deployment_fields,
     namespace_tag,
 )
-from deployments import snapshots
-from deployments.fire_times import next_fire_times, next_interval_slot
-from deployments.snapshots import EvaluatorState
-from deployments.trigger_events import event_plan, last_measurement
-from flows.errors import Conflict, NotFound, QuotaExceeded
+from prefect_cluster_triggers.deployments import snapshots
+from prefect_cluster_triggers.deployments.fire_times import next_fire_times, next_interval_slot
+from prefect_cluster_triggers.deployments.snapshots import EvaluatorState
+from prefect_cluster_triggers.deployments.trigger_events import event_plan, last_measurement
+from prefect_cluster_triggers.flows.errors import Conflict, NotFound, QuotaExceeded
 
 UPDATABLE = ("schedule_config", "description", "status")
 _PREFECT_PAGE = 200
@@ -113,7 +113,6 @@ async def create_trigger(
     """
     if trigger_id is not None and not re.fullmatch(IDENTIFIER_PATTERN, trigger_id):
         raise ContractError([Problem("trigger_id", f"letters, digits, '_', '.', '-', up to 128 (got {trigger_id!r})")])
-    settings = get_settings()
     record = TriggerRecord(
         trigger_id=trigger_id or f"trg_{secrets.token_hex(8)}",
         namespace_id=_namespace(namespace_id),
@@ -131,8 +130,9 @@ async def create_trigger(
         if request.status == "active":
             await _check_quota(client, record.namespace_id)
         now = datetime.now(timezone.utc)
-        fields = deployment_fields(record, anchor=now, work_pool=settings.work_pool, paused=request.status == "paused")
-        deployment_id = await _create_deployment(client, fields)
+        target = default_target()
+        fields = deployment_fields(record, anchor=now, target=target, paused=request.status == "paused")
+        deployment_id = await _create_deployment(client, fields, target.pull_steps)
         schedule = request.schedule_config
         if request.trigger_type == TriggerType.interval and schedule.start_immediately and request.status == "active":
             await client.create_flow_run_from_deployment(
@@ -204,7 +204,7 @@ async def update_trigger(trigger_id: str, changes: dict[str, Any], namespace_id:
         request = validate_request({k: v for k, v in merged.items() if v is not None})
         updated = record.model_copy(update={"request": request})
         fields = deployment_fields(
-            updated, anchor=datetime.now(timezone.utc), work_pool=deployment.work_pool_name, paused=deployment.paused
+            updated, anchor=datetime.now(timezone.utc), target=default_target(), paused=deployment.paused
         )
         await client.update_deployment(
             deployment.id,
@@ -291,8 +291,9 @@ def run_sync(coroutine: Any) -> Any:
     return asyncio.run(coroutine)
 
 
-async def _create_deployment(client: PrefectClient, fields: dict[str, Any]) -> UUID:
-    from flows.clustering_flow import cluster_collection
+async def _create_deployment(client: PrefectClient, fields: dict[str, Any], pull_steps: list[dict[str, Any]]) -> UUID:
+    """The deployment `prefect deploy` makes of the same fields: no path, no pull step unless configured."""
+    from prefect_cluster_triggers.flows.clustering_flow import cluster_collection
     from prefect.utilities.callables import parameter_schema
 
     flow_id = await client.create_flow_from_name(FLOW_NAME)
@@ -301,9 +302,9 @@ async def _create_deployment(client: PrefectClient, fields: dict[str, Any]) -> U
         flow_id=flow_id,
         name=fields["name"],
         entrypoint=ENTRYPOINT,
-        path=str(PROJECT_DIR),
-        pull_steps=[{"prefect.deployments.steps.set_working_directory": {"directory": str(PROJECT_DIR)}}],
+        pull_steps=pull_steps,
         work_pool_name=fields["work_pool"]["name"],
+        job_variables=fields["work_pool"].get("job_variables", {}),
         parameters=fields["parameters"],
         parameter_openapi_schema=parameter_schema(cluster_collection).model_dump(exclude_unset=True),  # as `prefect deploy`
         enforce_parameter_schema=True,
@@ -363,7 +364,7 @@ async def _resume(client: PrefectClient, deployment: Any, record: TriggerRecord)
         await _check_quota(client, record.namespace_id)  # one more active trigger in its namespace
     if FAILED_TAG in deployment.tags:
         await client.update_deployment(deployment.id, DeploymentUpdate(tags=[t for t in deployment.tags if t != FAILED_TAG]))
-    fields = deployment_fields(record, anchor=datetime.now(timezone.utc), work_pool=deployment.work_pool_name, paused=False)
+    fields = deployment_fields(record, anchor=datetime.now(timezone.utc), target=default_target(), paused=False)
     if record.request.trigger_type == TriggerType.interval:
         await _replace_schedules(client, deployment, fields["schedules"])  # next run one interval from now
     await client.resume_deployment(deployment.id)

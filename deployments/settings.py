@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -19,7 +20,19 @@ class Settings(BaseSettings):
     max_consecutive_failures: int = Field(
         5, ge=1, description="Failed runs in a row after which a trigger becomes `failed` and stops."
     )
-    work_pool: str = Field("cluster-triggers", description="Process work pool that runs trigger deployments.")
+    work_pool: str = Field(
+        "cluster-triggers", description="Work pool that runs trigger deployments (process, Docker, Kubernetes, ...)."
+    )
+    job_variables: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Job variables of every trigger deployment, as JSON, e.g. `{\"image\": \"registry/team:1.2\"}` "
+        "for a Docker or Kubernetes pool.",
+    )
+    pull_steps: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Prefect pull steps of every trigger deployment, as JSON (e.g. a `git_clone`). None by default: "
+        "the flow is imported from the installed package, so any worker with the package runs any trigger.",
+    )
     namespace: str = Field("default", description="Namespace of triggers made from the CLI and prefect.yaml.")
     api_port: int = Field(8080, ge=1, le=65535, description="Port of the REST API `make run` starts.")
     max_active_triggers: int = Field(50, ge=1, description="Most active triggers a namespace may have.")
@@ -31,6 +44,9 @@ class Settings(BaseSettings):
     wake_url: str | None = Field(
         None, description="Address the Prefect server calls to wake the evaluator; "
         "`http://127.0.0.1:<api_port>` when empty."
+    )
+    hold_until_ready: bool = Field(
+        False, description="Set by `make run` for its REST API: requests wait until the stack's setup has finished."
     )
     data_dir: Path = Field(
         Path.home() / ".cluster-triggers",

@@ -37,11 +37,11 @@ from prefect.client.schemas.sorting import FlowRunSort
 from prefect.exceptions import ObjectAlreadyExists
 from pydantic import BaseModel, Field
 
-from blocks._naming import prefect_name
-from deployments._models import UtcDateTime
-from deployments.contract import ConditionalScheduleConfig, EventScheduleConfig
-from deployments.settings import get_settings
-from deployments.status import EXECUTED, STARTED, RunFigures, in_states, of_deployment, run_figures_of
+from prefect_cluster_triggers.blocks._naming import prefect_name
+from prefect_cluster_triggers.deployments._models import UtcDateTime
+from prefect_cluster_triggers.deployments.contract import ConditionalScheduleConfig, EventScheduleConfig
+from prefect_cluster_triggers.deployments.settings import get_settings
+from prefect_cluster_triggers.deployments.status import EXECUTED, STARTED, RunFigures, in_states, of_deployment, run_figures_of
 
 _PAGE = 200
 

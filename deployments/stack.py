@@ -1,10 +1,16 @@
 """The main job (`make run`): a local Prefect stack with the example triggers deployed.
 
-Starts a Prefect server on SQLite (or uses `PREFECT_API_URL`), a process work pool and its
-worker, registers the blocks, makes demo collections when there are none, deploys
-`prefect.yaml`, prints where to look, and stays up until Ctrl-C, which stops everything it
-started. `stack.json` in the data directory tells a second `make run` (and the CLI) that a
-stack is up.
+Starts a Prefect server on SQLite (or uses `PREFECT_API_URL`), the REST API, a process work
+pool and its worker, registers the blocks, makes demo collections when there are none,
+deploys `prefect.yaml` (the current directory's, else the package's example triggers
+rendered into the data directory), runs the new `start_immediately` examples once, prints
+one `ready` line, and stays up until Ctrl-C, which stops everything it started.
+
+`stack.json` in the data directory is written first, with `"state": "starting"`, and says
+`"ready"` only after every setup step has finished. The CLI waits for `ready` before it
+talks to Prefect, and the REST API holds requests until then, so nothing a user does while
+the stack starts can race its setup (or, before this file existed, reach a throw-away
+ephemeral Prefect server instead of this one).
 """
 
 from __future__ import annotations
@@ -18,14 +24,14 @@ import sys
 import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import ContextManager, Iterator
+from typing import Any, ContextManager, Iterator
 
 import httpx
 
-from deployments.settings import get_settings
-from deployments.translate import PROJECT_DIR
+from prefect_cluster_triggers.deployments.settings import get_settings
 
 _BIN = Path(sys.executable).parent
+_STARTING, _READY = "starting", "ready"
 
 
 def main() -> int:
@@ -33,12 +39,14 @@ def main() -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     running = running_stack()
     if running:
-        print(f"a cluster-triggers stack is already running (pid {running['pid']}): Prefect UI at "
-              f"{running['ui_url']}; stop it with Ctrl-C in its terminal or `kill {running['pid']}`", file=sys.stderr)
+        print(f"a cluster-triggers stack is already {running['state']} (pid {running['pid']}): Prefect UI at "
+              f"{running.get('ui_url', '(not up yet)')}; stop it with Ctrl-C in its terminal or `kill {running['pid']}`",
+              file=sys.stderr)
         return 1
     env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     with ExitStack() as stack:
         _stop_on_signals()
+        stack_file = stack.enter_context(_stack_file())
         api_url = os.environ.get("PREFECT_API_URL")
         ports = [("CLUSTER_TRIGGERS_API_PORT", settings.api_port)]
         if not api_url:
@@ -53,19 +61,25 @@ def main() -> int:
             api_url = stack.enter_context(prefect_server(settings.prefect_port, env))
         env["PREFECT_API_URL"] = api_url
         ui_url = api_url.removesuffix("/api")
+        stack_file.update(api_url=api_url, ui_url=ui_url)
+        api = stack.enter_context(api_server(settings.api_port, {**env, "CLUSTER_TRIGGERS_HOLD_UNTIL_READY": "true"},
+                                             log=settings.data_dir / "api.log"))
         create_work_pool(settings.work_pool, env)
-        _step("blocks", [_BIN / "prefect", "block", "register", "-m", "blocks"], env)
-        _step("demo data", [sys.executable, "-m", "deployments.demo"], env)
-        _step("deployments", [_BIN / "prefect", "--no-prompt", "deploy", "--all"], env)
+        _step("blocks", [_BIN / "prefect", "block", "register", "-m", "prefect_cluster_triggers.blocks"], env)
+        _step("demo data", [sys.executable, "-m", "prefect_cluster_triggers.deployments.demo"], env)
+        project = _project_dir(settings.data_dir)
+        _step("deployments", [_BIN / "prefect", "--no-prompt", "deploy", "--all"], env, cwd=project)
         stack.enter_context(worker(settings.work_pool, env))
-        api = stack.enter_context(api_server(settings.api_port, env, log=settings.data_dir / "api.log"))
-        _step("first runs of start_immediately triggers", [sys.executable, "-m", "deployments.demo", "first-runs"], env)
-        stack.enter_context(_stack_file(api_url, ui_url))
+        _step("first runs of start_immediately triggers",
+              [sys.executable, "-m", "prefect_cluster_triggers.deployments.demo", "first-runs", project / "prefect.yaml"],
+              env)
+        stack_file.update(state=_READY)
         print(f"\nPrefect UI:  {ui_url}  (runs, schedules, automations, artifacts)\n"
               f"Triggers:    cluster-triggers ls   (in another shell; it finds this stack by itself)\n"
               f"REST API:    {api}/v1/clusters/triggers   docs {api}/docs\n"
               f"             key: cluster-triggers keys create --namespace default\n"
-              f"Stop:        Ctrl-C\n", flush=True)
+              f"Stop:        Ctrl-C\n\n"
+              f"ready: every setup step has finished (pid {os.getpid()})", flush=True)
         while True:
             time.sleep(3600)
     return 0
@@ -94,13 +108,34 @@ def create_work_pool(pool: str, env: dict[str, str]) -> None:
 
 
 def running_stack() -> dict | None:
-    """The stack recorded in the data directory, when its process is still alive."""
+    """The stack recorded in the data directory, when its process is still alive (ready or starting)."""
     path = get_settings().data_dir / "stack.json"
     try:
         info = json.loads(path.read_text())
         os.kill(info["pid"], 0)
     except (OSError, ValueError, KeyError):
         return None
+    return info
+
+
+def ready_stack(timeout: float = 600, *, announce: Any = None) -> dict | None:
+    """The running stack once its setup has finished; None when no stack runs.
+
+    A stack still starting is waited for (`announce(info)` is called once, first), so a
+    command issued while `make run` sets up runs after the setup, against the right server.
+
+    Raises:
+        TimeoutError: the stack is still starting after `timeout` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    info = running_stack()
+    if info and info.get("state") == _STARTING and announce:
+        announce(info)
+    while info and info.get("state") == _STARTING:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the cluster-triggers stack (pid {info['pid']}) is still setting up after {timeout:.0f} s")
+        time.sleep(0.2)
+        info = running_stack()
     return info
 
 
@@ -145,7 +180,7 @@ def child_process(command: list, env: dict[str, str], *, log: Path | None = None
     Its output goes to `log` when given, else to this terminal.
     """
     with open(log, "ab") if log else _no_file() as output:
-        process = subprocess.Popen([str(c) for c in command], env=env, start_new_session=True, cwd=PROJECT_DIR,
+        process = subprocess.Popen([str(c) for c in command], env=env, start_new_session=True,
                                    stdout=output, stderr=subprocess.STDOUT if output else None)
         try:
             yield process
@@ -172,21 +207,48 @@ def _stop(process: subprocess.Popen) -> None:
             continue
 
 
-def _step(name: str, command: list, env: dict[str, str]) -> None:
+def _step(name: str, command: list, env: dict[str, str], *, cwd: Path | None = None) -> None:
     print(f"== {name}", flush=True)
-    result = subprocess.run([str(c) for c in command], env=env, cwd=PROJECT_DIR, capture_output=True, text=True)
+    result = subprocess.run([str(c) for c in command], env=env, cwd=cwd, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"{name} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
 
 
+def _project_dir(data_dir: Path) -> Path:
+    """Where `prefect deploy` runs: the current directory when it is a Prefect project (the
+    repository), else the package's example triggers rendered into the data directory."""
+    if Path("prefect.yaml").is_file():
+        return Path.cwd()
+    from prefect_cluster_triggers.deployments.render import render_prefect_yaml
+
+    project = data_dir / "project"
+    project.mkdir(parents=True, exist_ok=True)
+    (project / "prefect.yaml").write_text(render_prefect_yaml())
+    return project
+
+
+class _StackFile:
+    """`stack.json`, replaced atomically on each update so a reader never sees half of it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.info: dict[str, Any] = {"pid": os.getpid(), "state": _STARTING}
+
+    def update(self, **fields: Any) -> None:
+        self.info.update(fields)
+        staging = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+        staging.write_text(json.dumps(self.info))
+        os.replace(staging, self.path)
+
+
 @contextmanager
-def _stack_file(api_url: str, ui_url: str) -> Iterator[None]:
-    path = get_settings().data_dir / "stack.json"
-    path.write_text(json.dumps({"pid": os.getpid(), "api_url": api_url, "ui_url": ui_url}))
+def _stack_file() -> Iterator[_StackFile]:
+    stack_file = _StackFile(get_settings().data_dir / "stack.json")
+    stack_file.update()
     try:
-        yield
+        yield stack_file
     finally:
-        path.unlink(missing_ok=True)
+        stack_file.path.unlink(missing_ok=True)
 
 
 def _stop_on_signals() -> None:

@@ -19,9 +19,9 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, StateType
 from pydantic import BaseModel, Field
 
-from deployments._models import ExactUtcDateTime
-from deployments.contract import ClusterTrigger, TriggerStatus
-from deployments.translate import DISABLED_TAG, FAILED_TAG, TriggerRecord
+from prefect_cluster_triggers.deployments._models import ExactUtcDateTime
+from prefect_cluster_triggers.deployments.contract import ClusterTrigger, TriggerStatus
+from prefect_cluster_triggers.deployments.translate import DISABLED_TAG, FAILED_TAG, TriggerRecord
 
 # An execution is a run that got to run and ended; cancelled runs never count.
 EXECUTED = (StateType.COMPLETED, StateType.FAILED, StateType.CRASHED)

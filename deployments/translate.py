@@ -12,17 +12,19 @@ and `get` reads it back exactly.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from deployments._models import format_utc
-from deployments.contract import CreateTriggerRequest, CronScheduleConfig, IntervalScheduleConfig
+from prefect_cluster_triggers.deployments._models import format_utc
+from prefect_cluster_triggers.deployments.settings import get_settings
+from prefect_cluster_triggers.deployments.contract import CreateTriggerRequest, CronScheduleConfig, IntervalScheduleConfig
 
 FLOW_NAME = "cluster-collection"
-ENTRYPOINT = "flows/clustering_flow.py:cluster_collection"
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+# A module path, not a file: Prefect imports it from the worker's environment (any machine
+# with the package installed), with no pull step and no directory of the deploying machine.
+# Prefect 3.9 treats an entrypoint with a colon as a file, so the dotted form it is.
+ENTRYPOINT = "prefect_cluster_triggers.flows.clustering_flow.cluster_collection"
 TRIGGER_TAG = "cluster-trigger"
 FAILED_TAG = "trigger-status:failed"
 DISABLED_TAG = "trigger-status:disabled"
@@ -67,15 +69,34 @@ def schedules(request: CreateTriggerRequest, *, anchor: datetime) -> list[dict[s
     return []
 
 
-def deployment_fields(record: TriggerRecord, *, anchor: datetime, work_pool: str, paused: bool) -> dict[str, Any]:
-    """The trigger's deployment, as a `prefect.yaml` deployment entry."""
+class DeploymentTarget(BaseModel):
+    """Where every trigger deployment runs and where its code comes from: one place (the settings)."""
+
+    work_pool: str = Field(description="Work pool of the deployments.")
+    job_variables: dict[str, Any] = Field(default_factory=dict, description="Job variables, e.g. an `image`.")
+    pull_steps: list[dict[str, Any]] = Field(default_factory=list, description="Pull steps; none by default.")
+
+
+def default_target() -> DeploymentTarget:
+    """The target the settings name (`CLUSTER_TRIGGERS_WORK_POOL`, `_JOB_VARIABLES`, `_PULL_STEPS`)."""
+    settings = get_settings()
+    return DeploymentTarget(work_pool=settings.work_pool, job_variables=settings.job_variables,
+                            pull_steps=settings.pull_steps)
+
+
+def deployment_fields(record: TriggerRecord, *, anchor: datetime, target: DeploymentTarget,
+                      paused: bool) -> dict[str, Any]:
+    """The trigger's deployment, as a `prefect.yaml` deployment entry (pull steps are project-wide there)."""
+    work_pool: dict[str, Any] = {"name": target.work_pool}
+    if target.job_variables:
+        work_pool["job_variables"] = target.job_variables
     return {
         "name": record.trigger_id,
         "entrypoint": ENTRYPOINT,
         "description": record.request.description,
         "tags": base_tags(record),
         "parameters": {"trigger": record.model_dump(mode="json", exclude_none=True)},
-        "work_pool": {"name": work_pool},
+        "work_pool": work_pool,
         "schedules": schedules(record.request, anchor=anchor),
         "paused": paused,
         "concurrency_limit": {"limit": 1, "collision_strategy": "ENQUEUE"},

@@ -15,11 +15,11 @@ from prefect.client.schemas.sorting import FlowRunSort
 from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventOrder, EventResourceFilter
 from pydantic import BaseModel, Field
 
-from deployments._models import UtcDateTime
-from deployments.contract import EventScheduleConfig
-from deployments.firing import EVENT_NAMES, CountedEvent, Firing, Plan, collection_resource, count_of, plan
-from deployments.status import of_deployment
-from deployments.translate import EVENT_TAG, TriggerRecord
+from prefect_cluster_triggers.deployments._models import UtcDateTime
+from prefect_cluster_triggers.deployments.contract import EventScheduleConfig
+from prefect_cluster_triggers.deployments.firing import EVENT_NAMES, CountedEvent, Firing, Plan, collection_resource, count_of, plan
+from prefect_cluster_triggers.deployments.status import of_deployment
+from prefect_cluster_triggers.deployments.translate import EVENT_TAG, TriggerRecord
 
 MEASURED = "cluster.condition.measured"
 _RECENT_FIRINGS = 20

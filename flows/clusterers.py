@@ -13,7 +13,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from deployments.clustering_config import (
+from prefect_cluster_triggers.deployments.clustering_config import (
     AgglomerativeConfig,
     DBSCANConfig,
     GaussianMixtureConfig,
@@ -25,8 +25,8 @@ from deployments.clustering_config import (
     SpectralConfig,
     _AlgorithmConfig,
 )
-from flows.errors import ClusteringRefused, DataError
-from flows.geometry import cluster_means
+from prefect_cluster_triggers.flows.errors import ClusteringRefused, DataError
+from prefect_cluster_triggers.flows.geometry import cluster_means
 
 
 @dataclass(frozen=True)

@@ -23,19 +23,19 @@ from prefect.runtime import flow_run
 from prefect.states import Cancelled, Failed, State
 from prefect.utilities.annotations import quote
 
-from blocks._naming import prefect_name
-from blocks.cluster_definition import load_cluster_definition
-from blocks.collections import load_collection
-from blocks.result_store import LocalResultStore, default_result_store
-from deployments._models import format_utc
-from deployments.contract import ExecutionConfig, validate_execution_config
-from deployments.errors import ContractError, Problem
-from deployments.translate import FLOW_NAME, TriggerRecord
-from flows import engine
-from flows.clusterers import Clustering
-from flows.engine import Documents, Outcome, PreviousClusters
-from flows.errors import ClusterTriggersError, DataError, NotFound
-from flows.trigger_state import record_run, stopped_reason, wait_until_due
+from prefect_cluster_triggers.blocks._naming import prefect_name
+from prefect_cluster_triggers.blocks.cluster_definition import load_cluster_definition
+from prefect_cluster_triggers.blocks.collections import load_collection
+from prefect_cluster_triggers.blocks.result_store import LocalResultStore, default_result_store
+from prefect_cluster_triggers.deployments._models import format_utc
+from prefect_cluster_triggers.deployments.contract import ExecutionConfig, validate_execution_config
+from prefect_cluster_triggers.deployments.errors import ContractError, Problem
+from prefect_cluster_triggers.deployments.translate import FLOW_NAME, TriggerRecord
+from prefect_cluster_triggers.flows import engine
+from prefect_cluster_triggers.flows.clusterers import Clustering
+from prefect_cluster_triggers.flows.engine import Documents, Outcome, PreviousClusters
+from prefect_cluster_triggers.flows.errors import ClusterTriggersError, DataError, NotFound
+from prefect_cluster_triggers.flows.trigger_state import record_run, stopped_reason, wait_until_due
 
 
 def _retry_io_only(task: Any, task_run: Any, state: State) -> bool:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from blocks.cluster_definition import load_cluster_definition
-from blocks.collections import load_collection
-from blocks.result_store import default_result_store
-from flows.conditions import Baseline, centroid_shift, cosine_drift, document_growth, silhouette_drop
-from flows.errors import DataError, NotFound
+from prefect_cluster_triggers.blocks.cluster_definition import load_cluster_definition
+from prefect_cluster_triggers.blocks.collections import load_collection
+from prefect_cluster_triggers.blocks.result_store import default_result_store
+from prefect_cluster_triggers.flows.conditions import Baseline, centroid_shift, cosine_drift, document_growth, silhouette_drop
+from prefect_cluster_triggers.flows.errors import DataError, NotFound
 
 
 def measure(trigger_id: str, metric: str, collection_ids: list[str] | None, cluster_id: str | None) -> float | None:

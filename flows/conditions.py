@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import silhouette_score
 
-from flows.metrics import SILHOUETTE_SAMPLE
+from prefect_cluster_triggers.flows.metrics import SILHOUETTE_SAMPLE
 
 _CHUNK_ROWS = 16384
 

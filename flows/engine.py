@@ -11,15 +11,15 @@ from typing import Sequence
 
 import numpy as np
 
-from deployments.clustering_config import _AlgorithmConfig
-from flows.cluster_ids import stable_cluster_ids
-from flows.clusterers import Clustering, check_feasible, make_clusterer
-from flows.conditions import mean_similarity
-from flows.errors import DataError
-from flows.geometry import cluster_means, nearest_centroid
-from flows.keywords import cluster_keywords
-from flows.metrics import member_distances, quality_scores
-from flows.preprocess import normalize_rows, reduce_dimensions, sample_rows
+from prefect_cluster_triggers.deployments.clustering_config import _AlgorithmConfig
+from prefect_cluster_triggers.flows.cluster_ids import stable_cluster_ids
+from prefect_cluster_triggers.flows.clusterers import Clustering, check_feasible, make_clusterer
+from prefect_cluster_triggers.flows.conditions import mean_similarity
+from prefect_cluster_triggers.flows.errors import DataError
+from prefect_cluster_triggers.flows.geometry import cluster_means, nearest_centroid
+from prefect_cluster_triggers.flows.keywords import cluster_keywords
+from prefect_cluster_triggers.flows.metrics import member_distances, quality_scores
+from prefect_cluster_triggers.flows.preprocess import normalize_rows, reduce_dimensions, sample_rows
 
 _CHUNK_ROWS = 16_384
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.decomposition import PCA
 
-from deployments.clustering_config import Reduce
+from prefect_cluster_triggers.deployments.clustering_config import Reduce
 
 _CHUNK_ROWS = 16_384
 

@@ -31,11 +31,11 @@ from prefect.utilities.asyncutils import run_coro_as_sync
 from prefect.client.schemas.actions import DeploymentUpdate
 from prefect.logging import get_logger
 
-from deployments import snapshots
-from deployments.automations import automation_name
-from deployments.settings import get_settings
-from deployments.status import trigger_status
-from deployments.translate import FAILED_TAG, MANUAL_TAG, TriggerRecord
+from prefect_cluster_triggers.deployments import snapshots
+from prefect_cluster_triggers.deployments.automations import automation_name
+from prefect_cluster_triggers.deployments.settings import get_settings
+from prefect_cluster_triggers.deployments.status import trigger_status
+from prefect_cluster_triggers.deployments.translate import FAILED_TAG, MANUAL_TAG, TriggerRecord
 
 _logger = get_logger("cluster_triggers.trigger_state")
 

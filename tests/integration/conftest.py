@@ -17,8 +17,8 @@ from typing import Iterator
 import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from deployments.settings import get_settings
-from deployments.stack import api_server, create_work_pool, free_port, prefect_server, worker
+from prefect_cluster_triggers.deployments.settings import get_settings
+from prefect_cluster_triggers.deployments.stack import api_server, create_work_pool, free_port, prefect_server, worker
 
 
 @pytest.fixture(scope="session")

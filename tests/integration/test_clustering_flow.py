@@ -19,9 +19,9 @@ from prefect.events.worker import EventsWorker
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
-from blocks._naming import prefect_name
-from blocks.collections import HttpCollection, LocalCollection
-from flows.clustering_flow import cluster_collection
+from prefect_cluster_triggers.blocks._naming import prefect_name
+from prefect_cluster_triggers.blocks.collections import HttpCollection, LocalCollection
+from prefect_cluster_triggers.flows.clustering_flow import cluster_collection
 from tests.integration.http_server import serve_pages
 from tests.seed_examples import CRON, INTERVAL
 
@@ -197,7 +197,7 @@ def test_cluster_definitions_are_used_by_cluster_id(cli, tmp_path: Path) -> None
 
 def test_blocks_register_with_prefect(prefect_api: str) -> None:
     prefect = Path(sys.executable).with_name("prefect")
-    result = subprocess.run([str(prefect), "block", "register", "-m", "blocks"], capture_output=True, text=True,
+    result = subprocess.run([str(prefect), "block", "register", "-m", "prefect_cluster_triggers.blocks"], capture_output=True, text=True,
                             env={**os.environ, "PREFECT_API_URL": prefect_api}, timeout=120)
     assert result.returncode == 0, result.stderr
     for name in ("Local Collection", "HTTP Collection", "Cluster Definition", "Local Result Store"):

@@ -9,13 +9,13 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 
-from blocks._naming import prefect_name
-from blocks.collection_events import notify_collection
-from blocks.collections import HttpCollection, open_local_collection
-from deployments import lifecycle
-from deployments.automations import automation_name
-from deployments.status import of_deployment
-from deployments.translate import CONDITION_TAG, EVENT_TAG, FLOW_NAME
+from prefect_cluster_triggers.blocks._naming import prefect_name
+from prefect_cluster_triggers.blocks.collection_events import notify_collection
+from prefect_cluster_triggers.blocks.collections import HttpCollection, open_local_collection
+from prefect_cluster_triggers.deployments import lifecycle
+from prefect_cluster_triggers.deployments.automations import automation_name
+from prefect_cluster_triggers.deployments.status import of_deployment
+from prefect_cluster_triggers.deployments.translate import CONDITION_TAG, EVENT_TAG, FLOW_NAME
 from tests.integration.conftest import ApiProcess
 from tests.integration.triggers import create, get, wait_for
 

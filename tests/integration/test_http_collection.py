@@ -7,8 +7,8 @@ import time
 import pytest
 from pydantic import SecretStr
 
-from blocks.collections import HttpCollection
-from flows.errors import DataError, SourceUnavailable
+from prefect_cluster_triggers.blocks.collections import HttpCollection
+from prefect_cluster_triggers.flows.errors import DataError, SourceUnavailable
 from tests.integration.http_server import serve_pages
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from deployments import lifecycle
-from deployments.access import KeyStore, namespace_id_of
-from deployments.contract import ClusterTrigger, validate_request
-from flows.errors import QuotaExceeded
+from prefect_cluster_triggers.deployments import lifecycle
+from prefect_cluster_triggers.deployments.access import KeyStore, namespace_id_of
+from prefect_cluster_triggers.deployments.contract import ClusterTrigger, validate_request
+from prefect_cluster_triggers.flows.errors import QuotaExceeded
 from tests.seed_examples import CRON, EVENT
 
 SEED_CURL_BODY = """{

@@ -15,14 +15,16 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
 
-from blocks._naming import prefect_name
-from blocks.collections import LocalCollection
-from blocks.result_store import default_result_store
-from deployments import lifecycle
-from deployments.contract import validate_request
-from deployments.render import TRIGGERS_DIR, render_prefect_yaml
-from deployments.translate import FLOW_NAME, PROJECT_DIR, TRIGGER_TAG
+from prefect_cluster_triggers.blocks._naming import prefect_name
+from prefect_cluster_triggers.blocks.collections import LocalCollection
+from prefect_cluster_triggers.blocks.result_store import default_result_store
+from prefect_cluster_triggers.deployments import lifecycle
+from prefect_cluster_triggers.deployments.contract import validate_request
+from prefect_cluster_triggers.deployments.render import EXAMPLE_TRIGGERS, render_prefect_yaml, trigger_files
+from prefect_cluster_triggers.deployments.translate import FLOW_NAME, TRIGGER_TAG
 from tests.integration.triggers import create as _create, get as _get, wait_for as _wait_for
+
+REPOSITORY = Path(__file__).parents[2]
 
 pytestmark = pytest.mark.usefixtures("prefect_worker")
 
@@ -187,13 +189,13 @@ def test_listing_costs_the_same_few_calls_for_3_or_12_triggers_and_agrees_with_g
 
 def _deploy(env: dict[str, str], *extra: str) -> None:
     result = subprocess.run([str(Path(sys.executable).with_name("prefect")), "--no-prompt", "deploy", "--all", *extra],
-                            cwd=PROJECT_DIR, env={**env, "PWD": str(PROJECT_DIR)}, capture_output=True, text=True,
+                            cwd=REPOSITORY, env={**env, "PWD": str(REPOSITORY)}, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
 
 
 def test_prefect_deploy_twice_creates_each_trigger_once_with_the_same_ids(server_env: dict[str, str]) -> None:
-    names = {path.stem for path in TRIGGERS_DIR.iterdir()}
+    names = {path.name.rsplit(".", 1)[0] for path in trigger_files()}
     _deploy(server_env)
     first = {d.name: d for d in _deployments() if d.name in names}
     _deploy(server_env)
@@ -208,7 +210,7 @@ def test_a_paused_trigger_file_stays_paused_across_deploys(server_env: dict[str,
     triggers = tmp_path / "triggers"
     triggers.mkdir()
     for name, status in (("deploy-paused", "paused"), ("deploy-active", "active")):
-        body = json.loads((TRIGGERS_DIR / "daily-kmeans-cron.json").read_text())
+        body = json.loads((EXAMPLE_TRIGGERS / "daily-kmeans-cron.json").read_text())
         (triggers / f"{name}.json").write_text(json.dumps({**body, "status": status}))
     (tmp_path / "prefect.yaml").write_text(render_prefect_yaml(triggers))
     for _ in range(2):
@@ -218,7 +220,7 @@ def test_a_paused_trigger_file_stays_paused_across_deploys(server_env: dict[str,
 
 def test_prefect_deploy_makes_the_deployment_create_makes(server_env: dict[str, str]) -> None:
     _deploy(server_env)
-    request = validate_request(json.loads((TRIGGERS_DIR / "daily-kmeans-cron.json").read_text()))
+    request = validate_request(json.loads((EXAMPLE_TRIGGERS / "daily-kmeans-cron.json").read_text()))
     lifecycle.run_sync(lifecycle.create_trigger(request, trigger_id="daily-kmeans-cron-copy"))
     deployed, created = (next(d for d in _deployments() if d.name == name)
                          for name in ("daily-kmeans-cron", "daily-kmeans-cron-copy"))

@@ -7,8 +7,8 @@ from typing import Callable
 
 import pytest
 
-from deployments import lifecycle
-from deployments.contract import ClusterTrigger, validate_request
+from prefect_cluster_triggers.deployments import lifecycle
+from prefect_cluster_triggers.deployments.contract import ClusterTrigger, validate_request
 
 
 def create(body: dict, trigger_id: str) -> ClusterTrigger:

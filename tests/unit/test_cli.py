@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from deployments.cli import main
+from prefect_cluster_triggers.deployments.cli import main
 from tests.seed_examples import ALL
 
 
@@ -101,8 +101,10 @@ def test_console_script_reads_stdin_and_exits_2() -> None:
 
 def test_domain_core_imports_no_prefect() -> None:
     code = (
-        "import sys, deployments.contract, deployments.fire_times, deployments.firing, deployments.cli, flows.engine, "
-        "flows.metrics, flows.conditions; "
+        "import sys, prefect_cluster_triggers.deployments.contract, prefect_cluster_triggers.deployments.fire_times, "
+        "prefect_cluster_triggers.deployments.firing, prefect_cluster_triggers.deployments.cli, "
+        "prefect_cluster_triggers.flows.engine, prefect_cluster_triggers.flows.metrics, "
+        "prefect_cluster_triggers.flows.conditions; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'prefect'))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import silhouette_score
 
-from flows import conditions
-from flows.conditions import Baseline
+from prefect_cluster_triggers.flows import conditions
+from prefect_cluster_triggers.flows.conditions import Baseline
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

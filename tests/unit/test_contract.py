@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from deployments.contract import ClusterTrigger, validate_request
-from deployments.errors import ContractError
+from prefect_cluster_triggers.deployments.contract import ClusterTrigger, validate_request
+from prefect_cluster_triggers.deployments.errors import ContractError
+from prefect_cluster_triggers.deployments.render import EXAMPLE_TRIGGERS, trigger_files
 from tests.seed_examples import ALL, CRON, EVENT
 
-TRIGGER_FILES = sorted((Path(__file__).parents[2] / "deployments" / "triggers").glob("*.json"))
+TRIGGER_FILES = sorted(p.name for p in trigger_files())
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -23,11 +24,13 @@ def test_seed_examples_validate_verbatim(name: str) -> None:
     assert request.status == "active"
 
 
-@pytest.mark.parametrize("path", TRIGGER_FILES, ids=lambda p: p.name)
-def test_example_trigger_files_are_the_seed_examples(path: Path) -> None:
+@pytest.mark.parametrize("name", TRIGGER_FILES)
+def test_example_trigger_files_are_the_seed_examples(name: str) -> None:
+    """The examples ship as package data, read through importlib.resources as an installed package would."""
     seeds = [json.loads(text) for text in ALL.values()]
-    assert json.loads(path.read_text()) in seeds
-    validate_request(json.loads(path.read_text()))
+    body = json.loads((EXAMPLE_TRIGGERS / name).read_text())
+    assert body in seeds
+    validate_request(body)
 
 
 def test_defaults_are_filled_in() -> None:

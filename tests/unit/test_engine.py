@@ -7,13 +7,13 @@ import pytest
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score, calinski_harabasz_score, davies_bouldin_score
 
-from deployments.clustering_config import ALGORITHMS
-from flows import engine
-from flows.cluster_ids import stable_cluster_ids
-from flows.clusterers import check_feasible
-from flows.errors import ClusteringRefused, DataError
-from flows.keywords import cluster_keywords
-from flows.metrics import member_distances, quality_scores
+from prefect_cluster_triggers.deployments.clustering_config import ALGORITHMS
+from prefect_cluster_triggers.flows import engine
+from prefect_cluster_triggers.flows.cluster_ids import stable_cluster_ids
+from prefect_cluster_triggers.flows.clusterers import check_feasible
+from prefect_cluster_triggers.flows.errors import ClusteringRefused, DataError
+from prefect_cluster_triggers.flows.keywords import cluster_keywords
+from prefect_cluster_triggers.flows.metrics import member_distances, quality_scores
 
 
 def _blobs(n: int = 600, centers: int = 4, dim: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta, timezone
 
-from deployments.contract import EventType
-from deployments.firing import CountedEvent, Firing, count_of, plan
+from prefect_cluster_triggers.deployments.contract import EventType
+from prefect_cluster_triggers.deployments.firing import CountedEvent, Firing, count_of, plan
 
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=timezone.utc)
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blocks._document_files import DocumentFiles
-from blocks._result_files import ResultFiles
-from flows.errors import DataError, NotFound
+from prefect_cluster_triggers.blocks._document_files import DocumentFiles
+from prefect_cluster_triggers.blocks._result_files import ResultFiles
+from prefect_cluster_triggers.flows.errors import DataError, NotFound
 
 
 def test_append_and_read_back(tmp_path: Path) -> None:
@@ -59,7 +59,7 @@ def test_crash_mid_add_loses_nothing_and_shows_nothing_half_written(tmp_path: Pa
     # A writer killed after appending bytes but before committing the manifest.
     crash = (
         "import os, numpy as np\n"
-        "from blocks._document_files import DocumentFiles\n"
+        "from prefect_cluster_triggers.blocks._document_files import DocumentFiles\n"
         "files = DocumentFiles(__import__('pathlib').Path(%r))\n"
         "files._write_manifest = lambda manifest: os._exit(9)\n"
         "files.append(np.full((3, 4), 7.0), ['x', 'y', 'z'], None)\n" % str(path)

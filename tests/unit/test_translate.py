@@ -4,19 +4,51 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
+import yaml
 from prefect.client.schemas.objects import FlowRun, StateType
 
-from deployments.contract import validate_request
-from deployments.render import PREFECT_YAML, render_prefect_yaml
-from deployments.status import consecutive_failures, status_of, trigger_status
-from deployments.translate import FAILED_TAG, DISABLED_TAG, TriggerRecord, deployment_fields
+from prefect_cluster_triggers.deployments.contract import validate_request
+from prefect_cluster_triggers.deployments.render import render_prefect_yaml
+from prefect_cluster_triggers.deployments.status import consecutive_failures, status_of, trigger_status
+from prefect_cluster_triggers.deployments.translate import (
+    DISABLED_TAG,
+    FAILED_TAG,
+    DeploymentTarget,
+    TriggerRecord,
+    deployment_fields,
+)
 from tests.seed_examples import CRON, INTERVAL
+
+
+PREFECT_YAML = Path(__file__).parents[2] / "prefect.yaml"
+TARGET = DeploymentTarget(work_pool="p")
 
 
 def test_prefect_yaml_is_in_sync_with_the_trigger_files() -> None:
     assert PREFECT_YAML.read_text() == render_prefect_yaml(), "run `cluster-triggers render`"
+
+
+def test_deployments_name_no_file_of_the_machine_that_made_them() -> None:
+    project = yaml.safe_load(render_prefect_yaml())
+    assert project["pull"] == []  # explicit: `prefect deploy` adds no step into the deploying directory
+    assert {d["entrypoint"] for d in project["deployments"]} == {
+        "prefect_cluster_triggers.flows.clustering_flow.cluster_collection"
+    }
+
+
+def test_the_configured_target_reaches_every_deployment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLUSTER_TRIGGERS_WORK_POOL", "docker-pool")
+    monkeypatch.setenv("CLUSTER_TRIGGERS_JOB_VARIABLES", '{"image": "registry.example/team/clustering:1.2"}')
+    monkeypatch.setenv("CLUSTER_TRIGGERS_PULL_STEPS",
+                       '[{"prefect.deployments.steps.set_working_directory": {"directory": "/opt/prefect"}}]')
+    project = yaml.safe_load(render_prefect_yaml())
+    assert project["pull"] == [{"prefect.deployments.steps.set_working_directory": {"directory": "/opt/prefect"}}]
+    assert {json.dumps(d["work_pool"]) for d in project["deployments"]} == {
+        json.dumps({"name": "docker-pool", "job_variables": {"image": "registry.example/team/clustering:1.2"}})
+    }
 
 
 def _record(text: str, **changes: object) -> TriggerRecord:
@@ -25,7 +57,7 @@ def _record(text: str, **changes: object) -> TriggerRecord:
 
 def test_cron_trigger_becomes_a_cron_schedule_in_its_timezone() -> None:
     record = _record(CRON, schedule_config={"cron_expression": "0 2 * * *", "timezone": "Europe/Berlin"})
-    fields = deployment_fields(record, anchor=datetime(2027, 1, 1, tzinfo=timezone.utc), work_pool="p", paused=False)
+    fields = deployment_fields(record, anchor=datetime(2027, 1, 1, tzinfo=timezone.utc), target=TARGET, paused=False)
     assert fields["schedules"] == [{"cron": "0 2 * * *", "timezone": "Europe/Berlin"}]
     assert fields["name"] == "trg_1" and fields["tags"] == ["cluster-trigger", "namespace:ns", "trigger-type:cron"]
     assert fields["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}
@@ -33,7 +65,7 @@ def test_cron_trigger_becomes_a_cron_schedule_in_its_timezone() -> None:
 
 
 def test_interval_schedule_first_slot_is_one_interval_after_creation() -> None:
-    fields = deployment_fields(_record(INTERVAL), anchor=datetime(2027, 1, 1, tzinfo=timezone.utc), work_pool="p",
+    fields = deployment_fields(_record(INTERVAL), anchor=datetime(2027, 1, 1, tzinfo=timezone.utc), target=TARGET,
                                paused=True)
     assert fields["schedules"] == [{"interval": 21600, "anchor_date": "2027-01-01T06:00:00Z", "timezone": "UTC"}]
     assert fields["paused"] is True
