@@ -9,6 +9,7 @@ import numpy as np
 from prefect.blocks.core import Block
 from pydantic import Field
 
+from prefect_cluster_triggers.blocks._naming import load_or_save
 from prefect_cluster_triggers.blocks._result_files import ResultFiles, StoredRun
 from prefect_cluster_triggers.blocks.collections import DOCS_URL
 from prefect_cluster_triggers.deployments.settings import get_settings

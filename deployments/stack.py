@@ -85,15 +85,17 @@ def main() -> int:
     return 0
 
 
-def worker(pool: str, env: dict[str, str], *, log: Path | None = None) -> ContextManager[subprocess.Popen]:
+def worker(pool: str, env: dict[str, str], *, log: Path | None = None, command: Path | None = None,
+           cwd: Path | None = None) -> ContextManager[subprocess.Popen]:
     """A process worker for `pool`; it polls every second, so a run starts within seconds of being due.
 
     It takes runs only once they are due (no prefetch), so a firing held back by a cooldown
-    also shows as started after the cooldown.
+    also shows as started after the cooldown. `command` is another environment's `prefect`
+    (a worker on "another machine"); `cwd` its working directory.
     """
-    command = [_BIN / "prefect", "worker", "start", "--pool", pool]
-    return child_process(command, {**env, "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "0"},
-                         log=log)
+    arguments = [command or _BIN / "prefect", "worker", "start", "--pool", pool]
+    return child_process(arguments, {**env, "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "0"},
+                         log=log, cwd=cwd)
 
 
 def free_port() -> int:
@@ -174,13 +176,14 @@ def _wait_answering(url: str, process: subprocess.Popen, name: str, timeout: flo
 
 
 @contextmanager
-def child_process(command: list, env: dict[str, str], *, log: Path | None = None) -> Iterator[subprocess.Popen]:
+def child_process(command: list, env: dict[str, str], *, log: Path | None = None,
+                  cwd: Path | None = None) -> Iterator[subprocess.Popen]:
     """A child in its own process group, so stopping it also stops whatever it started (flow runs).
 
     Its output goes to `log` when given, else to this terminal.
     """
     with open(log, "ab") if log else _no_file() as output:
-        process = subprocess.Popen([str(c) for c in command], env=env, start_new_session=True,
+        process = subprocess.Popen([str(c) for c in command], env=env, start_new_session=True, cwd=cwd,
                                    stdout=output, stderr=subprocess.STDOUT if output else None)
         try:
             yield process

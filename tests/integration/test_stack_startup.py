@@ -1,0 +1,78 @@
+"""`make run` from a fresh home, used the moment its Prefect API answers (issue 16).
+
+A user who adds a collection and creates a `start_immediately` trigger while the stack is
+still setting up must get a first run that clusters every document they added.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from prefect_cluster_triggers.deployments.stack import free_port
+from tests.integration._users import fresh_env, interval_trigger, run_cli, wait_listed, write_blobs
+
+REPOSITORY = Path(__file__).parents[2]
+CLI = Path(sys.executable).with_name("cluster-triggers")
+PAIRS = 20
+
+
+def test_every_trigger_created_right_after_an_add_clusters_the_whole_collection(tmp_path: Path) -> None:
+    prefect_port, api_port = free_port(), free_port()
+    env = fresh_env(tmp_path / "home", CLUSTER_TRIGGERS_PREFECT_PORT=str(prefect_port),
+                    CLUSTER_TRIGGERS_API_PORT=str(api_port))
+    vectors, ids = write_blobs(tmp_path / "input")
+    log = tmp_path / "stack.log"
+    with open(log, "wb") as output:
+        stack = subprocess.Popen([sys.executable, "-m", "prefect_cluster_triggers.deployments.stack"], env=env,
+                                 cwd=REPOSITORY, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_health(f"http://127.0.0.1:{prefect_port}/api/health", stack)
+        waited = []
+        for i in range(PAIRS):
+            added = run_cli(CLI, env, "collections", "add", f"col_life_{i}", "--vectors", str(vectors), "--ids", str(ids))
+            assert added.returncode == 0, added.stderr
+            created = run_cli(CLI, env, "create", "-", "--id", f"life-{i}", input=interval_trigger(f"col_life_{i}"))
+            assert created.returncode == 0, created.stderr
+            waited.append("finish setting up" in added.stderr)
+            if i == 0:  # requests made before the ready line are answered, after the setup
+                answer = httpx.get(f"http://127.0.0.1:{api_port}/v1/clusters/triggers/life-0", timeout=300)
+                assert answer.status_code == 401  # it reached the API's key check, not a refused socket
+        text = log.read_text()
+        assert waited[0], "the first add ran before the stack was ready: it should have waited for it"
+        assert text.count("\nready:") == 1
+        assert text.index("== first runs") < text.index("\nready:"), "ready is said after every setup step"
+
+        names = {f"life-{i}" for i in range(PAIRS)}
+
+        def all_ran(triggers: list[dict]) -> bool:
+            return all(t["execution_count"] >= 1 for t in triggers if t["trigger_id"] in names)
+
+        listed = {t["trigger_id"]: t for t in wait_listed(CLI, env, all_ran, timeout=600) if t["trigger_id"] in names}
+        assert set(listed) == names
+        for name, trigger in sorted(listed.items()):
+            assert trigger["execution_count"] == 1 and trigger["last_execution_status"] == "completed", trigger
+        history = run_cli(CLI, env, "history", f"life-{PAIRS - 1}")
+        assert '"num_documents": 600' in history.stdout, history.stdout
+    finally:
+        os.killpg(stack.pid, signal.SIGTERM)
+        stack.wait(60)
+
+
+def _wait_health(url: str, process: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "make run exited"
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{url} not answering after {timeout} s")
