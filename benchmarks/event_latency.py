@@ -64,14 +64,14 @@ async def _measure(firings: int) -> tuple[list[tuple[float, float]], list[float]
     from prefect.client.orchestration import get_client
 
     from prefect_cluster_triggers.blocks.collection_events import notify_collection
-    from prefect_cluster_triggers.blocks.collections import open_local_collection
+    from prefect_cluster_triggers.blocks.collections import open_collection
     from prefect_cluster_triggers.deployments import lifecycle
     from prefect_cluster_triggers.deployments.contract import validate_request
     from prefect_cluster_triggers.deployments.translate import EVENT_TAG, FLOW_NAME, MANUAL_TAG
 
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(300, 16)).astype(np.float32)
-    await asyncio.to_thread(lambda: open_local_collection("bench").add_documents(vectors))
+    await asyncio.to_thread(lambda: open_collection("bench").add_documents(vectors))
     await lifecycle.create_trigger(validate_request({
         "trigger_type": "event",
         "schedule_config": {"event_type": "documents_updated", "event_threshold": _THRESHOLD,

@@ -1,7 +1,8 @@
 """Prefect blocks of prefect-cluster-triggers; `prefect block register -m prefect_cluster_triggers.blocks` registers them all."""
 
 from prefect_cluster_triggers.blocks.cluster_definition import ClusterDefinition
-from prefect_cluster_triggers.blocks.collections import HttpCollection, LocalCollection
-from prefect_cluster_triggers.blocks.result_store import LocalResultStore
+from prefect_cluster_triggers.blocks.collections import HttpCollection, LanceCollection
+from prefect_cluster_triggers.blocks.object_store import ObjectStore
+from prefect_cluster_triggers.blocks.result_store import ResultStore
 
-__all__ = ["ClusterDefinition", "HttpCollection", "LocalCollection", "LocalResultStore"]
+__all__ = ["ClusterDefinition", "HttpCollection", "LanceCollection", "ObjectStore", "ResultStore"]

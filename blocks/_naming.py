@@ -11,6 +11,8 @@ if TYPE_CHECKING:
 
 B = TypeVar("B", bound="Block")
 
+DOCS_URL = "https://github.com/prefect-cluster-triggers/prefect-cluster-triggers#blocks"
+
 
 def load_or_save(kind: type[B], name: str, make: Callable[[], B]) -> B:
     """The block of `kind` saved as `name`, saved now from `make()` if there is none.

@@ -1,85 +1,80 @@
-"""The on-disk format of clustering results: one immutable directory per run, and a pointer.
+"""The stored form of clustering results: Parquet and JSON, immutable per run, and a pointer.
 
-    <owner>/runs/<run id>/run.json      metadata, metrics, timings, clusters (ids, sizes, keywords)
-    <owner>/runs/<run id>/centroids.npy one row per cluster, in run.json's cluster order
-    <owner>/runs/<run id>/members.npz   ids, cluster, distance: one entry per document
-    <owner>/LATEST                      the run id readers see
+    <owner>/runs/<run id>/members.parquet    id, cluster (-1 noise), distance: one row per document
+    <owner>/runs/<run id>/centroids.parquet  cluster (index in run.json's cluster order), centroid
+    <owner>/runs/<run id>/run.json           metadata, metrics, timings, clusters (ids, sizes, keywords)
+    <owner>/LATEST                           the run id readers see
 
-A run is written into a hidden temporary directory and renamed into place; only then does
-LATEST move (`os.replace`). A failed or killed run leaves at most a hidden directory
-behind: readers keep seeing the previous complete result.
+Parquet so that DuckDB, pandas or Spark read a run as they find it (`SELECT cluster,
+count(*) FROM 'members.parquet' GROUP BY 1`). The root is a directory or an `s3://` prefix,
+the same code through pyarrow's filesystems. Each file is written aside and moved into
+place (a rename on disk; on object storage every object appears whole), `run.json` last,
+and only then does LATEST move: a failed or killed run leaves at most files nobody points
+to, and readers keep seeing the previous complete result. Nothing here imports Prefect.
 """
 
 from __future__ import annotations
 
+import io
 import json
-import os
-import shutil
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyarrow import fs
 
 from prefect_cluster_triggers.flows.errors import NotFound
 
 
 @dataclass(frozen=True)
 class StoredRun:
-    """A complete run as read back: its record and its arrays."""
+    """A complete run as read back: its record, its centroids, and where its members are."""
 
     record: dict[str, Any]
     centroids: np.ndarray
-    path: Path
+    filesystem: fs.FileSystem
+    path: str
 
     def members(self) -> list[dict[str, Any]]:
-        with np.load(self.path / "members.npz") as members:
-            return [
-                {"id": str(i), "cluster": int(c), "distance": None if np.isnan(d) else round(float(d), 6)}
-                for i, c, d in zip(members["ids"], members["cluster"], members["distance"])
-            ]
+        table = pq.read_table(f"{self.path}/members.parquet", filesystem=self.filesystem)
+        return [
+            {"id": row["id"], "cluster": row["cluster"],
+             "distance": None if row["distance"] is None or np.isnan(row["distance"]) else round(row["distance"], 6)}
+            for row in table.to_pylist()
+        ]
 
 
 class ResultFiles:
     """Results of every owner (a trigger or a cluster definition) under one root."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self, root: str, filesystem: fs.FileSystem | None = None) -> None:
+        if filesystem is None:
+            filesystem, root = fs.LocalFileSystem(), root
+        self.filesystem = filesystem
+        self.root = root.split("://", 1)[-1].rstrip("/")
 
-    def write(
-        self,
-        owner: str,
-        run_id: str,
-        record: dict[str, Any],
-        centroids: np.ndarray,
-        ids: Any,
-        cluster: np.ndarray,
-        distance: np.ndarray,
-    ) -> Path:
-        """Write one run atomically and make it the latest."""
-        runs = self.root / owner / "runs"
-        runs.mkdir(parents=True, exist_ok=True)
-        final = runs / run_id
-        if final.exists():
+    def write(self, owner: str, run_id: str, record: dict[str, Any], centroids: np.ndarray, ids: Any,
+              cluster: np.ndarray, distance: np.ndarray) -> str:
+        """Write one run and make it the latest."""
+        run = f"{self.root}/{owner}/runs/{run_id}"
+        if self.filesystem.get_file_info(f"{run}/run.json").type != fs.FileType.NotFound:
             raise FileExistsError(f"results of run {run_id} already exist; a run's results never change")
-        staging = runs / f".{run_id}.{uuid.uuid4().hex}.partial"
-        staging.mkdir()
-        try:
-            (staging / "run.json").write_text(json.dumps(record, indent=2))
-            np.save(staging / "centroids.npy", centroids)
-            np.savez(staging / "members.npz", ids=np.asarray(ids, dtype=str), cluster=cluster, distance=distance)
-            for name in ("run.json", "centroids.npy", "members.npz"):
-                _fsync(staging / name)
-            os.rename(staging, final)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        pointer = self.root / owner / f".LATEST.{uuid.uuid4().hex}"
-        pointer.write_text(run_id)
-        _fsync(pointer)
-        os.replace(pointer, self.root / owner / "LATEST")
-        return final
+        self.filesystem.create_dir(run, recursive=True)
+        members = pa.table({"id": pa.array([str(i) for i in ids], pa.string()),
+                            "cluster": pa.array(np.asarray(cluster, dtype=np.int32)),
+                            "distance": pa.array(np.asarray(distance, dtype=np.float32))})
+        centroids = np.ascontiguousarray(centroids, dtype=np.float32)
+        centres = pa.table({"cluster": pa.array(np.arange(len(centroids), dtype=np.int32)),
+                            "centroid": pa.FixedSizeListArray.from_arrays(pa.array(centroids.reshape(-1)),
+                                                                          max(centroids.shape[1], 1))})
+        self._put(f"{run}/members.parquet", _parquet(members))
+        self._put(f"{run}/centroids.parquet", _parquet(centres))
+        self._put(f"{run}/run.json", json.dumps(record, indent=2).encode())
+        self._put(f"{self.root}/{owner}/LATEST", run_id.encode())
+        return run
 
     def latest(self, owner: str) -> StoredRun:
         """The latest complete run of `owner`.
@@ -88,21 +83,40 @@ class ResultFiles:
             NotFound: the owner has no complete run yet.
         """
         try:
-            run_id = (self.root / owner / "LATEST").read_text().strip()
+            run_id = self._get(f"{self.root}/{owner}/LATEST").decode().strip()
         except FileNotFoundError:
             raise NotFound(f"no results yet for {owner!r}") from None
-        path = self.root / owner / "runs" / run_id
-        return StoredRun(json.loads((path / "run.json").read_text()), np.load(path / "centroids.npy"), path)
-
+        run = f"{self.root}/{owner}/runs/{run_id}"
+        record = json.loads(self._get(f"{run}/run.json"))
+        table = pq.read_table(f"{run}/centroids.parquet", filesystem=self.filesystem)
+        column = table.column("centroid").combine_chunks()
+        centroids = column.values.to_numpy(zero_copy_only=False).reshape(len(column), column.type.list_size)
+        return StoredRun(record, centroids, self.filesystem, run)
 
     def record_of(self, owner: str, run_id: str) -> dict[str, Any]:
         """The record of one run of `owner`; empty when the run left no result (it failed, or still runs)."""
         try:
-            return json.loads((self.root / owner / "runs" / run_id / "run.json").read_text())
+            return json.loads(self._get(f"{self.root}/{owner}/runs/{run_id}/run.json"))
         except FileNotFoundError:
             return {}
 
+    def _put(self, path: str, data: bytes) -> None:
+        staging = f"{path}.{uuid.uuid4().hex}.partial"
+        with self.filesystem.open_output_stream(staging) as out:
+            out.write(data)
+        self.filesystem.move(staging, path)
 
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
+    def _get(self, path: str) -> bytes:
+        try:
+            with self.filesystem.open_input_stream(path) as handle:
+                return handle.read()
+        except (FileNotFoundError, OSError) as exc:
+            if isinstance(exc, FileNotFoundError) or "not found" in str(exc).lower() or "NoSuchKey" in str(exc):
+                raise FileNotFoundError(path) from None
+            raise
+
+
+def _parquet(table: pa.Table) -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    return buffer.getvalue()

@@ -8,7 +8,7 @@ from prefect.blocks.core import Block
 from pydantic import Field
 
 from prefect_cluster_triggers.blocks._naming import prefect_name
-from prefect_cluster_triggers.blocks.collections import DOCS_URL
+from prefect_cluster_triggers.blocks._naming import DOCS_URL
 from prefect_cluster_triggers.deployments.contract import ExecutionConfig
 from prefect_cluster_triggers.flows.errors import NotFound
 

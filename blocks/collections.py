@@ -1,96 +1,120 @@
 """Document collections: where the vectors come from.
 
-`LocalCollection` is the embedded default (files on local disk); `HttpCollection` reads a
-collection page by page from an HTTP JSON API. Both give the flow one `Documents`.
+`LanceCollection` is the embedded default (a LanceDB table in a directory or on object
+storage); `HttpCollection` reads a collection page by page from an HTTP JSON API. Both
+give the flow and the condition checks a stream of `DocumentBatch`es.
 """
 
 from __future__ import annotations
 
+import json
 import time
-from pathlib import Path
-from typing import Any, ClassVar, Protocol, Sequence
+from typing import Any, ClassVar, Iterable, Iterator, Protocol, Sequence
 
 import httpx
 import numpy as np
+import pyarrow as pa
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-from prefect_cluster_triggers.blocks._document_files import DocumentFiles
-from prefect_cluster_triggers.blocks._naming import load_or_save, prefect_name
+from prefect_cluster_triggers.blocks._lance_documents import (
+    BATCH_ROWS,
+    DocumentBatch,
+    LanceDocuments,
+    WriteCounts,
+    record_batch,
+)
+from prefect_cluster_triggers.blocks._naming import DOCS_URL, load_or_save, prefect_name
 from prefect_cluster_triggers.blocks.collection_events import notify_collection
-from prefect_cluster_triggers.deployments.settings import get_settings
+from prefect_cluster_triggers.blocks.object_store import ObjectStore, default_object_store
+from prefect_cluster_triggers.deployments.settings import get_settings, storage_root
 from prefect_cluster_triggers.flows.engine import Documents
 from prefect_cluster_triggers.flows.errors import DataError, NotFound, SourceUnavailable
 from prefect_cluster_triggers.flows.keywords import payload_text
 
-DOCS_URL = "https://github.com/prefect-cluster-triggers/prefect-cluster-triggers#blocks"
-
 
 class DocumentSource(Protocol):
-    """What the clustering flow needs of a collection."""
+    """What the clustering flow and the condition checks need of a collection: a stream of batches."""
 
     collection_id: str
 
-    def read_documents(self) -> Documents: ...
+    def batches(self, *, with_payloads: bool = False) -> Iterator[DocumentBatch]: ...
 
-    def read_vectors(self) -> np.ndarray:
-        """The vectors alone, read-only: what condition checks measure."""
+    def count(self) -> int | None:
+        """The number of documents, when known without reading them."""
         ...
 
 
-class LocalCollection(Block):
-    """A collection of embedded documents (id, float32 vector, JSON payload) on local disk.
+class LanceCollection(Block):
+    """A collection of embedded documents (id, float32 vector, JSON payload) in a LanceDB table.
 
-    Adds are atomic and emit a `cluster.documents_added` event, so event triggers see them
-    at once; a read gives one float32 matrix, read from disk in one go.
+    The table lives in a local directory or on object storage (`s3://...`, with an
+    `ObjectStore` block for the endpoint and credentials), so a worker on any machine reads
+    it. Adding a document whose id exists replaces it; adds emit `cluster.documents_added`
+    and `cluster.documents_updated` with the counts the commits report, so event triggers
+    see them at once. Reads stream in record batches.
 
     Example:
         ```python
-        from prefect_cluster_triggers.blocks.collections import LocalCollection
+        from prefect_cluster_triggers.blocks.collections import LanceCollection
 
-        collection = LocalCollection.load("col-abc123-6c3d1e")
+        collection = LanceCollection.load("col-abc123-6c3d1e")
         collection.add_documents(vectors, ids=["a", "b"], payloads=[{"title": "..."}, None])
+        collection.delete_documents(["a"])
         ```
     """
 
-    _block_type_name: ClassVar[str] = "Local Collection"
+    _block_type_name: ClassVar[str] = "Lance Collection"
     _documentation_url: ClassVar[str] = DOCS_URL
+    _description: ClassVar[str] = "Embedded documents in a LanceDB table, on local disk or object storage."
 
     collection_id: str = Field(description="The collection's id, as triggers and execution configs name it.")
-    path: str | None = Field(
-        default=None,
-        description="Directory holding the collection's files; `<data dir>/collections/<collection_id>` when empty.",
-    )
-
-    @property
-    def directory(self) -> Path:
-        return Path(self.path) if self.path else get_settings().data_dir / "collections" / self.collection_id
+    uri: str = Field(description="LanceDB database holding the collection's table: an absolute directory or `s3://...`.")
+    table: str = Field(description="The table's name in that database.")
+    object_store: ObjectStore | None = Field(default=None, description="Endpoint and credentials of an `s3://` uri.")
 
     def add_documents(
         self, vectors: np.ndarray, ids: Sequence[str] | None = None, payloads: Sequence[Any] | None = None
-    ) -> int:
-        """Append documents atomically, emit `cluster.documents_added`, return the new total.
+    ) -> WriteCounts:
+        """Upsert documents by id; emit the added and updated counts as collection events.
+
+        Without `ids`, the documents get running numbers after the current count.
 
         Raises:
-            DataError: a dimension change, NaN or inf, or duplicate ids.
+            DataError: a dimension change, NaN or inf, or an id repeated within the call.
         """
-        total = DocumentFiles(self.directory).append(vectors, ids, payloads)
-        notify_collection(self.collection_id, "documents_added", count=len(vectors), total=total)
-        return total
+        texts = [None if p is None else json.dumps(p, separators=(",", ":")) for p in payloads] if payloads else None
+        rows = np.asarray(vectors)
+        if ids is None:
+            first = self.count()
+            ids = [str(first + i) for i in range(len(rows))]
+        return self.upsert_batches(
+            record_batch(rows[start : start + BATCH_ROWS], [str(i) for i in ids[start : start + BATCH_ROWS]],
+                         texts[start : start + BATCH_ROWS] if texts else None)
+            for start in range(0, max(len(rows), 1), BATCH_ROWS)
+        )
+
+    def upsert_batches(self, batches: Iterable[pa.RecordBatch]) -> WriteCounts:
+        """Upsert a stream of record batches (id, vector, payload), one commit each; emit the counts."""
+        counts = self._documents().upsert(batches)
+        for event_type, count in (("documents_added", counts.inserted), ("documents_updated", counts.updated)):
+            if count:
+                notify_collection(self.collection_id, event_type, count=count)
+        return counts
+
+    def delete_documents(self, ids: Sequence[str]) -> int:
+        """Delete documents by id; the number deleted (ids not in the collection are ignored)."""
+        return self._documents().delete([str(i) for i in ids])
 
     def count(self) -> int:
-        return DocumentFiles(self.directory).count()
+        return self._documents().count()
 
-    def read_documents(self) -> Documents:
-        """The documents, vectors in memory: the run normalises them in place."""
-        files = DocumentFiles(self.directory)
-        ids, vectors = files.read(writable=True)
-        texts = [payload_text(p) for p in files.read_payloads()]
-        return Documents(ids, vectors, texts if any(texts) else ())
+    def batches(self, *, with_payloads: bool = False) -> Iterator[DocumentBatch]:
+        return self._documents().batches(with_payloads=with_payloads)
 
-    def read_vectors(self) -> np.ndarray:
-        """A memory map of the vectors: a check streams over it without loading the collection."""
-        return DocumentFiles(self.directory).read()[1]
+    def _documents(self) -> LanceDocuments:
+        options = self.object_store.lance_options() if self.object_store else {}
+        return LanceDocuments(self.uri, self.table, options)
 
 
 class HttpCollection(Block):
@@ -105,7 +129,8 @@ class HttpCollection(Block):
         ```python
         from prefect_cluster_triggers.blocks.collections import HttpCollection
 
-        documents = HttpCollection.load("products").read_documents()
+        for batch in HttpCollection.load("products").batches():
+            print(len(batch.ids))
         ```
     """
 
@@ -126,28 +151,26 @@ class HttpCollection(Block):
 
     _RETRY_STATUS: ClassVar[frozenset[int]] = frozenset({429, 500, 502, 503, 504})
 
-    def read_documents(self) -> Documents:
-        ids: list[str] = []
-        texts: list[str] = []
-        pages: list[np.ndarray] = []
+    def count(self) -> int | None:
+        return None  # known only by reading every page
+
+    def batches(self, *, with_payloads: bool = False) -> Iterator[DocumentBatch]:
+        """One batch per page, so a large collection never sits in memory twice."""
         cursor: str | None = None
+        dim: int | None = None
         with httpx.Client(timeout=self.timeout_seconds, headers=self._headers()) as client:
             for page_number in range(1, 1_000_000):
                 page = self._fetch(client, page_number, cursor)
-                vectors = self._parse(page, page_number, ids, texts)
-                if len(vectors):
-                    pages.append(vectors)
+                batch = self._parse(page, page_number)
+                if batch.ids:
+                    if dim is not None and batch.vectors.shape[1] != dim:
+                        raise DataError(f"collection {self.collection_id}: page {page_number} has dimension "
+                                        f"{batch.vectors.shape[1]}, earlier pages {dim}")
+                    dim = batch.vectors.shape[1]
+                    yield batch
                 cursor = page.get("next_cursor")
                 if not cursor:
                     break
-        dims = {p.shape[1] for p in pages}
-        if len(dims) > 1:
-            raise DataError(f"collection {self.collection_id}: vectors of different dimensions {sorted(dims)}")
-        matrix = np.concatenate(pages) if pages else np.empty((0, 0), dtype=np.float32)
-        return Documents(ids, matrix, texts if any(texts) else ())
-
-    def read_vectors(self) -> np.ndarray:
-        return self.read_documents().vectors
 
     def _headers(self) -> dict[str, str]:
         if self.token is None:
@@ -195,21 +218,25 @@ class HttpCollection(Block):
             raise DataError(f"{where}: expected an object with a 'documents' list")
         return page
 
-    def _parse(self, page: dict[str, Any], page_number: int, ids: list[str], texts: list[str]) -> np.ndarray:
+    def _parse(self, page: dict[str, Any], page_number: int) -> DocumentBatch:
+        ids: list[str] = []
+        payloads: list[str | None] = []
         rows = []
         for index, document in enumerate(page["documents"]):
             where = f"collection {self.collection_id}: page {page_number}, document {index}"
             if not isinstance(document, dict) or "id" not in document or not isinstance(document.get("vector"), list):
                 raise DataError(f"{where}: expected an object with 'id' and a 'vector' list")
             ids.append(str(document["id"]))
-            texts.append(payload_text(document.get("payload") if isinstance(document.get("payload"), dict) else None))
+            payload = document.get("payload")
+            payloads.append(json.dumps(payload) if isinstance(payload, dict) else None)
             rows.append(document["vector"])
         try:
-            return np.asarray(rows, dtype=np.float32).reshape(len(rows), -1) if rows else np.empty((0, 0), np.float32)
+            vectors = np.asarray(rows, dtype=np.float32).reshape(len(rows), -1) if rows else np.empty((0, 0), np.float32)
         except (ValueError, TypeError):
             raise DataError(
                 f"collection {self.collection_id}: page {page_number}: vectors are not lists of numbers of one length"
             ) from None
+        return DocumentBatch(ids, vectors, payloads)
 
 
 def _retry_after(response: httpx.Response) -> float:
@@ -219,16 +246,40 @@ def _retry_after(response: httpx.Response) -> float:
         return 0.0
 
 
-def open_local_collection(collection_id: str) -> LocalCollection:
-    """The LocalCollection block saved for `collection_id`, saved now if there is none yet.
+def open_collection(collection_id: str) -> LanceCollection:
+    """The LanceCollection block saved for `collection_id`, saved now if there is none yet.
 
-    A new block records the absolute directory of its documents, resolved once here: every
-    process that loads it (a worker's flow run, a condition check, another user's CLI) reads
-    that directory, whatever its own home, data-directory setting or working directory.
+    A new block records where its table lives, resolved once here from the settings (an
+    absolute directory, or `s3://...` with the default `ObjectStore`): every process that
+    loads it, on any worker, reads that place, whatever its own home, settings or working
+    directory.
     """
-    directory = get_settings().data_dir.resolve() / "collections" / collection_id
-    return load_or_save(LocalCollection, prefect_name(collection_id),
-                        lambda: LocalCollection(collection_id=collection_id, path=str(directory)))
+    root = storage_root(get_settings())
+    store = default_object_store() if root.startswith("s3://") else None
+    return load_or_save(LanceCollection, prefect_name(collection_id), lambda: LanceCollection(
+        collection_id=collection_id, uri=f"{root}/collections", table=prefect_name(collection_id), object_store=store))
+
+
+def read_documents(source: DocumentSource) -> Documents:
+    """All of a collection in one float32 matrix (filled batch by batch: one copy, not two, when the size is known)."""
+    ids: list[str] = []
+    texts: list[str] = []
+    known = source.count()
+    matrix: np.ndarray | None = None
+    parts: list[np.ndarray] = []
+    for batch in source.batches(with_payloads=True):
+        if matrix is None and known:
+            matrix = np.empty((known, batch.vectors.shape[1]), dtype=np.float32)
+        if matrix is not None and len(ids) + len(batch.ids) <= len(matrix):
+            matrix[len(ids) : len(ids) + len(batch.ids)] = batch.vectors
+        else:
+            parts.append(np.array(batch.vectors, dtype=np.float32))
+        ids += batch.ids
+        texts += [payload_text(json.loads(p)) if p else "" for p in batch.payloads]
+    if matrix is not None:
+        parts.insert(0, matrix[: min(len(ids), len(matrix))])
+    vectors = (parts[0] if len(parts) == 1 else np.concatenate(parts)) if parts else np.empty((0, 0), np.float32)
+    return Documents(ids, vectors, texts if any(texts) else ())
 
 
 def load_collection(collection_id: str) -> DocumentSource:
@@ -238,7 +289,7 @@ def load_collection(collection_id: str) -> DocumentSource:
         NotFound: no block of either kind is saved under the collection's name.
     """
     name = prefect_name(collection_id)
-    for kind in (HttpCollection, LocalCollection):
+    for kind in (HttpCollection, LanceCollection):
         try:
             return kind.load(name)
         except ValueError:

@@ -1,56 +1,58 @@
-"""Where clustering results go: immutable per run, `latest` moving only after a complete write."""
+"""Where clustering results go: Parquet and JSON, immutable per run, `LATEST` moving only after a complete write."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 from prefect.blocks.core import Block
 from pydantic import Field
 
-from prefect_cluster_triggers.blocks._naming import load_or_save
+from prefect_cluster_triggers.blocks._naming import DOCS_URL, load_or_save
 from prefect_cluster_triggers.blocks._result_files import ResultFiles, StoredRun
-from prefect_cluster_triggers.blocks.collections import DOCS_URL
-from prefect_cluster_triggers.deployments.settings import get_settings
+from prefect_cluster_triggers.blocks.object_store import ObjectStore, default_object_store
+from prefect_cluster_triggers.deployments.settings import get_settings, storage_root
 
 DEFAULT_STORE = "default"
 
 
-class LocalResultStore(Block):
-    """Clustering results on local disk, one directory per run and a `LATEST` pointer per trigger or cluster.
+class ResultStore(Block):
+    """Clustering results in a directory or on object storage, one folder per run and a `LATEST` pointer per owner.
 
     Example:
         ```python
-        from prefect_cluster_triggers.blocks.result_store import LocalResultStore
+        from prefect_cluster_triggers.blocks.result_store import ResultStore
 
-        run = LocalResultStore.load("default").latest("cluster_xyz789")
+        run = ResultStore.load("default").latest("cluster_xyz789")
         print(run.record["num_clusters"])
         ```
     """
 
-    _block_type_name: ClassVar[str] = "Local Result Store"
+    _block_type_name: ClassVar[str] = "Cluster Result Store"
     _documentation_url: ClassVar[str] = DOCS_URL
+    _description: ClassVar[str] = "Clustering results (Parquet members and centroids, a JSON record) per run."
 
-    path: str | None = Field(default=None, description="Root directory; `<data dir>/results` when empty.")
+    uri: str = Field(description="Root of the results: an absolute directory or `s3://bucket/prefix`.")
+    object_store: ObjectStore | None = Field(default=None, description="Endpoint and credentials of an `s3://` uri.")
 
     @property
     def files(self) -> ResultFiles:
-        return ResultFiles(Path(self.path) if self.path else get_settings().data_dir / "results")
+        return ResultFiles(self.uri, self.object_store.filesystem() if self.object_store else None)
 
     def write_run(self, owner: str, run_id: str, record: dict[str, Any], centroids: np.ndarray, ids: Any,
-                  cluster: np.ndarray, distance: np.ndarray) -> Path:
+                  cluster: np.ndarray, distance: np.ndarray) -> str:
         return self.files.write(owner, run_id, record, centroids, ids, cluster, distance)
 
     def latest(self, owner: str) -> StoredRun:
         return self.files.latest(owner)
 
 
-def default_result_store() -> LocalResultStore:
-    """The store saved as `default`; saved now, at this data directory's absolute path, when there is none.
+def default_result_store() -> ResultStore:
+    """The store saved as `default`; saved now at the settings' storage root when there is none.
 
     Saving it fixes one place for the whole Prefect server: a run on any worker writes where
-    `get` and `history` read, instead of each process picking its own data directory.
+    `get` and `history` read, instead of each process picking a directory of its own.
     """
-    root = get_settings().data_dir.resolve() / "results"
-    return load_or_save(LocalResultStore, DEFAULT_STORE, lambda: LocalResultStore(path=str(root)))
+    root = storage_root(get_settings())
+    store = default_object_store() if root.startswith("s3://") else None
+    return load_or_save(ResultStore, DEFAULT_STORE, lambda: ResultStore(uri=f"{root}/results", object_store=store))

@@ -6,17 +6,18 @@ Kept apart from `deployments.cli` so that validating a trigger file never import
 from __future__ import annotations
 
 import argparse
-import json
 import secrets
 import sys
-from typing import Any
+from contextlib import contextmanager
+from typing import Callable, Iterable, Iterator
 
-import numpy as np
+import pyarrow as pa
 
 from prefect_cluster_triggers.blocks._naming import prefect_name
 from prefect_cluster_triggers.blocks.cluster_definition import ClusterDefinition
 from prefect_cluster_triggers.blocks.collection_events import notify_collection
-from prefect_cluster_triggers.blocks.collections import open_local_collection
+from prefect_cluster_triggers.blocks.collections import LanceCollection, load_collection, open_collection
+from prefect_cluster_triggers.blocks.document_input import open_input
 from prefect_cluster_triggers.blocks.result_store import default_result_store
 from prefect_cluster_triggers.deployments.cli import load_document, print_json, read_text
 from prefect_cluster_triggers.deployments.contract import validate_cluster_definition, validate_request
@@ -27,15 +28,28 @@ _RUN_FAILED = 1
 
 
 def collections_add(args: argparse.Namespace) -> int:
-    vectors = _load_vectors(args.vectors)
-    ids = read_text(args.ids).splitlines() if args.ids else None
-    payloads = [_json_line(args.payloads, n, line) for n, line in enumerate(read_text(args.payloads).splitlines(), 1)] if args.payloads else None
-    collection = open_local_collection(args.collection_id)
+    collection = open_collection(args.collection_id)
     try:
-        total = collection.add_documents(vectors, ids=ids, payloads=payloads)
+        first_id = 0 if args.ids or not args.vectors.lower().endswith(".npy") else collection.count()
+        source = open_input(args.vectors, ids=args.ids, payloads=args.payloads, first_id=first_id)
+        with _progress(source.rows, f"adding to {args.collection_id}") as advance:
+            counts = collection.upsert_batches(_advancing(source.batches, advance))
     except ClusterTriggersError as exc:
-        raise ContractError([Problem(args.vectors, str(exc))]) from None
-    print_json({"collection_id": args.collection_id, "added": int(len(vectors)), "total": total})
+        raise ContractError([_problem(str(exc), args.vectors)]) from None
+    print_json({"collection_id": args.collection_id, "added": counts.inserted, "updated": counts.updated,
+                "total": collection.count()})
+    return 0
+
+
+def collections_delete(args: argparse.Namespace) -> int:
+    ids = list(args.document_ids) + (read_text(args.ids).splitlines() if args.ids else [])
+    if not ids:
+        raise ContractError([Problem("--id", "give the ids to delete with --id ID (repeatable) or --ids FILE")])
+    collection = load_collection(args.collection_id)
+    if not isinstance(collection, LanceCollection):
+        raise ContractError([Problem(args.collection_id, "documents of an HTTP collection are deleted at their source")])
+    deleted = collection.delete_documents([i for i in ids if i])
+    print_json({"collection_id": args.collection_id, "deleted": deleted, "total": collection.count()})
     return 0
 
 
@@ -86,18 +100,28 @@ def results(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_vectors(path: str) -> np.ndarray:
-    try:
-        vectors = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ContractError([Problem(path, f"cannot read a .npy matrix: {exc}")]) from None
-    if vectors.ndim != 2 or not np.issubdtype(vectors.dtype, np.number):
-        raise ContractError([Problem(path, f"expected a 2-d numeric matrix, got shape {vectors.shape} of {vectors.dtype}")])
-    return vectors
+def _problem(message: str, where: str) -> Problem:
+    """`<file[:line]>: <what>` as one problem line; a message without a location gets `where`."""
+    location, _, what = message.partition(": ")
+    return Problem(location, what) if what and ("/" in location or "." in location) else Problem(where, message)
 
 
-def _json_line(path: str, number: int, line: str) -> Any:
-    try:
-        return json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise ContractError([Problem(f"{path}:{number}", f"not JSON: {exc.msg}")]) from None
+@contextmanager
+def _progress(total: int | None, description: str) -> Iterator[Callable[[int], None]]:
+    """A progress bar on a terminal (stderr), nothing in a pipe or a test."""
+    if not sys.stderr.isatty():
+        yield lambda rows: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=Console(stderr=True)) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda rows: progress.advance(task, rows)
+
+
+def _advancing(batches: Iterable[pa.RecordBatch], advance: Callable[[int], None]) -> Iterator[pa.RecordBatch]:
+    for batch in batches:
+        yield batch
+        advance(batch.num_rows)

@@ -55,15 +55,22 @@ def _parser() -> argparse.ArgumentParser:
     preview.add_argument("--after", metavar="ISO-TIME", help="start from this instant, e.g. 2027-03-14T00:00:00Z (default now)")
     preview.set_defaults(handler=_preview)
 
-    collections = commands.add_parser("collections", help="local document collections").add_subparsers(
+    collections = commands.add_parser("collections", help="document collections (LanceDB tables)").add_subparsers(
         dest="collections_command", required=True, metavar="COMMAND"
     )
-    add = collections.add_parser("add", help="append documents to a local collection (created if new)")
+    add = collections.add_parser("add", help="add or replace documents by id, streaming the file (collection created if new)")
     add.add_argument("collection_id")
-    add.add_argument("--vectors", required=True, metavar="FILE.npy", help="float matrix, one row per document")
-    add.add_argument("--ids", metavar="FILE.txt", help="one id per line (default: running numbers)")
-    add.add_argument("--payloads", metavar="FILE.jsonl", help="one JSON payload per line")
+    add.add_argument("--vectors", required=True, metavar="FILE",
+                     help=".npy float matrix (one row per document), .parquet (id, vector, payload columns) "
+                          "or .jsonl ({id, vector, payload} per line)")
+    add.add_argument("--ids", metavar="FILE.txt", help="with .npy: one id per line (default: running numbers)")
+    add.add_argument("--payloads", metavar="FILE.jsonl", help="with .npy: one JSON payload per line")
     add.set_defaults(handler=_lazy("_cli_clustering", "collections_add"))
+    delete = collections.add_parser("delete", help="delete documents by id")
+    delete.add_argument("collection_id")
+    delete.add_argument("--id", dest="document_ids", action="append", default=[], metavar="ID", help="repeatable")
+    delete.add_argument("--ids", metavar="FILE.txt", help="one id per line")
+    delete.set_defaults(handler=_lazy("_cli_clustering", "collections_delete"))
     notify = collections.add_parser(
         "notify", help="tell event triggers that documents of a collection (stored elsewhere) changed"
     )

@@ -13,14 +13,14 @@ import yaml
 
 from prefect_cluster_triggers.blocks._naming import prefect_name
 from prefect_cluster_triggers.blocks.cluster_definition import ClusterDefinition
-from prefect_cluster_triggers.blocks.collections import open_local_collection
+from prefect_cluster_triggers.blocks.collections import open_collection
 
 _TOPICS = ["shoes", "laptops", "coffee", "garden", "books", "music"]
 
 
 def ensure_collection(collection_id: str, centers: int, *, n: int = 2000, dim: int = 64, seed: int = 0) -> int:
     """Fill the collection with `centers` separated blobs (with text payloads) unless it has documents."""
-    collection = open_local_collection(collection_id)
+    collection = open_collection(collection_id)
     if collection.count():
         return collection.count()
     rng = np.random.default_rng(seed)
@@ -28,7 +28,8 @@ def ensure_collection(collection_id: str, centers: int, *, n: int = 2000, dim: i
     topic = rng.integers(0, centers, n)
     vectors = (means[topic] + rng.normal(size=(n, dim))).astype(np.float32)
     payloads = [{"title": f"{_TOPICS[t % len(_TOPICS)]} item {i}"} for i, t in enumerate(topic)]
-    return collection.add_documents(vectors, ids=[f"{collection_id}-{i}" for i in range(n)], payloads=payloads)
+    collection.add_documents(vectors, ids=[f"{collection_id}-{i}" for i in range(n)], payloads=payloads)
+    return collection.count()
 
 
 def ensure_cluster_definition(cluster_id: str, collection_id: str) -> None:

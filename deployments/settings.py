@@ -48,10 +48,22 @@ class Settings(BaseSettings):
     hold_until_ready: bool = Field(
         False, description="Set by `make run` for its REST API: requests wait until the stack's setup has finished."
     )
+    storage_uri: str | None = Field(
+        None, description="Where new collections and results go: a directory, or `s3://bucket/prefix` on S3 or an "
+        "S3-compatible server (endpoint below, credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY); "
+        "the data directory when empty.",
+    )
+    s3_endpoint_url: str | None = Field(None, description="Endpoint of an S3-compatible server; AWS when empty.")
+    s3_region: str = Field("us-east-1", description="Region of the storage bucket.")
     data_dir: Path = Field(
         Path.home() / ".cluster-triggers",
         description="Where local collections and clustering results live by default.",
     )
+
+
+def storage_root(settings: Settings) -> str:
+    """Where new collections and results go, absolute: every process that reads the saved location agrees."""
+    return (settings.storage_uri or str(settings.data_dir.resolve())).rstrip("/")
 
 
 def get_settings() -> Settings:

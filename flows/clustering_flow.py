@@ -25,8 +25,8 @@ from prefect.utilities.annotations import quote
 
 from prefect_cluster_triggers.blocks._naming import prefect_name
 from prefect_cluster_triggers.blocks.cluster_definition import load_cluster_definition
-from prefect_cluster_triggers.blocks.collections import load_collection
-from prefect_cluster_triggers.blocks.result_store import LocalResultStore, default_result_store
+from prefect_cluster_triggers.blocks.collections import load_collection, read_documents
+from prefect_cluster_triggers.blocks.result_store import ResultStore, default_result_store
 from prefect_cluster_triggers.deployments._models import format_utc
 from prefect_cluster_triggers.deployments.contract import ExecutionConfig, validate_execution_config
 from prefect_cluster_triggers.deployments.errors import ContractError, Problem
@@ -51,7 +51,7 @@ def _retry_io_only(task: Any, task_run: Any, state: State) -> bool:
 
 @task(name="load documents", retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_io_only, cache_policy=NO_CACHE)
 def load_documents(collection_ids: list[str]) -> Documents:
-    parts = [load_collection(collection_id).read_documents() for collection_id in collection_ids]
+    parts = [read_documents(load_collection(collection_id)) for collection_id in collection_ids]
     if len(parts) == 1:
         return parts[0]
     dims = {collection_id: part.vectors.shape[1] for collection_id, part in zip(collection_ids, parts) if len(part.ids)}
@@ -81,7 +81,7 @@ def score(full: np.ndarray, clustering: Clustering, texts: Any, previous: Previo
 
 
 @task(name="persist results", retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
-def persist(store: LocalResultStore, results_id: str, run_id: str, record: dict[str, Any], ids: Any, outcome: Outcome) -> None:
+def persist(store: ResultStore, results_id: str, run_id: str, record: dict[str, Any], ids: Any, outcome: Outcome) -> None:
     store.write_run(results_id, run_id, record, outcome.centroids, ids, outcome.cluster_of, outcome.distance)
 
 
@@ -184,7 +184,7 @@ def _resolve_config(execution_config: dict[str, Any] | None, cluster_id: str | N
     return load_cluster_definition(cluster_id).execution_config()
 
 
-def _previous_clusters(store: LocalResultStore, results_id: str) -> PreviousClusters | None:
+def _previous_clusters(store: ResultStore, results_id: str) -> PreviousClusters | None:
     try:
         latest = store.latest(results_id)
     except NotFound:

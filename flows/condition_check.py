@@ -2,16 +2,18 @@
 
 The baseline is the trigger's last successful clustering (its stored centroids and the
 figures recorded with them); the metrics and their formulas are in `flows.conditions`.
-A check reads the collections read-only (local ones through a memory map) and never
-touches the results, so a failing check changes nothing but its own record.
+A check streams the collections batch by batch (memory is one batch, whatever their size)
+and never touches the results, so a failing check changes nothing but its own record.
 """
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import numpy as np
 
 from prefect_cluster_triggers.blocks.cluster_definition import load_cluster_definition
-from prefect_cluster_triggers.blocks.collections import load_collection
+from prefect_cluster_triggers.blocks.collections import DocumentSource, load_collection
 from prefect_cluster_triggers.blocks.result_store import default_result_store
 from prefect_cluster_triggers.flows.conditions import Baseline, centroid_shift, cosine_drift, document_growth, silhouette_drop
 from prefect_cluster_triggers.flows.errors import DataError, NotFound
@@ -32,7 +34,6 @@ def measure(trigger_id: str, metric: str, collection_ids: list[str] | None, clus
         return None
     if collection_ids is None:
         collection_ids = load_cluster_definition(cluster_id).execution_config().collection_ids
-    vectors = _vectors(collection_ids)
     record = latest.record
     baseline = Baseline(
         centroids=latest.centroids,
@@ -40,20 +41,27 @@ def measure(trigger_id: str, metric: str, collection_ids: list[str] | None, clus
         num_documents=int(record["num_documents"]),
         silhouette=record["metrics"].get("silhouette_score"),
     )
-    if vectors.shape[1:] != latest.centroids.shape[1:] and metric != "document_growth":
-        raise DataError(
-            f"collections {', '.join(collection_ids)} have dimension {vectors.shape[1]}, "
-            f"the last clustering {latest.centroids.shape[1]}"
-        )
-    if metric == "cosine_drift":
-        return cosine_drift(vectors, baseline)
-    if metric == "centroid_shift":
-        return centroid_shift(vectors, baseline)
+    sources = [load_collection(c) for c in collection_ids]
     if metric == "document_growth":
-        return document_growth(len(vectors), baseline)
-    return silhouette_drop(vectors, baseline)
+        return document_growth(sum(_count(source) for source in sources), baseline)
+    blocks = _vectors(sources, latest.centroids.shape[1], collection_ids)
+    if metric == "cosine_drift":
+        return cosine_drift(blocks, baseline)
+    if metric == "centroid_shift":
+        return centroid_shift(blocks, baseline)
+    return silhouette_drop(blocks, baseline, count=sum(_count(source) for source in sources))
 
 
-def _vectors(collection_ids: list[str]) -> np.ndarray:
-    parts = [load_collection(c).read_vectors() for c in collection_ids]
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+def _count(source: DocumentSource) -> int:
+    known = source.count()
+    return known if known is not None else sum(len(batch.ids) for batch in source.batches())
+
+
+def _vectors(sources: list[DocumentSource], dim: int, collection_ids: list[str]) -> Iterator[np.ndarray]:
+    """The collections' vectors, batch by batch; a dimension other than the clustering's is an error."""
+    for source in sources:
+        for batch in source.batches():
+            if batch.vectors.shape[1] != dim:
+                raise DataError(f"collections {', '.join(collection_ids)} have dimension {batch.vectors.shape[1]}, "
+                                f"the last clustering {dim}")
+            yield batch.vectors

@@ -3,7 +3,8 @@
 Every metric compares the collection as it is now with the last successful clustering
 (its centroids C, in the normalised full-dimensional space, and figures recorded then).
 Documents are L2-normalised chunk by chunk, so a collection larger than memory streams
-from its memory map with one chunk in memory at a time. "Nearest centroid" means highest
+from its storage with one batch in memory at a time: every metric takes a matrix or an
+iterable of matrices (a collection's batches). "Nearest centroid" means highest
 cosine similarity.
 
 * cosine_drift = (1 - mean_x max_j cos(x, c_j))_now - (1 - mean_x max_j cos(x, c_j))_then:
@@ -18,6 +19,7 @@ cosine similarity.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable, Iterator, Union
 
 import numpy as np
 from sklearn.metrics import silhouette_score
@@ -25,6 +27,9 @@ from sklearn.metrics import silhouette_score
 from prefect_cluster_triggers.flows.metrics import SILHOUETTE_SAMPLE
 
 _CHUNK_ROWS = 16384
+
+Vectors = Union[np.ndarray, Iterable[np.ndarray]]
+"""One matrix (documents x dim), or the same documents as a stream of row blocks."""
 
 
 @dataclass(frozen=True)
@@ -42,21 +47,23 @@ class _Pass:
     """One streamed pass: similarity total, nearest-centroid counts and member sums."""
 
     similarity_sum: float
+    documents: int
     counts: np.ndarray
     sums: np.ndarray
 
 
-def mean_similarity(vectors: np.ndarray, centroids: np.ndarray) -> float:
+def mean_similarity(vectors: Vectors, centroids: np.ndarray) -> float:
     """Mean cosine similarity of the documents to their nearest centroid (the baseline figure)."""
-    return _stream(vectors, centroids, with_sums=False).similarity_sum / max(len(vectors), 1)
+    streamed = _stream(vectors, centroids, with_sums=False)
+    return streamed.similarity_sum / max(streamed.documents, 1)
 
 
-def cosine_drift(vectors: np.ndarray, baseline: Baseline) -> float:
+def cosine_drift(vectors: Vectors, baseline: Baseline) -> float:
     now = mean_similarity(vectors, baseline.centroids)
     return (1.0 - now) - (1.0 - baseline.mean_similarity)
 
 
-def centroid_shift(vectors: np.ndarray, baseline: Baseline) -> float:
+def centroid_shift(vectors: Vectors, baseline: Baseline) -> float:
     streamed = _stream(vectors, baseline.centroids, with_sums=True)
     present = streamed.counts > 0
     if not present.any():
@@ -69,28 +76,52 @@ def document_growth(num_documents: int, baseline: Baseline) -> float:
     return (num_documents - baseline.num_documents) / max(baseline.num_documents, 1)
 
 
-def silhouette_drop(vectors: np.ndarray, baseline: Baseline, *, random_state: int = 42) -> float:
-    if baseline.silhouette is None or len(vectors) < 3:
+def silhouette_drop(vectors: Vectors, baseline: Baseline, *, count: int | None = None, random_state: int = 42) -> float:
+    """`count` is the number of documents in a stream (a matrix knows its own)."""
+    count = len(vectors) if isinstance(vectors, np.ndarray) else count
+    if count is None:
+        raise ValueError("silhouette_drop of a stream needs its document count")
+    if baseline.silhouette is None or count < 3:
         return 0.0
     rng = np.random.default_rng(random_state)
-    rows = np.sort(rng.choice(len(vectors), size=min(SILHOUETTE_SAMPLE, len(vectors)), replace=False))
-    sample = _unit(np.asarray(vectors[rows], dtype=np.float32))
+    rows = np.sort(rng.choice(count, size=min(SILHOUETTE_SAMPLE, count), replace=False))
+    sample = _unit(_rows_of(vectors, rows))
     labels = np.argmax(sample @ _unit(baseline.centroids).T, axis=1)
     if not 1 < len(np.unique(labels)) < len(sample):
         return baseline.silhouette  # everything fell into one cluster: no structure left
     return baseline.silhouette - float(silhouette_score(sample, labels))
 
 
-def _stream(vectors: np.ndarray, centroids: np.ndarray, *, with_sums: bool) -> _Pass:
+def _blocks(vectors: Vectors) -> Iterator[np.ndarray]:
+    if isinstance(vectors, np.ndarray):
+        for start in range(0, len(vectors), _CHUNK_ROWS):
+            yield np.asarray(vectors[start : start + _CHUNK_ROWS], dtype=np.float32)
+    else:
+        for block in vectors:
+            yield np.asarray(block, dtype=np.float32)
+
+
+def _rows_of(vectors: Vectors, rows: np.ndarray) -> np.ndarray:
+    """The given (sorted) rows, picked while streaming: one pass, memory of the sample only."""
+    picked, start = [], 0
+    for block in _blocks(vectors):
+        inside = rows[(rows >= start) & (rows < start + len(block))]
+        if len(inside):
+            picked.append(block[inside - start])
+        start += len(block)
+    return np.concatenate(picked) if picked else np.empty((0, 0), dtype=np.float32)
+
+
+def _stream(vectors: Vectors, centroids: np.ndarray, *, with_sums: bool) -> _Pass:
     # max_j cos(x, c_j) = max_j (x . c_j) / |x|: the argmax needs only dot products, and only
     # the k-fold smaller maxima are divided, so the block itself is never normalised.
     unit_centroids = _unit(centroids.astype(np.float32, copy=False))
     k, d = unit_centroids.shape
-    similarity_sum = 0.0
+    similarity_sum, documents = 0.0, 0
     counts = np.zeros(k, dtype=np.int64)
     sums = np.zeros((k, d), dtype=np.float64)
-    for start in range(0, len(vectors), _CHUNK_ROWS):
-        block = np.asarray(vectors[start : start + _CHUNK_ROWS], dtype=np.float32)
+    for block in _blocks(vectors):
+        documents += len(block)
         dots = block @ unit_centroids.T
         squared = np.einsum("ij,ij->i", block, block)
         nonzero = squared > 0
@@ -103,7 +134,7 @@ def _stream(vectors: np.ndarray, centroids: np.ndarray, *, with_sums: bool) -> _
         similarity_sum += float(np.sum(dots[np.arange(len(block)), nearest] / norms, dtype=np.float64))
         counts += np.bincount(nearest[nonzero], minlength=k)
         _add_by_label(sums, nearest[nonzero], block[nonzero] / norms[nonzero, None])
-    return _Pass(similarity_sum, counts, sums)
+    return _Pass(similarity_sum, documents, counts, sums)
 
 
 def _add_by_label(sums: np.ndarray, labels: np.ndarray, block: np.ndarray) -> None:

@@ -18,7 +18,14 @@ import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from prefect_cluster_triggers.deployments.settings import get_settings
-from prefect_cluster_triggers.deployments.stack import api_server, create_work_pool, free_port, prefect_server, worker
+from prefect_cluster_triggers.deployments.stack import (
+    api_server,
+    child_process,
+    create_work_pool,
+    free_port,
+    prefect_server,
+    worker,
+)
 
 
 @pytest.fixture(scope="session")
@@ -89,6 +96,39 @@ def api_process(prefect_api: str, server_env: dict[str, str], tmp_path_factory: 
 def api(api_process: ApiProcess) -> str:
     """The URL of the session's `cluster-triggers api`."""
     return api_process.url
+
+
+@pytest.fixture(scope="session")
+def object_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """An S3-compatible server (moto's) on 127.0.0.1 with a bucket; yields the settings that point at it."""
+    import boto3
+
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    command = [Path(sys.executable).with_name("moto_server"), "-H", "127.0.0.1", "-p", str(port)]
+    credentials = {"AWS_ACCESS_KEY_ID": "cluster-triggers-test", "AWS_SECRET_ACCESS_KEY": "test-secret-key"}
+    with child_process(command, {**os.environ, **credentials}, log=tmp_path_factory.mktemp("logs") / "s3.log"):
+        _wait_for_http(endpoint)
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **{
+            "aws_access_key_id": credentials["AWS_ACCESS_KEY_ID"],
+            "aws_secret_access_key": credentials["AWS_SECRET_ACCESS_KEY"]}).create_bucket(Bucket="cluster-data")
+        yield {"CLUSTER_TRIGGERS_STORAGE_URI": "s3://cluster-data/team-a", "CLUSTER_TRIGGERS_S3_ENDPOINT_URL": endpoint,
+               **credentials}
+
+
+def _wait_for_http(url: str, timeout: float = 60) -> None:
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=2)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} not answering after {timeout} s")
 
 
 @pytest.fixture

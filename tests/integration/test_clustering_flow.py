@@ -20,7 +20,7 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
 from prefect_cluster_triggers.blocks._naming import prefect_name
-from prefect_cluster_triggers.blocks.collections import HttpCollection, LocalCollection
+from prefect_cluster_triggers.blocks.collections import HttpCollection, open_collection
 from prefect_cluster_triggers.flows.clustering_flow import cluster_collection
 from tests.integration.http_server import serve_pages
 from tests.seed_examples import CRON, INTERVAL
@@ -36,7 +36,7 @@ def _add_blobs(cli, tmp_path: Path, collection_id: str, centers: int, n: int = 1
     added = cli("collections", "add", collection_id, "--vectors", str(tmp_path / f"{collection_id}.npy"),
                 "--ids", str(tmp_path / f"{collection_id}.txt"), "--payloads", str(tmp_path / f"{collection_id}.jsonl"))
     assert added.returncode == 0, added.stderr
-    assert json.loads(added.stdout) == {"collection_id": collection_id, "added": n, "total": n}
+    assert json.loads(added.stdout) == {"collection_id": collection_id, "added": n, "updated": 0, "total": n}
     return truth
 
 
@@ -76,8 +76,7 @@ def test_seed_examples_find_the_true_clusters_and_keep_ids(cli, tmp_path: Path, 
 
 
 def test_adds_and_runs_emit_their_events(prefect_api: str) -> None:
-    collection = LocalCollection(collection_id="col_events")
-    collection.save(prefect_name("col_events"), overwrite=True)
+    collection = open_collection("col_events")
     collection.add_documents(np.random.default_rng(0).normal(size=(30, 4)))
     added = _events("cluster.documents_added", "collection.col_events")
     assert [e.payload["count"] for e in added] == [30]
@@ -96,8 +95,7 @@ def test_adds_and_runs_emit_their_events(prefect_api: str) -> None:
 
 def test_run_artifacts_are_readable_through_the_api(prefect_api: str) -> None:
     vectors, _ = make_blobs(n_samples=300, centers=3, n_features=8, random_state=5)
-    collection = LocalCollection(collection_id="col_artifacts")
-    collection.save(prefect_name("col_artifacts"), overwrite=True)
+    collection = open_collection("col_artifacts")
     collection.add_documents(vectors)
     config = {"collection_ids": ["col_artifacts"], "config": {"algorithm": "kmeans", "n_clusters": 3}}
     state = cluster_collection(execution_config=config, results_id="trg_artifacts", return_state=True)
@@ -115,11 +113,9 @@ def test_run_artifacts_are_readable_through_the_api(prefect_api: str) -> None:
 
 def test_bad_data_fails_the_run_with_its_reason_and_keeps_the_previous_result(cli, prefect_api: str, tmp_path: Path) -> None:
     vectors, _ = make_blobs(n_samples=40, centers=2, n_features=6, random_state=2)
-    LocalCollection(collection_id="col_small").save(prefect_name("col_small"), overwrite=True)
-    LocalCollection.load(prefect_name("col_small")).add_documents(vectors)
-    LocalCollection(collection_id="col_empty").save(prefect_name("col_empty"), overwrite=True)
-    LocalCollection(collection_id="col_wide").save(prefect_name("col_wide"), overwrite=True)
-    LocalCollection.load(prefect_name("col_wide")).add_documents(np.ones((5, 9)))
+    open_collection("col_small").add_documents(vectors)
+    open_collection("col_empty")
+    open_collection("col_wide").add_documents(np.ones((5, 9)))
 
     good = {"collection_ids": ["col_small"], "config": {"algorithm": "kmeans", "n_clusters": 2}}
     assert cluster_collection(execution_config=good, results_id="trg_bad", return_state=True).is_completed()
@@ -200,7 +196,8 @@ def test_blocks_register_with_prefect(prefect_api: str) -> None:
     result = subprocess.run([str(prefect), "block", "register", "-m", "prefect_cluster_triggers.blocks"], capture_output=True, text=True,
                             env={**os.environ, "PREFECT_API_URL": prefect_api}, timeout=120)
     assert result.returncode == 0, result.stderr
-    for name in ("Local Collection", "HTTP Collection", "Cluster Definition", "Local Result Store"):
+    for name in ("Lance Collection", "HTTP Collection", "Cluster Definition", "Cluster Result Store",
+                 "Cluster Triggers Object Store"):
         assert name in result.stdout
 
 

@@ -11,7 +11,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 
 from prefect_cluster_triggers.blocks._naming import prefect_name
 from prefect_cluster_triggers.blocks.collection_events import notify_collection
-from prefect_cluster_triggers.blocks.collections import HttpCollection, open_local_collection
+from prefect_cluster_triggers.blocks.collections import HttpCollection, open_collection
 from prefect_cluster_triggers.deployments import lifecycle
 from prefect_cluster_triggers.deployments.automations import automation_name
 from prefect_cluster_triggers.deployments.status import of_deployment
@@ -66,7 +66,7 @@ def _automation_enabled(trigger_id: str) -> bool | None:
 
 
 def test_250_documents_in_5_batches_fire_exactly_twice() -> None:
-    collection = open_local_collection("col_batches")
+    collection = open_collection("col_batches")
     create(_event_trigger("col_batches", threshold=100, cooldown=0), "trg_batches")
     assert _automation_enabled("trg_batches") is True
     for batch in range(5):
@@ -81,7 +81,7 @@ def test_250_documents_in_5_batches_fire_exactly_twice() -> None:
 
 
 def test_50_events_sent_0_ms_apart_fire_exactly_once() -> None:
-    open_local_collection("col_burst").add_documents(_blobs(60, seed=5))  # data to cluster; before the trigger
+    open_collection("col_burst").add_documents(_blobs(60, seed=5))  # data to cluster; before the trigger
     create(_event_trigger("col_burst", threshold=50, cooldown=300), "trg_burst")
     for _ in range(50):
         notify_collection("col_burst", "documents_added")
@@ -92,7 +92,7 @@ def test_50_events_sent_0_ms_apart_fire_exactly_once() -> None:
 
 
 def test_cooldown_holds_a_firing_back_then_lets_it_through() -> None:
-    collection = open_local_collection("col_cooldown")
+    collection = open_collection("col_cooldown")
     create(_event_trigger("col_cooldown", threshold=10, cooldown=20), "trg_cooldown")
     collection.add_documents(_blobs(10, seed=1))
     first = _wait_runs("trg_cooldown", EVENT_TAG, 1)[0]
@@ -109,7 +109,7 @@ def test_cooldown_holds_a_firing_back_then_lets_it_through() -> None:
 
 
 def test_a_paused_trigger_never_runs_and_counts_on() -> None:
-    collection = open_local_collection("col_paused")
+    collection = open_collection("col_paused")
     create(_event_trigger("col_paused", threshold=10, cooldown=0, status="paused"), "trg_paused")
     assert _automation_enabled("trg_paused") is False
     collection.add_documents(_blobs(30, seed=3))
@@ -131,13 +131,13 @@ def _drift_trigger(collection_id: str, status: str = "active") -> dict:
 
 def test_drift_fires_on_off_distribution_documents_only() -> None:
     for name in ("col_same", "col_shifted"):
-        open_local_collection(name).add_documents(_blobs(300, seed=7))
+        open_collection(name).add_documents(_blobs(300, seed=7))
         create(_drift_trigger(name, status="paused"), f"trg_{name}")
         baseline = lifecycle.run_sync(lifecycle.execute_trigger(f"trg_{name}", wait=True, timeout_seconds=90))
         assert baseline.status == "completed"
-    open_local_collection("col_same").add_documents(_blobs(300, seed=8))
+    open_collection("col_same").add_documents(_blobs(300, seed=8))
     shifted = np.random.default_rng(9).normal(size=(300, 16)).astype(np.float32) * 5  # no cluster fits these
-    open_local_collection("col_shifted").add_documents(shifted)
+    open_collection("col_shifted").add_documents(shifted)
     for name in ("col_same", "col_shifted"):
         lifecycle.run_sync(lifecycle.resume_trigger(f"trg_{name}"))
 
@@ -152,7 +152,7 @@ def test_drift_fires_on_off_distribution_documents_only() -> None:
 
 
 def test_with_no_clustering_yet_the_first_check_fires() -> None:
-    open_local_collection("col_fresh").add_documents(_blobs(100, seed=10))
+    open_collection("col_fresh").add_documents(_blobs(100, seed=10))
     create(_drift_trigger("col_fresh"), "trg_fresh")
     _wait_runs("trg_fresh", CONDITION_TAG, 1)
     trigger = wait_for("trg_fresh", lambda t: t.last_execution_status == "completed", timeout=90)
@@ -160,7 +160,7 @@ def test_with_no_clustering_yet_the_first_check_fires() -> None:
 
 
 def test_a_failing_check_is_a_failed_check_not_a_failed_clustering() -> None:
-    open_local_collection("col_gone").add_documents(_blobs(100, seed=12))
+    open_collection("col_gone").add_documents(_blobs(100, seed=12))
     create(_drift_trigger("col_gone", status="paused"), "trg_gone")
     assert lifecycle.run_sync(lifecycle.execute_trigger("trg_gone", wait=True, timeout_seconds=90)).status == "completed"
     # The collection now lives behind an HTTP API that does not answer: the check cannot read it.
@@ -174,7 +174,7 @@ def test_a_failing_check_is_a_failed_check_not_a_failed_clustering() -> None:
 
 
 def test_counting_survives_a_restart_of_the_evaluator(api_process: ApiProcess) -> None:
-    collection = open_local_collection("col_restart")
+    collection = open_collection("col_restart")
     create(_event_trigger("col_restart", threshold=100, cooldown=0), "trg_restart")
     collection.add_documents(_blobs(60, seed=13))
     assert wait_for("trg_restart", lambda t: t.event_counter == 60, timeout=30).execution_count == 0

@@ -16,7 +16,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
 
 from prefect_cluster_triggers.blocks._naming import prefect_name
-from prefect_cluster_triggers.blocks.collections import LocalCollection
+from prefect_cluster_triggers.blocks.collections import open_collection
 from prefect_cluster_triggers.blocks.result_store import default_result_store
 from prefect_cluster_triggers.deployments import lifecycle
 from prefect_cluster_triggers.deployments.contract import validate_request
@@ -32,8 +32,7 @@ pytestmark = pytest.mark.usefixtures("prefect_worker")
 @pytest.fixture(scope="module")
 def collection() -> str:
     rng = np.random.default_rng(4)
-    block = LocalCollection(collection_id="col_lifecycle")
-    block.save(prefect_name("col_lifecycle"), overwrite=True)
+    block = open_collection("col_lifecycle")
     block.add_documents((rng.normal(size=(3, 16)) * 5)[rng.integers(0, 3, 300)] + rng.normal(size=(300, 16)))
     return "col_lifecycle"
 

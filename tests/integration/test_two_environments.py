@@ -3,8 +3,11 @@
 Environment A is this repository's: it runs the Prefect server, the REST API with the
 evaluator, and the CLI that creates the triggers. Environment B is a second virtual
 environment in a temporary directory, installed from the built wheel, with its own home,
-data directory and working directory: it runs the only process worker of the pool. Every
-trigger's runs must execute in B and complete, with no path of A in any deployment.
+data directory and working directory: it runs the only process worker of the pool. The
+collections and the results live on an S3-compatible server (issue 11): B shares nothing
+with A but the network and the object store, and is given no storage setting at all (it
+finds the endpoint and credentials in the blocks). Every trigger's runs must execute in B
+and complete, with no path of A in any deployment.
 """
 
 from __future__ import annotations
@@ -55,8 +58,9 @@ def test_the_wheel_installs_one_top_level_package(wheel: Path) -> None:
 
 @pytest.mark.parametrize("auth", [None, "admin:s3cret-pass"], ids=["open", "auth-string"])
 def test_triggers_created_in_one_environment_run_on_a_worker_in_another(
-        auth: str | None, environment_b: Path, tmp_path: Path) -> None:
-    a_settings = {"CLUSTER_TRIGGERS_WORK_POOL": POOL, "CLUSTER_TRIGGERS_DATA_DIR": str(tmp_path / "a" / "data"),
+        auth: str | None, environment_b: Path, object_store: dict[str, str], tmp_path: Path) -> None:
+    bucket_prefix = f"{object_store['CLUSTER_TRIGGERS_STORAGE_URI']}/{tmp_path.name}"
+    a_settings = {**object_store, "CLUSTER_TRIGGERS_STORAGE_URI": bucket_prefix,"CLUSTER_TRIGGERS_WORK_POOL": POOL, "CLUSTER_TRIGGERS_DATA_DIR": str(tmp_path / "a" / "data"),
                   "PREFECT_HOME": str(tmp_path / "a" / "prefect"), "CLUSTER_TRIGGERS_EVALUATOR_SWEEP_SECONDS": "2",
                   "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2"}
     if auth:
@@ -105,8 +109,12 @@ def test_triggers_created_in_one_environment_run_on_a_worker_in_another(
             assert listed[name]["execution_count"] >= 1 and listed[name]["last_execution_status"] == "completed", \
                 listed[name]
         assert "Completed()" in (tmp_path / "worker-b.log").read_text()  # B's worker ran them: the pool's only one
+        for data_dir in (tmp_path / "a" / "data", tmp_path / "b" / "data"):  # every document and result is on S3
+            assert not (data_dir / "collections").exists() and not (data_dir / "results").exists()
         history = run_cli(CLI, env_a, "history", "two-interval")
         assert '"num_documents": 600' in history.stdout, history.stdout  # B's results, read in A
+        members = run_cli(CLI, env_a, "results", "two-interval", "--members")
+        assert len(json.loads(members.stdout)["members"]) == 600
 
         headers = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()} if auth else {}
         found = httpx.post(f"{api_url}/deployments/filter", json={"deployments": {"tags": {"all_": ["cluster-trigger"]}}},

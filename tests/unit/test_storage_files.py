@@ -1,75 +1,119 @@
-"""The local collection and result formats: atomic, and nothing half-written is ever read."""
+"""Collection tables and result files: atomic, upserting, and nothing half-written is ever read."""
 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from prefect_cluster_triggers.blocks._document_files import DocumentFiles
+from prefect_cluster_triggers.blocks._lance_documents import LanceDocuments, WriteCounts, record_batch
 from prefect_cluster_triggers.blocks._result_files import ResultFiles
+from prefect_cluster_triggers.blocks.document_input import open_input
 from prefect_cluster_triggers.flows.errors import DataError, NotFound
 
 
-def test_append_and_read_back(tmp_path: Path) -> None:
-    files = DocumentFiles(tmp_path / "c")
-    assert files.append(np.ones((3, 4)), ["a", "b", "c"], [{"t": "x"}, None, {"t": "z"}]) == 3
-    assert files.append(np.zeros((2, 4)), None, None) == 5
-    ids, vectors = files.read()
-    assert ids == ["a", "b", "c", "3", "4"]
-    assert vectors.dtype == np.float32 and vectors.shape == (5, 4) and isinstance(vectors, np.memmap)
-    assert not vectors.flags.writeable
-    assert files.read_payloads() == [{"t": "x"}, None, {"t": "z"}, None, None]
+def _docs(tmp_path: Path) -> LanceDocuments:
+    return LanceDocuments(str(tmp_path / "db"), "c")
 
 
-def test_in_place_changes_to_a_writable_read_never_reach_the_file(tmp_path: Path) -> None:
-    files = DocumentFiles(tmp_path / "c")
-    files.append(np.full((2, 3), 2.0), None, None)
-    _, vectors = files.read(writable=True)
-    vectors *= 10
-    assert (files.read()[1] == 2.0).all()
+def _read(documents: LanceDocuments) -> dict[str, tuple[list[float], str | None]]:
+    return {i: (v.tolist(), p) for b in documents.batches(with_payloads=True) for i, v, p in zip(b.ids, b.vectors, b.payloads)}
+
+
+def test_upsert_inserts_new_ids_replaces_existing_ones_and_counts_each(tmp_path: Path) -> None:
+    documents = _docs(tmp_path)
+    assert documents.count() == 0 and list(documents.batches()) == []
+    assert documents.upsert([record_batch(np.ones((3, 2)), ["a", "b", "c"], ['{"t":"x"}', None, None])]) == WriteCounts(3, 0)
+    assert documents.upsert([record_batch(np.full((2, 2), 5.0), ["c", "d"])]) == WriteCounts(1, 1)
+    assert _read(documents) == {"a": ([1, 1], '{"t":"x"}'), "b": ([1, 1], None), "c": ([5, 5], None), "d": ([5, 5], None)}
+    assert documents.delete(["a", "zz"]) == 1
+    assert sorted(_read(documents)) == ["b", "c", "d"] and documents.dimension() == 2
 
 
 @pytest.mark.parametrize(
     ("vectors", "ids", "message"),
     [
-        (np.ones((2, 5)), None, "dimension 5 does not match the collection's dimension 4"),
-        (np.array([[1, np.nan, 0, 0]]), None, "NaN or inf"),
-        (np.array([[1, np.inf, 0, 0]]), None, "NaN or inf"),
-        (np.ones((1, 4)), ["a"], "'a' is already in the collection"),
-        (np.ones((2, 4)), ["x", "x"], "not unique"),
-        (np.ones((0, 4)), None, "non-empty"),
+        (np.ones((2, 5)), ["x", "y"], "dimension 5 does not match the collection's dimension 4"),
+        (np.array([[1, np.nan, 0, 0]]), ["x"], "NaN or inf, first at row 0"),
+        (np.array([[1, np.inf, 0, 0]]), ["x"], "NaN or inf"),
+        (np.ones((2, 4)), ["x", "x"], "'x' appears more than once"),
+        (np.ones((1, 4)), [""], "non-empty"),
+        (np.ones((0, 4)), [], "non-empty 2-d array"),
     ],
 )
-def test_bad_adds_are_rejected_and_change_nothing(tmp_path: Path, vectors: np.ndarray, ids: list | None, message: str) -> None:
-    files = DocumentFiles(tmp_path / "c")
-    files.append(np.ones((1, 4)), ["a"], None)
+def test_bad_adds_are_rejected_and_change_nothing(tmp_path: Path, vectors: np.ndarray, ids: list, message: str) -> None:
+    documents = _docs(tmp_path)
+    documents.upsert([record_batch(np.ones((1, 4)), ["a"])])
     with pytest.raises(DataError, match=message):
-        files.append(vectors, ids, None)
-    assert files.count() == 1 and files.read()[0] == ["a"]
+        documents.upsert([record_batch(vectors, ids)])
+    assert _read(documents) == {"a": ([1, 1, 1, 1], None)}
 
 
-def test_crash_mid_add_loses_nothing_and_shows_nothing_half_written(tmp_path: Path) -> None:
-    path = tmp_path / "c"
-    DocumentFiles(path).append(np.ones((2, 4)), ["a", "b"], None)
-    # A writer killed after appending bytes but before committing the manifest.
-    crash = (
-        "import os, numpy as np\n"
-        "from prefect_cluster_triggers.blocks._document_files import DocumentFiles\n"
-        "files = DocumentFiles(__import__('pathlib').Path(%r))\n"
-        "files._write_manifest = lambda manifest: os._exit(9)\n"
-        "files.append(np.full((3, 4), 7.0), ['x', 'y', 'z'], None)\n" % str(path)
+def test_a_writer_killed_mid_add_loses_nothing_committed_and_shows_nothing_half_written(tmp_path: Path) -> None:
+    documents = _docs(tmp_path)
+    documents.upsert([record_batch(np.zeros((2, 64)), ["a", "b"])])
+    writer = (
+        "import numpy as np, sys\n"
+        "from prefect_cluster_triggers.blocks._lance_documents import LanceDocuments, record_batch\n"
+        "documents = LanceDocuments(%r, 'c')\n"
+        "def batches():\n"
+        "    for n in range(10_000):\n"
+        "        yield record_batch(np.full((5000, 64), n + 1.0), [f'{n}-{i}' for i in range(5000)])\n"
+        "        print(n, flush=True)\n"
+        "documents.upsert(batches())\n" % str(tmp_path / "db")
     )
-    assert subprocess.run([sys.executable, "-c", crash]).returncode == 9
-    files = DocumentFiles(path)
-    ids, vectors = files.read()
-    assert ids == ["a", "b"] and vectors.shape == (2, 4) and (vectors == 1).all()
-    assert files.append(np.zeros((1, 4)), ["x"], None) == 3  # the orphaned bytes are overwritten
-    assert files.read()[0] == ["a", "b", "x"]
+    process = subprocess.Popen([sys.executable, "-c", writer], stdout=subprocess.PIPE, text=True)
+    for _ in range(3):
+        process.stdout.readline()  # three batches committed, the fourth being written
+    time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    survivors = _read(_docs(tmp_path))
+    batches = {key.split("-")[0] for key in survivors if "-" in key}
+    assert {"a", "b"} <= set(survivors) and len(batches) >= 3
+    assert len(survivors) == 2 + 5000 * len(batches)  # whole batches only
+    assert all(v == [int(k.split("-")[0]) + 1.0] * 64 for k, (v, _) in survivors.items() if "-" in k)
+    again = _docs(tmp_path).upsert([record_batch(np.ones((1, 64)), ["0-0"])])  # the next add just works
+    assert again == WriteCounts(0, 1)
+
+
+def test_inputs_stream_from_npy_parquet_and_json_lines(tmp_path: Path) -> None:
+    vectors = np.arange(12, dtype=np.float32).reshape(6, 2)
+    np.save(tmp_path / "x.npy", vectors)
+    (tmp_path / "ids.txt").write_text("".join(f"n{i}\n" for i in range(6)))
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps({"i": i}) + "\n" for i in range(6)))
+    pq.write_table(pa.table({"id": [f"p{i}" for i in range(6)], "vector": vectors.tolist(), "title": list("abcdef")}),
+                   tmp_path / "x.parquet")
+    (tmp_path / "x.jsonl").write_text("".join(json.dumps({"id": f"j{i}", "vector": v.tolist(), "payload": {"i": i}})
+                                              + "\n" for i, v in enumerate(vectors)))
+    for name, extra in (("x.npy", {"ids": str(tmp_path / "ids.txt"), "payloads": str(tmp_path / "p.jsonl")}),
+                        ("x.parquet", {}), ("x.jsonl", {})):
+        source = open_input(str(tmp_path / name), batch_rows=4, **extra)
+        batches = list(source.batches)
+        assert [b.num_rows for b in batches] == [4, 2]
+        table = pa.Table.from_batches(batches)
+        assert table.column("vector").combine_chunks().values.to_numpy().reshape(6, 2).tolist() == vectors.tolist()
+        assert table.column("payload")[0].as_py() in ('{"i":0}', '{"title": "a"}')
+    assert open_input(str(tmp_path / "x.npy")).rows == 6
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ('{"id": "a", "vector": [1, 2]}\n{"id": "b", "vector": [1]}\n', "x.jsonl: lines 1-2: vectors are not lists"),
+    ('{"id": "a", "vector": [1, 2]}\nnot json\n', "x.jsonl:2: not JSON"),
+    ('{"vector": [1, 2]}\n', "x.jsonl:1: expected an object with 'id'"),
+])
+def test_bad_input_lines_are_named(tmp_path: Path, content: str, message: str) -> None:
+    (tmp_path / "x.jsonl").write_text(content)
+    with pytest.raises(DataError, match=message):
+        list(open_input(str(tmp_path / "x.jsonl")).batches)
 
 
 def _write(store: ResultFiles, run_id: str, value: float) -> None:
@@ -78,20 +122,22 @@ def _write(store: ResultFiles, run_id: str, value: float) -> None:
 
 
 def test_results_latest_moves_only_after_a_complete_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    store = ResultFiles(tmp_path)
+    store = ResultFiles(str(tmp_path))
     with pytest.raises(NotFound):
         store.latest("trg_1")
     _write(store, "run-1", 1.0)
-    monkeypatch.setattr(np, "savez", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    monkeypatch.setattr(pq, "write_table", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
     with pytest.raises(OSError):
         _write(store, "run-2", 2.0)
     monkeypatch.undo()
     latest = store.latest("trg_1")
     assert latest.record == {"run_id": "run-1", "value": 1.0}
     assert latest.members() == [{"id": "a", "cluster": 0, "distance": 0.5}, {"id": "b", "cluster": 1, "distance": None}]
-    assert not [p for p in (tmp_path / "trg_1" / "runs").iterdir() if p.name.startswith(".")]
+    assert store.record_of("trg_1", "run-2") == {}
     _write(store, "run-3", 3.0)
-    assert store.latest("trg_1").record["value"] == 3.0
+    assert store.latest("trg_1").record["value"] == 3.0 and store.latest("trg_1").centroids.shape == (2, 3)
     with pytest.raises(FileExistsError):
         _write(store, "run-3", 4.0)
     assert json.loads((tmp_path / "trg_1" / "runs" / "run-1" / "run.json").read_text())["value"] == 1.0
+    members = pq.read_table(tmp_path / "trg_1" / "runs" / "run-3" / "members.parquet")  # what DuckDB or pandas read
+    assert members.column_names == ["id", "cluster", "distance"]
