@@ -18,7 +18,7 @@ from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
 from prefect_cluster_triggers.blocks._lance_documents import (
-    BATCH_ROWS,
+    WRITE_ROWS,
     DocumentBatch,
     LanceDocuments,
     WriteCounts,
@@ -89,9 +89,9 @@ class LanceCollection(Block):
             first = self.count()
             ids = [str(first + i) for i in range(len(rows))]
         return self.upsert_batches(
-            record_batch(rows[start : start + BATCH_ROWS], [str(i) for i in ids[start : start + BATCH_ROWS]],
-                         texts[start : start + BATCH_ROWS] if texts else None)
-            for start in range(0, max(len(rows), 1), BATCH_ROWS)
+            record_batch(rows[start : start + WRITE_ROWS], [str(i) for i in ids[start : start + WRITE_ROWS]],
+                         texts[start : start + WRITE_ROWS] if texts else None)
+            for start in range(0, max(len(rows), 1), WRITE_ROWS)
         )
 
     def upsert_batches(self, batches: Iterable[pa.RecordBatch]) -> WriteCounts:

@@ -6,7 +6,7 @@
   the payload; read row group by row group;
 * `.jsonl`: one `{"id": ..., "vector": [...], "payload": {...}}` object per line.
 
-Each batch is at most `BATCH_ROWS` documents, so memory stays bounded whatever the file's
+Each batch is at most `WRITE_ROWS` documents, so memory stays bounded whatever the file's
 size. A problem names the file, the line or row, and what was expected.
 """
 
@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from prefect_cluster_triggers.blocks._lance_documents import BATCH_ROWS, record_batch
+from prefect_cluster_triggers.blocks._lance_documents import WRITE_ROWS, record_batch
 from prefect_cluster_triggers.flows.errors import DataError
 
 FORMATS = (".npy", ".parquet", ".jsonl")
@@ -38,7 +38,7 @@ class DocumentInput:
 
 
 def open_input(path: str, *, ids: str | None = None, payloads: str | None = None, first_id: int = 0,
-               batch_rows: int = BATCH_ROWS) -> DocumentInput:
+               batch_rows: int = WRITE_ROWS) -> DocumentInput:
     """Open `path` by its extension.
 
     Raises:
@@ -59,27 +59,33 @@ def open_input(path: str, *, ids: str | None = None, payloads: str | None = None
 
 def _npy(path: str, ids: str | None, payloads: str | None, first_id: int, batch_rows: int) -> DocumentInput:
     try:
-        matrix = np.load(path, mmap_mode="r", allow_pickle=False)
+        header = np.load(path, mmap_mode="r", allow_pickle=False)  # the header only: no page is read
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: cannot read a .npy matrix: {exc}") from None
-    if matrix.ndim != 2 or not np.issubdtype(matrix.dtype, np.number):
-        raise DataError(f"{path}: expected a 2-d numeric matrix, got shape {matrix.shape} of {matrix.dtype}")
+    if header.ndim != 2 or not np.issubdtype(header.dtype, np.number) or not header.flags.c_contiguous:
+        raise DataError(f"{path}: expected a 2-d numeric C-ordered matrix, got shape {header.shape} of {header.dtype}")
+    (rows, dim), dtype, offset = header.shape, header.dtype, header.offset
+    del header
 
     def batches() -> Iterator[pa.RecordBatch]:
-        with _lines(ids) as id_lines, _lines(payloads) as payload_lines:
-            for start in range(0, len(matrix), batch_rows):
-                stop = min(start + batch_rows, len(matrix))
+        # Plain reads, not the memory map: mapped pages would count towards this process's
+        # memory until the whole file had passed through it.
+        with open(path, "rb") as data, _lines(ids) as id_lines, _lines(payloads) as payload_lines:
+            data.seek(offset)
+            for start in range(0, rows, batch_rows):
+                stop = min(start + batch_rows, rows)
+                block = np.fromfile(data, dtype=dtype, count=(stop - start) * dim).reshape(stop - start, dim)
                 batch_ids = (_take(id_lines, stop - start, ids, "ids", start) if id_lines
                              else [str(first_id + i) for i in range(start, stop)])
                 texts = ([_json_text(line, payloads, start + n + 1) for n, line in
                           enumerate(_take(payload_lines, stop - start, payloads, "payloads", start))]
                          if payload_lines else None)
-                yield record_batch(np.asarray(matrix[start:stop], dtype=np.float32), batch_ids, texts)
+                yield record_batch(block.astype(np.float32, copy=False), batch_ids, texts)
             for name, lines in (("ids", id_lines), ("payloads", payload_lines)):
                 if lines and next(lines, "").strip():
-                    raise DataError(f"{ids if name == 'ids' else payloads}: more {name} than the {len(matrix)} vectors")
+                    raise DataError(f"{ids if name == 'ids' else payloads}: more {name} than the {rows} vectors")
 
-    return DocumentInput(len(matrix), batches())
+    return DocumentInput(rows, batches())
 
 
 def _parquet(path: str, batch_rows: int) -> DocumentInput:

@@ -189,3 +189,27 @@ def test_counting_survives_a_restart_of_the_evaluator(api_process: ApiProcess) -
     time.sleep(_SETTLE)
     assert len(_runs("trg_restart", EVENT_TAG)) == 1 and fired[0].parameters["firing"]["documents"] == 120
     assert get("trg_restart").event_counter == 0
+
+
+def test_updating_10_documents_and_deleting_5_is_what_the_trigger_counts_and_the_next_run_clusters() -> None:
+    collection = open_collection("col_upsert")
+    ids = [f"doc-{i}" for i in range(100)]
+    counts = collection.add_documents(_blobs(100, seed=20), ids=ids)
+    assert (counts.inserted, counts.updated) == (100, 0)
+    create({**_event_trigger("col_upsert", threshold=10, cooldown=0),
+            "schedule_config": {"event_type": "documents_updated", "event_threshold": 10,
+                                "collection_id": "col_upsert", "cooldown_seconds": 0}}, "trg_upsert")
+    assert collection.delete_documents(ids[95:] + ["not-there"]) == 5
+    counts = collection.add_documents(_blobs(10, seed=21, shift=0.5), ids=ids[:10])
+    assert (counts.inserted, counts.updated) == (0, 10)
+    run = _wait_runs("trg_upsert", EVENT_TAG, 1)[0]
+    assert run.parameters["firing"]["documents"] == 10
+    trigger = wait_for("trg_upsert", lambda t: t.last_execution_status == "completed")
+    assert trigger.execution_count == 1 and trigger.event_counter == 0
+    time.sleep(_SETTLE)
+    assert len(_runs("trg_upsert", EVENT_TAG)) == 1  # the 100 adds and the 5 deletes are no updates
+    from prefect_cluster_triggers.blocks.result_store import default_result_store
+
+    latest = default_result_store().latest("trg_upsert")
+    assert latest.record["num_documents"] == 95
+    assert sorted(m["id"] for m in latest.members()) == sorted(ids[:95])

@@ -7,7 +7,7 @@ import time
 import pytest
 from pydantic import SecretStr
 
-from prefect_cluster_triggers.blocks.collections import HttpCollection
+from prefect_cluster_triggers.blocks.collections import HttpCollection, read_documents
 from prefect_cluster_triggers.flows.errors import DataError, SourceUnavailable
 from tests.integration.http_server import serve_pages
 
@@ -25,7 +25,7 @@ def test_reads_every_page_with_bearer_auth() -> None:
     requests: list = []
     pages = [_page(0, 3, "1"), _page(3, 3, "2"), _page(6, 1, None)]
     with serve_pages(pages, token="s3cret", requests=requests) as url:
-        documents = _collection(url, token=SecretStr("s3cret"), page_size=3).read_documents()
+        documents = read_documents(_collection(url, token=SecretStr("s3cret"), page_size=3))
     assert list(documents.ids) == [f"d{i}" for i in range(7)]
     assert documents.vectors.shape == (7, 3) and documents.vectors.dtype.name == "float32"
     assert documents.texts[6] == "doc 6"
@@ -36,7 +36,7 @@ def test_reads_every_page_with_bearer_auth() -> None:
 def test_custom_auth_header_carries_the_bare_token() -> None:
     requests: list = []
     with serve_pages([_page(0, 1, None)], requests=requests) as url:
-        _collection(url, token=SecretStr("k1"), auth_header="X-Api-Key").read_documents()
+        read_documents(_collection(url, token=SecretStr("k1"), auth_header="X-Api-Key"))
     assert requests[0]["headers"]["X-Api-Key"] == "k1"
 
 
@@ -45,7 +45,7 @@ def test_retries_429_and_5xx_with_backoff_then_succeeds() -> None:
     failures = [(429, {"Retry-After": "0"}), (503, {}), (500, {})]
     with serve_pages([_page(0, 2, None)], failures=failures, requests=requests) as url:
         started = time.monotonic()
-        documents = _collection(url).read_documents()
+        documents = read_documents(_collection(url))
     assert len(documents.ids) == 2 and len(requests) == 4
     assert time.monotonic() - started >= 0.01 + 0.02 + 0.04
 
@@ -54,17 +54,17 @@ def test_gives_up_after_max_retries_naming_the_page() -> None:
     with serve_pages([_page(0, 1, None)]) as url:
         pass  # the server is gone now: every attempt is refused
     with pytest.raises(SourceUnavailable, match=r"page 1 of http://127.0.0.1:\d+/documents failed after 3 attempts \(ConnectError"):
-        _collection(url, max_retries=2, timeout_seconds=2).read_documents()
+        read_documents(_collection(url, max_retries=2, timeout_seconds=2))
     with serve_pages([_page(0, 1, "1"), _page(1, 1, None)], failures=[(503, {})] * 5) as url:
         with pytest.raises(SourceUnavailable, match="page 1 of .* failed after 3 attempts \\(HTTP 503\\)"):
-            _collection(url, max_retries=2).read_documents()
+            read_documents(_collection(url, max_retries=2))
 
 
 def test_wrong_token_is_not_retried() -> None:
     requests: list = []
     with serve_pages([_page(0, 1, None)], token="right", requests=requests) as url:
         with pytest.raises(SourceUnavailable, match="HTTP 401, check the block's token"):
-            _collection(url, token=SecretStr("wrong")).read_documents()
+            read_documents(_collection(url, token=SecretStr("wrong")))
     assert len(requests) == 1
 
 
@@ -81,7 +81,7 @@ def test_wrong_token_is_not_retried() -> None:
 def test_malformed_page_is_a_clear_error(page, message: str) -> None:
     with serve_pages([page]) as url:
         with pytest.raises(DataError, match=message):
-            _collection(url).read_documents()
+            read_documents(_collection(url))
 
 
 def test_secret_token_is_not_shown() -> None:

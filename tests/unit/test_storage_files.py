@@ -57,6 +57,19 @@ def test_bad_adds_are_rejected_and_change_nothing(tmp_path: Path, vectors: np.nd
     assert _read(documents) == {"a": ([1, 1, 1, 1], None)}
 
 
+@pytest.mark.parametrize(("second", "message"), [
+    (record_batch(np.array([[1.0, np.nan]]), ["c"]), "NaN or inf, first at row 2"),
+    (record_batch(np.ones((1, 2)), ["a"]), "'a' appears more than once in the same add"),
+])
+def test_a_bulk_load_into_an_empty_collection_is_all_or_nothing(tmp_path: Path, second: pa.RecordBatch,
+                                                                 message: str) -> None:
+    documents = _docs(tmp_path)
+    with pytest.raises(DataError, match=message):
+        documents.upsert([record_batch(np.ones((2, 2)), ["a", "b"]), second])
+    assert documents.count() == 0
+    assert documents.upsert([record_batch(np.ones((2, 2)), ["a", "b"])]) == WriteCounts(2, 0)
+
+
 def test_a_writer_killed_mid_add_loses_nothing_committed_and_shows_nothing_half_written(tmp_path: Path) -> None:
     documents = _docs(tmp_path)
     documents.upsert([record_batch(np.zeros((2, 64)), ["a", "b"])])

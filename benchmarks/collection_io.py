@@ -1,0 +1,105 @@
+"""Collection I/O against the machine's own floor, side by side in one run, each side a fresh process.
+
+Writes a float32 `.npy` of --rows x --dim (1M x 768 = 2.9 GB by default) and measures:
+
+* write: `cp` of the `.npy` (the disk's speed for these bytes) against
+  `cluster-triggers collections add` of the same file into a new collection (a LanceDB
+  table, streamed in batches), against a Prefect server this script starts;
+* read: `np.load` of the `.npy` (one float32 matrix in memory) against reading the whole
+  collection back batch by batch, as the flow and the condition checks do.
+
+Prints wall time and peak RSS of each process, and the ratios (targets: add <= 3x cp in
+time, add below 1 GB peak RSS whatever the input size).
+
+    .venv/bin/python benchmarks/collection_io.py [--rows 1000000] [--dim 768]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+_BIN = Path(sys.executable).parent
+_READ = """
+import sys, numpy as np
+from prefect_cluster_triggers.blocks.collections import load_collection
+rows = sum(len(b.ids) for b in load_collection(sys.argv[1]).batches())
+print(rows)
+"""
+_LOAD = "import sys, numpy as np; print(np.load(sys.argv[1]).shape[0])"
+
+
+_LAUNCH = """
+import json, resource, subprocess, sys, time
+started = time.perf_counter()
+process = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+print(json.dumps([time.perf_counter() - started, peak, process.returncode, process.stdout.strip(), process.stderr[-2000:]]))
+"""
+
+
+def _measure(command: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS in MB and stdout of one fresh process.
+
+    A small launcher process starts it, so the peak RSS is the command's own, not that of
+    this (larger) process it would otherwise be forked from.
+    """
+    launched = subprocess.run([sys.executable, "-S", "-c", _LAUNCH, *command], env=env, capture_output=True, text=True,
+                              check=True)
+    elapsed, peak, code, out, err = json.loads(launched.stdout)
+    if code != 0:
+        raise SystemExit(f"{command[0]} failed: {err}")
+    return elapsed, peak, out
+
+
+def _write_npy(path: Path, rows: int, dim: int) -> None:
+    matrix = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(rows, dim))
+    rng = np.random.default_rng(0)
+    for start in range(0, rows, 100_000):
+        stop = min(start + 100_000, rows)
+        matrix[start:stop] = rng.standard_normal((stop - start, dim), dtype=np.float32)
+    matrix.flush()
+    del matrix
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--dim", type=int, default=768)
+    args = parser.parse_args()
+
+    from prefect_cluster_triggers.deployments.stack import free_port, prefect_server
+
+    work = Path(tempfile.mkdtemp(prefix="bench-io-", dir=os.environ.get("BENCH_DIR")))
+    source = work / "vectors.npy"
+    _write_npy(source, args.rows, args.dim)
+    size_gb = source.stat().st_size / 1e9
+    env = {**os.environ, "PREFECT_HOME": str(work / "prefect"), "CLUSTER_TRIGGERS_DATA_DIR": str(work / "data"),
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    with prefect_server(free_port(), env, log=work / "server.log") as api_url:
+        env["PREFECT_API_URL"] = api_url
+        subprocess.run(["sync"], check=True)
+        cp = _measure(["cp", str(source), str(work / "copy.npy")], env)
+        (work / "copy.npy").unlink()
+        add = _measure([str(_BIN / "cluster-triggers"), "collections", "add", "bench", "--vectors", str(source)], env)
+        read = _measure([sys.executable, "-c", _READ, "bench"], env)
+        load = _measure([sys.executable, "-c", _LOAD, str(source)], env)
+    print(f"{args.rows} x {args.dim} float32 ({size_gb:.1f} GB), each side a fresh process")
+    print(f"write  cp                   {cp[0]:7.2f} s  {cp[1]:7.0f} MB peak")
+    print(f"       collections add      {add[0]:7.2f} s  {add[1]:7.0f} MB peak   add/cp {add[0] / cp[0]:5.2f}x time")
+    print(f"read   np.load of the .npy  {load[0]:7.2f} s  {load[1]:7.0f} MB peak")
+    print(f"       batches of the table {read[0]:7.2f} s  {read[1]:7.0f} MB peak   "
+          f"batches/np.load {read[0] / load[0]:5.2f}x time, {read[1] / load[1]:5.2f}x memory")
+    assert read[2] == str(args.rows), read[2]
+
+
+if __name__ == "__main__":
+    main()
