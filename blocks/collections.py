@@ -27,6 +27,7 @@ from prefect_cluster_triggers.blocks._lance_documents import (
 from prefect_cluster_triggers.blocks._naming import DOCS_URL, load_or_save, prefect_name
 from prefect_cluster_triggers.blocks.collection_events import notify_collection
 from prefect_cluster_triggers.blocks.object_store import ObjectStore, default_object_store
+from prefect_cluster_triggers.blocks.result_store import default_result_store
 from prefect_cluster_triggers.deployments.settings import get_settings, storage_root
 from prefect_cluster_triggers.flows.engine import Documents
 from prefect_cluster_triggers.flows.errors import DataError, NotFound, SourceUnavailable
@@ -252,10 +253,12 @@ def open_collection(collection_id: str) -> LanceCollection:
     A new block records where its table lives, resolved once here from the settings (an
     absolute directory, or `s3://...` with the default `ObjectStore`): every process that
     loads it, on any worker, reads that place, whatever its own home, settings or working
-    directory.
+    directory. The default result store is fixed at the same moment from the same settings
+    (a worker never picks its own).
     """
     root = storage_root(get_settings())
     store = default_object_store() if root.startswith("s3://") else None
+    default_result_store()
     return load_or_save(LanceCollection, prefect_name(collection_id), lambda: LanceCollection(
         collection_id=collection_id, uri=f"{root}/collections", table=prefect_name(collection_id), object_store=store))
 

@@ -129,6 +129,7 @@ async def create_trigger(
             raise Conflict(f"trigger {record.trigger_id!r} already exists")
         if request.status == "active":
             await _check_quota(client, record.namespace_id)
+        await asyncio.to_thread(default_result_store)  # where results go is fixed here, never by a worker
         now = datetime.now(timezone.utc)
         target = default_target()
         fields = deployment_fields(record, anchor=now, target=target, paused=request.status == "paused")

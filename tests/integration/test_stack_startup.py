@@ -1,7 +1,11 @@
 """`make run` from a fresh home, used the moment its Prefect API answers (issue 16).
 
 A user who adds a collection and creates a `start_immediately` trigger while the stack is
-still setting up must get a first run that clusters every document they added.
+still setting up must get a first run that clusters every document they added. Every other
+pair comes from a second shell that reaches the server the way Prefect's banner says
+(`PREFECT_API_URL`) but has its own home, so its own default data directory: before the
+fix, its first run read the worker's data directory and failed with "the collection is
+empty: nothing to cluster".
 """
 
 from __future__ import annotations
@@ -34,11 +38,13 @@ def test_every_trigger_created_right_after_an_add_clusters_the_whole_collection(
                                  cwd=REPOSITORY, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         _wait_health(f"http://127.0.0.1:{prefect_port}/api/health", stack)
+        other_shell = fresh_env(tmp_path / "other-home", PREFECT_API_URL=f"http://127.0.0.1:{prefect_port}/api")
         waited = []
         for i in range(PAIRS):
-            added = run_cli(CLI, env, "collections", "add", f"col_life_{i}", "--vectors", str(vectors), "--ids", str(ids))
+            shell = env if i % 2 == 0 else other_shell
+            added = run_cli(CLI, shell, "collections", "add", f"col_life_{i}", "--vectors", str(vectors), "--ids", str(ids))
             assert added.returncode == 0, added.stderr
-            created = run_cli(CLI, env, "create", "-", "--id", f"life-{i}", input=interval_trigger(f"col_life_{i}"))
+            created = run_cli(CLI, shell, "create", "-", "--id", f"life-{i}", input=interval_trigger(f"col_life_{i}"))
             assert created.returncode == 0, created.stderr
             waited.append("finish setting up" in added.stderr)
             if i == 0:  # requests made before the ready line are answered, after the setup
