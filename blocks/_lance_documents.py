@@ -162,19 +162,24 @@ class LanceDocuments:
             deleted += table.delete(f"id IN ({quoted})").num_deleted_rows
         return deleted
 
-    def batches(self, *, with_payloads: bool = False, batch_rows: int = BATCH_ROWS) -> Iterator[DocumentBatch]:
-        """The documents of one table version, streamed: memory is one batch, whatever the table's size."""
+    def batches(self, *, ids: bool = True, with_payloads: bool = False,
+                batch_rows: int = BATCH_ROWS) -> Iterator[DocumentBatch]:
+        """The documents of one table version, streamed: memory is bounded, whatever the table's size.
+
+        `ids=False` scans the vectors alone (condition checks): decoding a million ids into
+        Python strings costs more than the arithmetic on their vectors.
+        """
         table = self._table()
         if table is None:
             return
-        columns = ["id", "vector", "payload"] if with_payloads else ["id", "vector"]
+        columns = ["id"] * ids + ["vector"] + ["payload"] * with_payloads
         dim = table.schema.field("vector").type.list_size
         for batch in table.to_lance().to_batches(columns=columns, batch_size=batch_rows):
             if batch.num_rows == 0:
                 continue
             vectors = batch.column("vector").values.to_numpy(zero_copy_only=False).reshape(-1, dim)
             payloads = batch.column("payload").to_pylist() if with_payloads else []
-            yield DocumentBatch(batch.column("id").to_pylist(), vectors, payloads)
+            yield DocumentBatch(batch.column("id").to_pylist() if ids else [], vectors, payloads)
 
     def _table(self) -> Any:
         import lancedb

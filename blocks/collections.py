@@ -39,7 +39,9 @@ class DocumentSource(Protocol):
 
     collection_id: str
 
-    def batches(self, *, with_payloads: bool = False) -> Iterator[DocumentBatch]: ...
+    def batches(self, *, ids: bool = True, with_payloads: bool = False) -> Iterator[DocumentBatch]:
+        """The documents in batches; `ids=False` may leave each batch's ids empty (vectors only)."""
+        ...
 
     def count(self) -> int | None:
         """The number of documents, when known without reading them."""
@@ -110,8 +112,8 @@ class LanceCollection(Block):
     def count(self) -> int:
         return self._documents().count()
 
-    def batches(self, *, with_payloads: bool = False) -> Iterator[DocumentBatch]:
-        return self._documents().batches(with_payloads=with_payloads)
+    def batches(self, *, ids: bool = True, with_payloads: bool = False) -> Iterator[DocumentBatch]:
+        return self._documents().batches(ids=ids, with_payloads=with_payloads)
 
     def _documents(self) -> LanceDocuments:
         options = self.object_store.lance_options() if self.object_store else {}
@@ -155,8 +157,8 @@ class HttpCollection(Block):
     def count(self) -> int | None:
         return None  # known only by reading every page
 
-    def batches(self, *, with_payloads: bool = False) -> Iterator[DocumentBatch]:
-        """One batch per page, so a large collection never sits in memory twice."""
+    def batches(self, *, ids: bool = True, with_payloads: bool = False) -> Iterator[DocumentBatch]:
+        """One batch per page (ids always: the page has them), so a large collection never sits in memory twice."""
         cursor: str | None = None
         dim: int | None = None
         with httpx.Client(timeout=self.timeout_seconds, headers=self._headers()) as client:

@@ -54,13 +54,13 @@ def measure(trigger_id: str, metric: str, collection_ids: list[str] | None, clus
 
 def _count(source: DocumentSource) -> int:
     known = source.count()
-    return known if known is not None else sum(len(batch.ids) for batch in source.batches())
+    return known if known is not None else sum(len(batch.vectors) for batch in source.batches(ids=False))
 
 
 def _vectors(sources: list[DocumentSource], dim: int, collection_ids: list[str]) -> Iterator[np.ndarray]:
     """The collections' vectors, batch by batch; a dimension other than the clustering's is an error."""
     for source in sources:
-        for batch in source.batches():
+        for batch in source.batches(ids=False):
             if batch.vectors.shape[1] != dim:
                 raise DataError(f"collections {', '.join(collection_ids)} have dimension {batch.vectors.shape[1]}, "
                                 f"the last clustering {dim}")
