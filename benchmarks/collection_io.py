@@ -6,7 +6,11 @@ Writes a float32 `.npy` of --rows x --dim (1M x 768 = 2.9 GB by default) and mea
   `cluster-triggers collections add` of the same file into a new collection (a LanceDB
   table, streamed in batches), against a Prefect server this script starts;
 * read: `np.load` of the `.npy` (one float32 matrix in memory) against reading the whole
-  collection back batch by batch, as the flow and the condition checks do.
+  collection's table back batch by batch (the storage layer alone, without Prefect's
+  import and block load), as the flow and the condition checks do;
+* the alternative we did not choose, on the same batches: a Parquet dataset written and
+  scanned with pyarrow (no upsert, no delete, no multi-file commit: only the speed is
+  comparable).
 
 Prints wall time and peak RSS of each process, and the ratios (targets: add <= 3x cp in
 time, add below 1 GB peak RSS whatever the input size).
@@ -22,19 +26,34 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 _BIN = Path(sys.executable).parent
 _READ = """
-import sys, numpy as np
-from prefect_cluster_triggers.blocks.collections import load_collection
-rows = sum(len(b.ids) for b in load_collection(sys.argv[1]).batches())
-print(rows)
+import sys
+from prefect_cluster_triggers.blocks._lance_documents import LanceDocuments
+print(sum(len(b.ids) for b in LanceDocuments(sys.argv[1], "bench").batches()))
 """
 _LOAD = "import sys, numpy as np; print(np.load(sys.argv[1]).shape[0])"
+_PARQUET_WRITE = """
+import sys, pyarrow as pa, pyarrow.dataset as ds
+from prefect_cluster_triggers.blocks.document_input import open_input
+source = open_input(sys.argv[1])
+first = next(source.batches)
+import itertools
+ds.write_dataset(pa.RecordBatchReader.from_batches(first.schema, itertools.chain([first], source.batches)), sys.argv[2],
+                 format="parquet", max_rows_per_file=131072, max_rows_per_group=16384)
+"""
+_PARQUET_READ = """
+import sys, pyarrow.dataset as ds
+rows = 0
+for batch in ds.dataset(sys.argv[1], format="parquet").to_batches(columns=["id", "vector"], batch_size=65536):
+    batch.column("vector").values.to_numpy(zero_copy_only=False)
+    rows += batch.num_rows
+print(rows)
+"""
 
 
 _LAUNCH = """
@@ -90,15 +109,22 @@ def main() -> None:
         cp = _measure(["cp", str(source), str(work / "copy.npy")], env)
         (work / "copy.npy").unlink()
         add = _measure([str(_BIN / "cluster-triggers"), "collections", "add", "bench", "--vectors", str(source)], env)
-        read = _measure([sys.executable, "-c", _READ, "bench"], env)
+        read = _measure([sys.executable, "-c", _READ, str(work / "data" / "collections")], env)
         load = _measure([sys.executable, "-c", _LOAD, str(source)], env)
+        parquet_write = _measure([sys.executable, "-c", _PARQUET_WRITE, str(source), str(work / "parquet")], env)
+        parquet_read = _measure([sys.executable, "-c", _PARQUET_READ, str(work / "parquet")], env)
     print(f"{args.rows} x {args.dim} float32 ({size_gb:.1f} GB), each side a fresh process")
     print(f"write  cp                   {cp[0]:7.2f} s  {cp[1]:7.0f} MB peak")
     print(f"       collections add      {add[0]:7.2f} s  {add[1]:7.0f} MB peak   add/cp {add[0] / cp[0]:5.2f}x time")
     print(f"read   np.load of the .npy  {load[0]:7.2f} s  {load[1]:7.0f} MB peak")
     print(f"       batches of the table {read[0]:7.2f} s  {read[1]:7.0f} MB peak   "
           f"batches/np.load {read[0] / load[0]:5.2f}x time, {read[1] / load[1]:5.2f}x memory")
-    assert read[2] == str(args.rows), read[2]
+    print("not chosen: Parquet dataset (pyarrow), same batches")
+    print(f"       write                {parquet_write[0]:7.2f} s  {parquet_write[1]:7.0f} MB peak   "
+          f"add/parquet {add[0] / parquet_write[0]:5.2f}x time")
+    print(f"       scan                 {parquet_read[0]:7.2f} s  {parquet_read[1]:7.0f} MB peak   "
+          f"lance/parquet {read[0] / parquet_read[0]:5.2f}x time")
+    assert read[2] == parquet_read[2] == str(args.rows), (read[2], parquet_read[2])
 
 
 if __name__ == "__main__":

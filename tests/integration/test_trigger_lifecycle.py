@@ -15,7 +15,6 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
 
-from prefect_cluster_triggers.blocks._naming import prefect_name
 from prefect_cluster_triggers.blocks.collections import open_collection
 from prefect_cluster_triggers.blocks.result_store import default_result_store
 from prefect_cluster_triggers.deployments import lifecycle

@@ -154,3 +154,24 @@ def test_results_latest_moves_only_after_a_complete_write(tmp_path: Path, monkey
     assert json.loads((tmp_path / "trg_1" / "runs" / "run-1" / "run.json").read_text())["value"] == 1.0
     members = pq.read_table(tmp_path / "trg_1" / "runs" / "run-3" / "members.parquet")  # what DuckDB or pandas read
     assert members.column_names == ["id", "cluster", "distance"]
+
+
+def test_concurrent_writers_count_every_insert_and_update_exactly_once(tmp_path: Path) -> None:
+    documents = _docs(tmp_path)
+    documents.upsert([record_batch(np.zeros((100, 8)), [f"base-{i}" for i in range(100)])])
+    writer = (
+        "import json, sys, numpy as np\n"
+        "from prefect_cluster_triggers.blocks._lance_documents import LanceDocuments, record_batch\n"
+        "me = int(sys.argv[1])\n"
+        "ids = [f'base-{i}' for i in range(me * 20, me * 20 + 40)] + [f'new-{me}-{i}' for i in range(30)]\n"
+        "counts = LanceDocuments(%r, 'c').upsert(record_batch(np.full((10, 8), me + 1.0), ids[s:s + 10])\n"
+        "                                        for s in range(0, len(ids), 10))\n"
+        "print(json.dumps([counts.inserted, counts.updated]))\n" % str(tmp_path / "db")
+    )
+    writers = [subprocess.Popen([sys.executable, "-c", writer, str(me)], stdout=subprocess.PIPE, text=True)
+               for me in range(3)]
+    results = [json.loads(w.communicate(timeout=300)[0]) for w in writers]
+    assert all(w.returncode == 0 for w in writers)
+    assert sum(inserted for inserted, _ in results) == 90  # 3 x 30 new ids, each inserted once
+    assert sum(updated for _, updated in results) == 120  # 3 x 40 existing ids, overlapping, each update counted
+    assert documents.count() == 190
