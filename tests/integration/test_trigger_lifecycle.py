@@ -222,7 +222,8 @@ def test_prefect_deploy_makes_the_deployment_create_makes(server_env: dict[str, 
     lifecycle.run_sync(lifecycle.create_trigger(request, trigger_id="daily-kmeans-cron-copy"))
     deployed, created = (next(d for d in _deployments() if d.name == name)
                          for name in ("daily-kmeans-cron", "daily-kmeans-cron-copy"))
-    for field in ("entrypoint", "pull_steps", "work_pool_name", "tags", "description", "concurrency_options", "paused",
+    assert deployed.path is None and not deployed.pull_steps  # nothing of the deploying machine
+    for field in ("entrypoint", "pull_steps", "path", "job_variables", "work_pool_name", "tags", "description", "concurrency_options", "paused",
                   "enforce_parameter_schema", "parameter_openapi_schema"):
         assert getattr(created, field) == getattr(deployed, field), field
     assert created.global_concurrency_limit.limit == deployed.global_concurrency_limit.limit == 1
