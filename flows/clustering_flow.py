@@ -8,6 +8,7 @@ artifacts show the history of each trigger or cluster in the Prefect UI, and its
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from datetime import datetime, timezone
@@ -36,6 +37,20 @@ from prefect_cluster_triggers.flows.clusterers import Clustering
 from prefect_cluster_triggers.flows.engine import Documents, Outcome, PreviousClusters
 from prefect_cluster_triggers.flows.errors import ClusterTriggersError, DataError, NotFound
 from prefect_cluster_triggers.flows.trigger_state import record_run, stopped_reason, wait_until_due
+
+
+class _RefusalsWithoutTraceback(logging.Filter):
+    """Prefect's task engine logs every task exception with its traceback. For a refusal we
+    explain ourselves (bad data, a missing collection, an impossible request) the message is
+    the whole story: the run's logs, the UI and the `cluster` command show it in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], (ClusterTriggersError, ContractError)):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+logging.getLogger("prefect.task_runs").addFilter(_RefusalsWithoutTraceback())
 
 
 def _retry_io_only(task: Any, task_run: Any, state: State) -> bool:

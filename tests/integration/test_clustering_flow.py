@@ -214,3 +214,20 @@ def _events(name: str, resource_id: str, timeout: float = 30) -> list:
             if page.events or time.monotonic() > deadline:
                 return page.events
             time.sleep(1)
+
+
+def test_a_refused_run_says_why_in_one_line_without_a_traceback(cli, prefect_api: str, tmp_path: Path) -> None:
+    np.save(tmp_path / "small.npy", make_blobs(n_samples=40, centers=2, n_features=6, random_state=3)[0].astype(np.float32))
+    assert cli("collections", "add", "col_refused", "--vectors", str(tmp_path / "small.npy")).returncode == 0
+    request = json.loads(CRON)
+    request["execution_config"] = {"collection_ids": ["col_refused"], "config": {"algorithm": "kmeans", "n_clusters": 50}}
+    (tmp_path / "t.json").write_text(json.dumps(request))
+    result = cli("cluster", str(tmp_path / "t.json"))
+    reason = "n_clusters=50 but only 40 documents to cluster; set n_clusters to at most 40"
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].endswith(f"failed: {reason}")
+    assert "Traceback" not in result.stderr + result.stdout
+    run_id = result.stderr.strip().splitlines()[-1].split()[1]
+    with get_client(sync_client=True) as client:
+        logs = [log.message for log in client.read_logs(limit=200) if str(log.flow_run_id) == run_id]
+    assert any(reason in message for message in logs)
+    assert not any("Traceback" in message for message in logs)  # what the Prefect UI shows for the run
