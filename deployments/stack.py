@@ -15,6 +15,7 @@ ephemeral Prefect server instead of this one).
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -32,6 +33,7 @@ from prefect_cluster_triggers.deployments.settings import get_settings
 
 _BIN = Path(sys.executable).parent
 _STARTING, _READY = "starting", "ready"
+_PR_SET_PDEATHSIG = 1
 
 
 def main() -> int:
@@ -180,15 +182,24 @@ def child_process(command: list, env: dict[str, str], *, log: Path | None = None
                   cwd: Path | None = None) -> Iterator[subprocess.Popen]:
     """A child in its own process group, so stopping it also stops whatever it started (flow runs).
 
-    Its output goes to `log` when given, else to this terminal.
+    It also gets SIGTERM if this process dies without stopping it (a SIGKILL, an OOM kill):
+    no server, worker or API outlives the stack that started it. Its output goes to `log`
+    when given, else to this terminal.
     """
     with open(log, "ab") if log else _no_file() as output:
         process = subprocess.Popen([str(c) for c in command], env=env, start_new_session=True, cwd=cwd,
-                                   stdout=output, stderr=subprocess.STDOUT if output else None)
+                                   stdout=output, stderr=subprocess.STDOUT if output else None,
+                                   preexec_fn=_terminate_with_parent)
         try:
             yield process
         finally:
             _stop(process)
+
+
+def _terminate_with_parent() -> None:
+    """In the child, before exec: ask Linux for SIGTERM when the parent dies (prctl PR_SET_PDEATHSIG)."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @contextmanager

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -82,3 +83,47 @@ def _wait_health(url: str, process: subprocess.Popen, timeout: float = 180) -> N
             pass
         time.sleep(0.1)
     raise AssertionError(f"{url} not answering after {timeout} s")
+
+
+def test_a_killed_stack_leaves_no_process_and_no_listener(tmp_path: Path) -> None:
+    prefect_port, api_port = free_port(), free_port()
+    env = fresh_env(tmp_path / "home", CLUSTER_TRIGGERS_PREFECT_PORT=str(prefect_port),
+                    CLUSTER_TRIGGERS_API_PORT=str(api_port))
+    log = tmp_path / "stack.log"
+    with open(log, "wb") as output:
+        stack = subprocess.Popen([sys.executable, "-m", "prefect_cluster_triggers.deployments.stack"], env=env,
+                                 cwd=REPOSITORY, stdout=output, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 300
+    while "\nready:" not in log.read_text():
+        assert stack.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.5)
+    started = _descendants(stack.pid)
+    assert len(started) >= 3  # the Prefect server, the REST API, the worker (and what they started)
+    stack.kill()
+    stack.wait()
+    deadline = time.monotonic() + 60
+    while (alive := [pid for pid in started if _alive(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not alive, f"outlived the stack: {alive}"
+    for port in (prefect_port, api_port):
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still listening"
+
+
+def _descendants(pid: int) -> list[int]:
+    found, queue = [], [pid]
+    while queue:
+        parent = queue.pop()
+        for task in Path(f"/proc/{parent}/task").iterdir():
+            children = [int(c) for c in (task / "children").read_text().split()]
+            found += children
+            queue += children
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"  # a zombie has exited; only its parent's wait is missing
