@@ -105,12 +105,9 @@ class LanceDocuments:
                 return WriteCounts()
             dim = first.schema.field("vector").type.list_size
             return self._bulk(table or self._create(dim), itertools.chain([first], batches), dim)
-        counts, offset = WriteCounts(), 0
+        counts, offset, dim = WriteCounts(), 0, table.schema.field("vector").type.list_size
         for batch in batches:
-            dim = batch.schema.field("vector").type.list_size
-            _check(batch, offset, table.schema.field("vector").type.list_size if table is not None else dim)
-            if table is None:
-                table = self._create(dim)
+            _check(batch, offset, dim)
             result = (table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all()
                       .execute(pa.Table.from_batches([batch])))
             counts += WriteCounts(result.num_inserted_rows, result.num_updated_rows)
