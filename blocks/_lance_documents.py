@@ -34,9 +34,8 @@ BATCH_ROWS = 65_536
 """Rows per read batch: big enough for Arrow's speed, small enough for memory."""
 WRITE_ROWS = 16_384
 """Rows per written batch (and per commit of an upsert): 48 MB at 768 dimensions."""
-
-
 _ROWS_PER_FILE = 131_072
+"""Rows per data file of a bulk load: bounds the writer's memory (about 400 MB at 768 dimensions)."""
 
 
 @dataclass(frozen=True)
@@ -127,9 +126,8 @@ class LanceDocuments:
                     ids.append(batch.column("id"))
                     offset += batch.num_rows
                     yield batch
-                every = pa.chunked_array(ids, pa.string())
-                if pc.count_distinct(every).as_py() != len(every):
-                    repeated = next(v["values"] for v in pc.value_counts(every).to_pylist() if v["counts"] > 1)
+                repeated = _repeated_id(pa.chunked_array(ids, pa.string()))
+                if repeated is not None:
                     raise DataError(f"document id {repeated!r} appears more than once in the same add")
             except DataError as exc:
                 problem.append(exc)
@@ -138,8 +136,7 @@ class LanceDocuments:
         import lance
 
         try:
-            # Straight to Lance: files of _ROWS_PER_FILE bound the writer's memory (LanceDB's own
-            # `add` buffers up to a million rows, 3 GB at 768 dimensions).
+            # Straight to Lance: LanceDB's own `add` buffers up to a million rows (3 GB at 768 dimensions).
             lance.write_dataset(pa.RecordBatchReader.from_batches(schema(dim), checked()), table.to_lance(),
                                 mode="append", max_rows_per_file=_ROWS_PER_FILE)
         except Exception:
@@ -205,7 +202,13 @@ def _check(batch: pa.RecordBatch, offset: int, dim: int) -> None:
     ids = batch.column("id")
     if ids.null_count or (len(ids) and pc.min(pc.utf8_length(ids)).as_py() == 0):
         raise DataError("ids must be non-empty strings")
-    if pc.count_distinct(ids).as_py() != len(ids):
-        counts = pc.value_counts(ids)
-        repeated = next(v["values"] for v in counts.to_pylist() if v["counts"] > 1)
+    repeated = _repeated_id(ids)
+    if repeated is not None:
         raise DataError(f"document id {repeated!r} appears more than once in the same batch")
+
+
+def _repeated_id(ids: pa.Array | pa.ChunkedArray) -> str | None:
+    """One id that occurs more than once, or None when all are distinct."""
+    if pc.count_distinct(ids).as_py() == len(ids):
+        return None
+    return next(v["values"] for v in pc.value_counts(ids).to_pylist() if v["counts"] > 1)

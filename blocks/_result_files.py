@@ -51,9 +51,7 @@ class ResultFiles:
     """Results of every owner (a trigger or a cluster definition) under one root."""
 
     def __init__(self, root: str, filesystem: fs.FileSystem | None = None) -> None:
-        if filesystem is None:
-            filesystem, root = fs.LocalFileSystem(), root
-        self.filesystem = filesystem
+        self.filesystem = filesystem or fs.LocalFileSystem()
         self.root = root.split("://", 1)[-1].rstrip("/")
 
     def write(self, owner: str, run_id: str, record: dict[str, Any], centroids: np.ndarray, ids: Any,

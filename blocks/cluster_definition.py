@@ -7,8 +7,7 @@ from typing import Any, ClassVar
 from prefect.blocks.core import Block
 from pydantic import Field
 
-from prefect_cluster_triggers.blocks._naming import prefect_name
-from prefect_cluster_triggers.blocks._naming import DOCS_URL
+from prefect_cluster_triggers.blocks._naming import DOCS_URL, prefect_name
 from prefect_cluster_triggers.deployments.contract import ExecutionConfig
 from prefect_cluster_triggers.flows.errors import NotFound
 

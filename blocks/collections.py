@@ -258,11 +258,13 @@ def open_collection(collection_id: str) -> LanceCollection:
     directory. The default result store is fixed at the same moment from the same settings
     (a worker never picks its own).
     """
-    root = storage_root(get_settings())
-    store = default_object_store() if root.startswith("s3://") else None
-    default_result_store()
-    return load_or_save(LanceCollection, prefect_name(collection_id), lambda: LanceCollection(
-        collection_id=collection_id, uri=f"{root}/collections", table=prefect_name(collection_id), object_store=store))
+    def make() -> LanceCollection:
+        root = storage_root(get_settings())
+        default_result_store()
+        return LanceCollection(collection_id=collection_id, uri=f"{root}/collections", table=prefect_name(collection_id),
+                               object_store=default_object_store() if root.startswith("s3://") else None)
+
+    return load_or_save(LanceCollection, prefect_name(collection_id), make)
 
 
 def read_documents(source: DocumentSource) -> Documents:

@@ -1,6 +1,6 @@
 """Files a data team brings to `collections add`, read as a stream of record batches.
 
-* `.npy`: a 2-d numeric matrix, memory-mapped; ids from a text file (one per line) or the
+* `.npy`: a 2-d numeric matrix, read in plain sequential reads; ids from a text file (one per line) or the
   row numbers after the collection's current count; payloads from a JSON Lines file;
 * `.parquet`: columns `id` and `vector` (a list of numbers), every other column goes into
   the payload; read row group by row group;

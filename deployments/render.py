@@ -1,7 +1,8 @@
 """`cluster-triggers render`: a folder of trigger files as `prefect.yaml` deployments.
 
 The folder is the package's example triggers (`deployments/triggers/` in the repository,
-package data once installed) unless `--triggers DIR` names a project's own. Each file (JSON or YAML, the seed's request format) is one trigger whose id is the file's
+package data once installed) unless `--triggers DIR` names a project's own. Each file
+(JSON or YAML, the seed's request format) is one trigger whose id is the file's
 name without extension. `prefect --no-prompt deploy --all` then creates the same
 deployments `cluster-triggers create --id <name> <file>` would. Interval schedules are
 anchored at a fixed instant (2026-01-01T00:00:00Z) so the file stays the same on every

@@ -25,7 +25,7 @@ import sys
 import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any, ContextManager, Iterator
+from typing import Any, Callable, ContextManager, Iterator
 
 import httpx
 
@@ -122,7 +122,7 @@ def running_stack() -> dict | None:
     return info
 
 
-def ready_stack(timeout: float = 600, *, announce: Any = None) -> dict | None:
+def ready_stack(timeout: float = 600, *, announce: Callable[[dict], None] | None = None) -> dict | None:
     """The running stack once its setup has finished; None when no stack runs.
 
     A stack still starting is waited for (`announce(info)` is called once, first), so a
