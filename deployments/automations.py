@@ -10,15 +10,16 @@ when the trigger is active and deleted with the trigger. The webhook is one Pref
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
+from typing import Any, Iterator
 from uuid import UUID
 
 from prefect.blocks.webhook import Webhook
 from prefect.client.orchestration import PrefectClient
 from prefect.events.actions import CallWebhook
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from pydantic import SecretStr
 from prefect.types import SecretDict
 
@@ -73,7 +74,8 @@ async def sync_automation(
     config = record.request.schedule_config
     if not isinstance(config, EventScheduleConfig) or status == TriggerStatus.disabled:
         for automation in existing:
-            await client.delete_automation(automation.id)
+            with _gone_is_fine():
+                await client.delete_automation(automation.id)
         return
     if webhook_id is None:
         if existing:
@@ -84,7 +86,22 @@ async def sync_automation(
     if not existing:
         await client.create_automation(wanted)
     elif _differs(existing[0], wanted):
-        await client.update_automation(existing[0].id, wanted)
+        with _gone_is_fine():
+            await client.update_automation(existing[0].id, wanted)
+
+
+@contextmanager
+def _gone_is_fine() -> Iterator[None]:
+    """An automation that a concurrent evaluator or lifecycle call deleted first: its delete won.
+
+    Prefect's client raises on the 404 before its own `delete_automation` can ignore it, and
+    the REST API would answer 503 for what is the outcome the caller wanted.
+    """
+    try:
+        yield
+    except PrefectHTTPStatusError as exc:
+        if exc.response.status_code != 404:
+            raise
 
 
 def _automation(trigger_id: str, config: EventScheduleConfig, webhook_id: UUID, *, enabled: bool) -> AutomationCore:

@@ -82,10 +82,9 @@ async def _record_run(deployment_id: Any, *, failed: bool) -> None:
 
 
 async def _stop_failed(client: Any, deployment: Any, failures: int) -> None:
-    """Mark the trigger failed and stop its schedule and its automation."""
-    if FAILED_TAG not in deployment.tags:
-        await client.update_deployment(deployment.id, DeploymentUpdate(tags=[*deployment.tags, FAILED_TAG]))
-    await client.pause_deployment(deployment.id)
+    """Mark the trigger failed and stop its schedule (one update: never paused without the mark), then its automation."""
+    tags = deployment.tags if FAILED_TAG in deployment.tags else [*deployment.tags, FAILED_TAG]
+    await client.update_deployment(deployment.id, DeploymentUpdate(tags=tags, paused=True))
     for automation in await client.read_automations_by_name(automation_name(deployment.name)):
         await client.pause_automation(automation.id)
     _logger.warning(

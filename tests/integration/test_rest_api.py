@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -108,8 +109,23 @@ def test_every_endpoint_in_one_namespace(api: str, keys: dict[str, str]) -> None
         assert executed.status_code == 200 and executed.json()["status"] == "pending"
         history = c.post(f"/triggers/{trigger_id}/history", json={"limit": 5}).json()
         assert history["trigger_id"] == trigger_id and history["limit"] == 5
-        assert c.delete(f"/triggers/{trigger_id}").json()["status"] == "disabled"
+        deleted = c.delete(f"/triggers/{trigger_id}")
+        assert deleted.status_code == 200 and deleted.json()["status"] == "disabled", deleted.text
         assert c.get(f"/triggers/{trigger_id}").json()["status"] == "disabled"
+
+
+def test_deletes_at_once_all_answer_disabled(api: str, keys: dict[str, str]) -> None:
+    """Each delete removes the event trigger's automation; the one that finds it gone still succeeds."""
+    headers = _headers(keys["team-a"], "team-a")
+    with httpx.Client(base_url=f"{api}/v1/clusters", headers=headers, timeout=60) as c:
+        trigger_id = c.post("/triggers", content=EVENT).json()["trigger_id"]
+
+    async def both() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=f"{api}/v1/clusters", headers=headers, timeout=60) as c:
+            return await asyncio.gather(*(c.delete(f"/triggers/{trigger_id}") for _ in range(6)))
+
+    for response in asyncio.run(both()):
+        assert response.status_code == 200 and response.json()["status"] == "disabled", response.text
 
 
 def test_errors_are_422_404_409(api: str, keys: dict[str, str]) -> None:
