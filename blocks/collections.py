@@ -27,6 +27,7 @@ from prefect_cluster_triggers.blocks._lance_documents import (
 from prefect_cluster_triggers.blocks._naming import DOCS_URL, load_or_save, prefect_name
 from prefect_cluster_triggers.blocks.collection_events import notify_collection
 from prefect_cluster_triggers.blocks.object_store import ObjectStore, default_object_store
+from prefect_cluster_triggers.blocks.postgres_collection import PostgresCollection
 from prefect_cluster_triggers.blocks.result_store import default_result_store
 from prefect_cluster_triggers.deployments.settings import get_settings, storage_root
 from prefect_cluster_triggers.flows.engine import Documents
@@ -290,18 +291,19 @@ def read_documents(source: DocumentSource) -> Documents:
 
 
 def load_collection(collection_id: str) -> DocumentSource:
-    """The collection block saved for `collection_id` (HTTP first, then local).
+    """The collection block saved for `collection_id`: a source the team configured (HTTP,
+    PostgreSQL) first, then our own Lance table.
 
     Raises:
-        NotFound: no block of either kind is saved under the collection's name.
+        NotFound: no block of any kind is saved under the collection's name.
     """
     name = prefect_name(collection_id)
-    for kind in (HttpCollection, LanceCollection):
+    for kind in (HttpCollection, PostgresCollection, LanceCollection):
         try:
             return kind.load(name)
         except ValueError:
             continue
     raise NotFound(
         f"collection {collection_id!r} not found: add documents with `cluster-triggers collections add "
-        f"{collection_id} --vectors FILE.npy`, or save an HttpCollection block named {name!r}"
+        f"{collection_id} --vectors FILE.npy`, or save an HttpCollection or PostgresCollection block named {name!r}"
     )
