@@ -7,7 +7,7 @@ from prefect.blocks.core import Block
 
 import prefect_cluster_triggers.blocks as blocks
 
-BLOCKS = [getattr(blocks, name) for name in blocks.__all__]
+BLOCKS = [v for v in map(blocks.__dict__.get, blocks.__all__) if isinstance(v, type) and issubclass(v, Block)]
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=lambda b: b.__name__)
