@@ -18,11 +18,15 @@ from __future__ import annotations
 import io
 import json
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from pyarrow import fs
 
@@ -45,6 +49,59 @@ class StoredRun:
              "distance": None if row["distance"] is None or np.isnan(row["distance"]) else round(row["distance"], 6)}
             for row in table.to_pylist()
         ]
+
+
+    def export_members(self, destination: Path) -> int:
+        """Stream the members to a CSV, JSON Lines or Parquet file (by its suffix); the rows written.
+
+        Batch by batch, so a run of millions of documents never sits in memory as Python
+        objects; written aside and moved into place, so a killed export leaves no half file.
+        A noise point's distance (NaN) is written as an empty value / null.
+        """
+        writer_of = _MEMBER_WRITERS.get(destination.suffix.lower())
+        if writer_of is None:
+            raise ValueError(f"unknown format {destination.name!r}; allowed suffixes: {', '.join(_MEMBER_WRITERS)}")
+        source = pq.ParquetFile(self.filesystem.open_input_file(f"{self.path}/members.parquet"))
+        partial = destination.with_name(f".{destination.name}.{uuid.uuid4().hex}.partial")
+        rows = 0
+        try:
+            with partial.open("wb") as sink, writer_of(sink, source.schema_arrow) as write:
+                for batch in source.iter_batches(batch_size=65_536):
+                    distance = batch.column("distance")
+                    noise_as_null = pc.if_else(pc.is_nan(distance), None, distance)
+                    batch = batch.set_column(batch.schema.get_field_index("distance"), "distance", noise_as_null)
+                    write(batch)
+                    rows += batch.num_rows
+            partial.replace(destination)
+        finally:
+            partial.unlink(missing_ok=True)
+        return rows
+
+
+@contextmanager
+def _csv_writer(sink: BinaryIO, schema: pa.Schema) -> Iterator[Callable[[pa.RecordBatch], None]]:
+    with pa_csv.CSVWriter(sink, schema) as writer:
+        yield writer.write_batch
+
+
+@contextmanager
+def _parquet_writer(sink: BinaryIO, schema: pa.Schema) -> Iterator[Callable[[pa.RecordBatch], None]]:
+    with pq.ParquetWriter(sink, schema) as writer:
+        yield writer.write_batch
+
+
+@contextmanager
+def _jsonl_writer(sink: BinaryIO, schema: pa.Schema) -> Iterator[Callable[[pa.RecordBatch], None]]:
+    def write(batch: pa.RecordBatch) -> None:
+        sink.write("".join(json.dumps(row, separators=(",", ":")) + "\n" for row in batch.to_pylist()).encode())
+
+    yield write
+
+
+# A member export's format, by the destination's suffix.
+_MEMBER_WRITERS: dict[str, Callable[[BinaryIO, pa.Schema], Any]] = {
+    ".csv": _csv_writer, ".jsonl": _jsonl_writer, ".parquet": _parquet_writer,
+}
 
 
 class ResultFiles:

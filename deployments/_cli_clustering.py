@@ -9,6 +9,7 @@ import argparse
 import secrets
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import pyarrow as pa
@@ -94,7 +95,16 @@ def results(args: argparse.Namespace) -> int:
         {**cluster, "centroid": [round(float(x), 6) for x in centroid]}
         for cluster, centroid in zip(record["clusters"], run.centroids)
     ]
-    if args.members:
+    if args.output and not args.members:
+        raise ContractError([Problem("--output", "is where --members go: add --members")])
+    if args.output:
+        destination = Path(args.output)
+        try:
+            record["members_written"] = run.export_members(destination)
+        except (ValueError, OSError) as exc:
+            raise ContractError([Problem("--output", str(exc))]) from None
+        record["members_file"] = str(destination.resolve())
+    elif args.members:
         record["members"] = run.members()
     print_json(record)
     return 0

@@ -93,6 +93,8 @@ def _parser() -> argparse.ArgumentParser:
     results = commands.add_parser("results", help="print the latest result of a trigger or cluster")
     results.add_argument("id", help="trigger id, cluster id, or the results_id a run printed")
     results.add_argument("--members", action="store_true", help="add every document's cluster and distance")
+    results.add_argument("--output", "-o", metavar="FILE",
+                         help="with --members: write them to FILE (.csv, .jsonl or .parquet) instead of printing them")
     results.set_defaults(handler=_lazy("_cli_clustering", "results"))
 
     create = commands.add_parser("create", help="create a trigger (a Prefect deployment) from a request file")

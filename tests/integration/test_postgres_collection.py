@@ -8,6 +8,9 @@ from typing import Iterator
 
 import numpy as np
 import psycopg
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
 import pytest
 from pydantic import SecretStr
 from sklearn.datasets import make_blobs
@@ -86,6 +89,23 @@ def test_a_flow_run_clusters_the_table_where_it_is(cli, database: str, tmp_path:
     members = latest["members"]
     assert adjusted_rand_score([TRUTH[int(m["id"])] for m in members], [m["cluster"] for m in members]) >= 0.95
     assert {c["keywords"][0] for c in latest["clusters"]} == {f"topic{t}" for t in range(5)}
+
+    expected = [(m["id"], m["cluster"]) for m in members]
+    for suffix in (".csv", ".jsonl", ".parquet"):
+        written = cli("results", summary["results_id"], "--members", "--output", str(tmp_path / f"members{suffix}"))
+        assert written.returncode == 0, written.stderr
+        assert json.loads(written.stdout)["members_written"] == 1500 and "members" not in json.loads(written.stdout)
+    as_csv = pa_csv.read_csv(tmp_path / "members.csv", convert_options=pa_csv.ConvertOptions(
+        column_types={"id": pa.string()}))
+    as_jsonl = [json.loads(line) for line in (tmp_path / "members.jsonl").read_text().splitlines()]
+    as_parquet = pq.read_table(tmp_path / "members.parquet")
+    for table in (as_csv, as_parquet):
+        assert list(zip(table["id"].to_pylist(), table["cluster"].to_pylist())) == expected
+    assert [(m["id"], m["cluster"]) for m in as_jsonl] == expected
+    assert set(as_jsonl[0]) == {"id", "cluster", "distance"}
+    refused = cli("results", summary["results_id"], "--members", "--output", str(tmp_path / "members.xlsx"))
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == "--output: unknown format 'members.xlsx'; allowed suffixes: .csv, .jsonl, .parquet"
 
 
 def test_what_the_database_lacks_is_named_in_one_line(database: str) -> None:
