@@ -77,6 +77,10 @@ def execute(args: argparse.Namespace) -> int:
 
 
 def history(args: argparse.Namespace) -> int:
+    if args.evaluations:
+        found = lifecycle.run_sync(lifecycle.trigger_evaluations(args.id, args.namespace, limit=args.limit))
+        print_json({"trigger_id": args.id, "evaluations": found})
+        return 0
     executions, total = lifecycle.run_sync(
         lifecycle.trigger_history(args.id, args.namespace, offset=args.offset, limit=args.limit, status_filter=args.status)
     )

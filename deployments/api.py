@@ -29,6 +29,7 @@ from prefect_cluster_triggers.deployments.errors import ContractError, Problem
 from prefect_cluster_triggers.deployments.evaluator import Evaluator
 from prefect_cluster_triggers.deployments.lifecycle import Execution
 from prefect_cluster_triggers.deployments.settings import get_settings
+from prefect_cluster_triggers.deployments.trigger_events import Evaluation
 from prefect_cluster_triggers.flows.errors import Conflict, NotFound
 
 
@@ -119,6 +120,7 @@ class HistoryRequest(BaseModel):
     offset: int = Field(0, ge=0)
     limit: int = Field(50, ge=1, le=1000)
     status_filter: Literal["pending", "processing", "completed", "failed", "cancelled"] | None = None
+    include_evaluations: bool = Field(False, description="Also the latest `limit` evaluations: why it did or did not fire.")
 
 
 class HistoryResponse(BaseModel):
@@ -127,6 +129,7 @@ class HistoryResponse(BaseModel):
     total: int
     offset: int
     limit: int
+    evaluations: list[Evaluation] | None = None
 
 
 class UpdateTriggerRequest(BaseModel):
@@ -186,8 +189,10 @@ async def history(trigger_id: str, who: Authorized,
     executions, total = await lifecycle.trigger_history(
         trigger_id, who.namespace_id, offset=query.offset, limit=query.limit, status_filter=query.status_filter
     )
+    found = (await lifecycle.trigger_evaluations(trigger_id, who.namespace_id, limit=query.limit)
+             if query.include_evaluations else None)
     return HistoryResponse(trigger_id=trigger_id, executions=executions, total=total, offset=query.offset,
-                           limit=query.limit)
+                           limit=query.limit, evaluations=found)
 
 
 @router.post("/{trigger_id}/execute", response_model=Execution, summary="Execute Cluster Trigger now")

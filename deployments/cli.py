@@ -120,6 +120,8 @@ def _parser() -> argparse.ArgumentParser:
             command.add_argument("--offset", type=int, default=0)
             command.add_argument("--limit", type=int, default=50)
             command.add_argument("--status", choices=["pending", "processing", "completed", "failed", "cancelled"])
+            command.add_argument("--evaluations", action="store_true",
+                                 help="why it did or did not fire: the evaluator's decisions, newest first")
     ls = commands.add_parser("ls", help="list triggers")
     ls.add_argument("--json", action="store_true", help="JSON instead of a table")
     ls.add_argument("--limit", type=int, default=50)

@@ -39,15 +39,16 @@ from prefect.logging import get_logger
 from prefect.states import Scheduled
 
 from prefect_cluster_triggers.deployments import snapshots
+from prefect_cluster_triggers.deployments.announcements import announce, trigger_resource
 from prefect_cluster_triggers.deployments.automations import automation_name, save_wake_webhook, sync_automation
 from prefect_cluster_triggers.deployments.contract import ConditionalScheduleConfig, EventScheduleConfig, TriggerStatus
 from prefect_cluster_triggers.deployments.errors import ContractError
-from prefect_cluster_triggers.deployments.firing import EVENT_NAMES, CountedEvent, Firing, count_of
+from prefect_cluster_triggers.deployments.firing import EVENT_NAMES, CountedEvent, Firing, count_of, explain
 from prefect_cluster_triggers.deployments.settings import get_settings
 from prefect_cluster_triggers.deployments.snapshots import EvaluatorState
 from prefect_cluster_triggers.deployments.status import in_states, of_deployment, trigger_status
 from prefect_cluster_triggers.deployments.translate import CONDITION_TAG, EVENT_TAG, FLOW_NAME, TRIGGER_TAG, TriggerRecord
-from prefect_cluster_triggers.deployments.trigger_events import MEASURED, Measurement, event_plan, last_measurement, trigger_resource
+from prefect_cluster_triggers.deployments.trigger_events import MEASURED, Measurement, event_plan, last_measurement
 from prefect_cluster_triggers.flows.condition_check import measure
 from prefect_cluster_triggers.flows.errors import ClusterTriggersError
 
@@ -66,6 +67,7 @@ class Evaluator:
         self._recent: dict[str, dict[str, CountedEvent]] = defaultdict(dict)
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._checked: dict[str, datetime] = {}
+        self._evaluated: dict[str, tuple[Any, ...]] = {}
         self._shown: dict[str, EvaluatorState] = {}
         self._to_show: dict[str, EvaluatorState] = {}
         self._writers: dict[str, asyncio.Task] = {}
@@ -114,7 +116,7 @@ class Evaluator:
         await sync_automation(client, record, status, self._webhook_id, [existing] if existing else [])
         config = record.request.schedule_config
         if isinstance(config, EventScheduleConfig) and status != TriggerStatus.disabled:
-            await self._fire_events(client, deployment, record, fire=status == TriggerStatus.active)
+            await self._fire_events(client, deployment, record, status=status)
         elif isinstance(config, ConditionalScheduleConfig) and status == TriggerStatus.active:
             await self._check_condition(client, deployment, record, config)
 
@@ -127,8 +129,9 @@ class Evaluator:
             await asyncio.sleep(get_settings().evaluator_sweep_seconds)
 
     async def _fire_events(self, client: PrefectClient, deployment: Any, record: TriggerRecord, *,
-                           fire: bool = True) -> None:
-        """Re-plan an event trigger, make the firings it owes (when `fire`), and show its counter."""
+                           status: TriggerStatus = TriggerStatus.active) -> None:
+        """Re-plan an event trigger, make the firings it owes (when active), show its counter, and
+        record the evaluation when its outcome changed."""
         trigger_id = record.trigger_id
         async with self._locks[trigger_id]:
             now = datetime.now(timezone.utc)
@@ -136,9 +139,11 @@ class Evaluator:
             for event_id in [i for i, e in recent.items() if e.occurred < now - _REMEMBER]:
                 del recent[event_id]
             plan = await event_plan(client, deployment, record, now=now, recent=list(recent.values()))
-            if not fire:
+            threshold = record.request.schedule_config.event_threshold
+            if status != TriggerStatus.active:
                 self._show(trigger_id, EvaluatorState(event_counter=plan.event_counter,
-                                                                    last_cooldown_at=plan.last_cooldown_at))
+                                                      last_cooldown_at=plan.last_cooldown_at))
+                self._record_evaluation(record, explain(plan, threshold=threshold, now=now, status=status.value))
                 return
             for firing in plan.firings:
                 await _create_firing_run(client, deployment, record, firing)
@@ -146,6 +151,19 @@ class Evaluator:
                 event_counter=plan.event_counter_after, last_cooldown_at=plan.last_cooldown_at,
                 held_back_until=plan.held_back_until,
             ))
+            self._record_evaluation(record, explain(plan, threshold=threshold, now=now, status=status.value))
+
+    def _record_evaluation(self, record: TriggerRecord, outcome: dict[str, Any]) -> None:
+        """`cluster.trigger.evaluated` when the decision or the counter changed since the last one recorded.
+
+        The feed then reads as the trigger's story (counting, held back, fired) rather than
+        one event per sweep; after an evaluator restart the first evaluation is recorded again.
+        """
+        key = (outcome["decision"], outcome["event_counter"], outcome["held_back_until"])
+        if self._evaluated.get(record.trigger_id) == key:
+            return
+        self._evaluated[record.trigger_id] = key
+        announce("evaluated", record.trigger_id, record.namespace_id, **outcome)
 
     def _show(self, trigger_id: str, state: EvaluatorState) -> None:
         """Keep the trigger's state snapshot (what `ls` shows) current, off the firing path.
@@ -190,9 +208,12 @@ class Evaluator:
             _logger.exception("check of trigger %s failed", trigger_id)
             error = f"{type(exc).__name__}: {exc}"
         crossed = error is None and (value is None or value > config.threshold)
-        fired = crossed and not await _busy(client, deployment.id)
+        busy = crossed and await _busy(client, deployment.id)
+        fired = crossed and not busy
+        decision = ("check failed" if error else "already running" if busy else "fired" if fired
+                    else "below threshold")
         measurement = Measurement(metric=config.metric, value=value, threshold=config.threshold, fired=fired,
-                                  error=error, checked_at=now)
+                                  decision=decision, error=error, checked_at=now)
         emit_event(event=MEASURED, resource={"prefect.resource.id": trigger_resource(trigger_id)},
                    payload=measurement.model_dump(mode="json"))
         self._show(trigger_id, EvaluatorState(

@@ -26,7 +26,7 @@ from typing import Any, Iterable, Mapping
 
 from pydantic import BaseModel, Field
 
-from prefect_cluster_triggers.deployments._models import ExactUtcDateTime, UtcDateTime
+from prefect_cluster_triggers.deployments._models import ExactUtcDateTime, UtcDateTime, format_utc
 from prefect_cluster_triggers.deployments.contract import EventType
 
 EVENT_NAMES: dict[EventType, str] = {
@@ -138,3 +138,31 @@ def plan(
         last_cooldown_at=held,
         held_back_until=held_back[0] if held_back else None,
     )
+
+
+def explain(plan_now: Plan, *, threshold: int, now: datetime, status: str = "active") -> dict[str, Any]:
+    """Why an event trigger did or did not fire in one evaluation, as its `cluster.trigger.evaluated` payload.
+
+    `decision` is `fired`, `cooldown` (a firing is held back to the end of the cooldown),
+    `below threshold`, or the trigger's status when it is not active (`paused`, `failed`):
+    events keep counting then, but nothing fires.
+    """
+    fired = [f.documents for f in plan_now.firings if f.documents is not None]
+    if status != "active":
+        decision, counter = status, plan_now.event_counter
+    elif fired:
+        decision, counter = "fired", plan_now.event_counter_after
+    elif plan_now.held_back_until is not None:
+        decision, counter = "cooldown", plan_now.event_counter_after
+    else:
+        decision, counter = "below threshold", plan_now.event_counter_after
+    until = plan_now.held_back_until
+    return {
+        "decision": decision,
+        "event_counter": counter,
+        "threshold": threshold,
+        "fired_documents": fired,
+        "held_back_until": format_utc(until) if until else None,
+        "cooldown_remaining_seconds": max(0.0, round((until - now).total_seconds(), 1)) if until else None,
+    }
+

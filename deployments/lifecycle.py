@@ -50,6 +50,7 @@ from prefect_cluster_triggers.deployments.contract import (
 from prefect_cluster_triggers.deployments.errors import ContractError, Problem
 from prefect_cluster_triggers.deployments.settings import get_settings
 from prefect_cluster_triggers.deployments.access import namespace_id_of
+from prefect_cluster_triggers.deployments.announcements import announce
 from prefect_cluster_triggers.deployments.automations import sync_automation, wake_webhook_id
 from prefect_cluster_triggers.deployments.status import (
     FAILURES,
@@ -78,7 +79,7 @@ from prefect_cluster_triggers.deployments.translate import (
 from prefect_cluster_triggers.deployments import snapshots
 from prefect_cluster_triggers.deployments.fire_times import next_fire_times, next_interval_slot
 from prefect_cluster_triggers.deployments.snapshots import EvaluatorState
-from prefect_cluster_triggers.deployments.trigger_events import event_plan, last_measurement
+from prefect_cluster_triggers.deployments.trigger_events import Evaluation, evaluations, event_plan, last_measurement
 from prefect_cluster_triggers.flows.errors import Conflict, NotFound, QuotaExceeded
 
 UPDATABLE = ("schedule_config", "description", "status")
@@ -139,7 +140,7 @@ async def create_trigger(
             await client.create_flow_run_from_deployment(
                 deployment_id, state=Scheduled(scheduled_time=now), tags=[MANUAL_TAG]
             )
-        return await _changed(client, record.trigger_id, record.namespace_id)
+        return await _changed(client, record.trigger_id, record.namespace_id, "created")
 
 
 async def get_trigger(trigger_id: str, namespace_id: str | None = None) -> ClusterTrigger:
@@ -215,25 +216,25 @@ async def update_trigger(trigger_id: str, changes: dict[str, Any], namespace_id:
             await _replace_schedules(client, deployment, fields["schedules"])
         if "status" in changes:
             await (_pause if request.status == "paused" else _resume)(client, deployment, updated)
-        return await _changed(client, trigger_id, updated.namespace_id)
+        return await _changed(client, trigger_id, updated.namespace_id, "updated", changed=sorted(changes))
 
 
 async def pause_trigger(trigger_id: str, namespace_id: str | None = None) -> ClusterTrigger:
-    return await _switch(trigger_id, namespace_id, _pause)
+    return await _switch(trigger_id, namespace_id, _pause, "paused")
 
 
 async def resume_trigger(trigger_id: str, namespace_id: str | None = None) -> ClusterTrigger:
     """Back to active, also out of `failed`; the next run is computed from now."""
-    return await _switch(trigger_id, namespace_id, _resume)
+    return await _switch(trigger_id, namespace_id, _resume, "resumed")
 
 
-async def _switch(trigger_id: str, namespace_id: str | None, action: Any) -> ClusterTrigger:
+async def _switch(trigger_id: str, namespace_id: str | None, action: Any, event: str) -> ClusterTrigger:
     """Pause or resume a trigger that is not deleted."""
     async with get_client() as client:
         deployment, record = await _find(client, trigger_id, namespace_id)
         _refuse_if_disabled(deployment, record)
         await action(client, deployment, record)
-        return await _changed(client, trigger_id, record.namespace_id)
+        return await _changed(client, trigger_id, record.namespace_id, event)
 
 
 async def delete_trigger(trigger_id: str, namespace_id: str | None = None) -> ClusterTrigger:
@@ -242,7 +243,7 @@ async def delete_trigger(trigger_id: str, namespace_id: str | None = None) -> Cl
         deployment, record = await _find(client, trigger_id, namespace_id)
         await client.update_deployment(deployment.id, DeploymentUpdate(tags=_with_tags(deployment.tags, DISABLED_TAG)))
         await _stop_schedule(client, deployment.id)
-        return await _changed(client, trigger_id, record.namespace_id)
+        return await _changed(client, trigger_id, record.namespace_id, "deleted")
 
 
 async def execute_trigger(trigger_id: str, namespace_id: str | None = None, *, wait: bool = False,
@@ -285,6 +286,13 @@ async def trigger_history(
         total = await client.count_flow_runs(deployment_filter=by_deployment, flow_run_filter=runs_filter)
         store = await asyncio.to_thread(default_result_store)
     return [_execution(run, record.trigger_id, store.files) for run in runs], total
+
+
+async def trigger_evaluations(trigger_id: str, namespace_id: str | None = None, *, limit: int = 50) -> list[Evaluation]:
+    """Why the trigger did or did not fire, evaluation by evaluation, newest first."""
+    async with get_client() as client:
+        await _find(client, trigger_id, namespace_id)
+        return await evaluations(client, trigger_id, limit=limit)
 
 
 def run_sync(coroutine: Any) -> Any:
@@ -415,9 +423,11 @@ def _refuse_if_disabled(deployment: Any, record: TriggerRecord) -> None:
         raise Conflict(f"trigger {record.trigger_id!r} is deleted (disabled); create a new one")
 
 
-async def _changed(client: PrefectClient, trigger_id: str, namespace_id: str) -> ClusterTrigger:
+async def _changed(client: PrefectClient, trigger_id: str, namespace_id: str, event: str,
+                   **details: Any) -> ClusterTrigger:
     """After a change: the event trigger's automation in line with its status, the runs snapshot
-    (what listing reads) written, then the trigger as it is now."""
+    (what listing reads) written, the change announced as `cluster.trigger.<event>`, then the
+    trigger as it is now."""
     deployment, record = await _find(client, trigger_id, namespace_id)
     if isinstance(record.request.schedule_config, EventScheduleConfig):
         status = trigger_status(deployment.paused, deployment.tags)
@@ -426,6 +436,7 @@ async def _changed(client: PrefectClient, trigger_id: str, namespace_id: str) ->
     trigger = await _status(client, deployment)
     figures = RunFigures(as_of=as_of, **trigger.model_dump(include=set(RunFigures.model_fields) - {"as_of"}))
     await snapshots.save(client, snapshots.variable_name("runs", trigger_id), figures)
+    announce(event, trigger_id, namespace_id, status=trigger.status.value, **details)
     return trigger
 
 

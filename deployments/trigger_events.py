@@ -16,6 +16,7 @@ from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFi
 from pydantic import BaseModel, Field
 
 from prefect_cluster_triggers.deployments._models import UtcDateTime
+from prefect_cluster_triggers.deployments.announcements import EVALUATED, trigger_resource
 from prefect_cluster_triggers.deployments.contract import EventScheduleConfig
 from prefect_cluster_triggers.deployments.firing import EVENT_NAMES, CountedEvent, Firing, Plan, collection_resource, count_of, plan
 from prefect_cluster_triggers.deployments.status import of_deployment
@@ -33,12 +34,9 @@ class Measurement(BaseModel):
     value: float | None = Field(None, description="None when the check failed, or nothing was clustered yet.")
     threshold: float
     fired: bool
+    decision: str | None = Field(None, description="`fired`, `below threshold`, `already running` or `check failed`.")
     error: str | None = Field(None, description="Why the check failed.")
     checked_at: UtcDateTime
-
-
-def trigger_resource(trigger_id: str) -> str:
-    return f"cluster-trigger.{trigger_id}"
 
 
 async def event_plan(
@@ -84,6 +82,34 @@ async def last_measurement(client: PrefectClient, trigger_id: str) -> Measuremen
         limit=1,
     )
     return Measurement.model_validate(page.events[0].payload) if page.events else None
+
+
+class Evaluation(BaseModel):
+    """One recorded evaluation of a trigger: an event trigger's `cluster.trigger.evaluated`, or a
+    conditional trigger's `cluster.condition.measured`."""
+
+    occurred: UtcDateTime
+    event: str
+    decision: str | None = Field(None, description="fired, cooldown, below threshold, already running, paused, ...")
+    details: dict[str, Any] = Field(description="The event's payload: counter and threshold, or the measured value.")
+
+
+async def evaluations(client: PrefectClient, trigger_id: str, *, limit: int) -> list[Evaluation]:
+    """The trigger's latest evaluations, newest first, from Prefect's event feed (at most `limit`)."""
+    query = EventFilter(
+        occurred=EventOccurredFilter(since=datetime(2000, 1, 1, tzinfo=timezone.utc),
+                                     until=datetime.now(timezone.utc) + timedelta(minutes=1)),
+        event=EventNameFilter(name=[EVALUATED, MEASURED]),
+        resource=EventResourceFilter(id=[trigger_resource(trigger_id)]),
+        order=EventOrder.DESC,
+    )
+    page = await client.read_events(filter=query, limit=min(limit, _EVENT_PAGE))
+    found = list(page.events)
+    while page.next_page and len(found) < limit:
+        page = await client.read_events_page(str(page.next_page))
+        found += page.events
+    return [Evaluation(occurred=e.occurred, event=e.event, decision=e.payload.get("decision"), details=dict(e.payload))
+            for e in found[:limit]]
 
 
 async def _recent_firings(client: PrefectClient, deployment_id: Any) -> list[Firing]:

@@ -29,9 +29,10 @@ from prefect_cluster_triggers.blocks.cluster_definition import load_cluster_defi
 from prefect_cluster_triggers.blocks.collections import load_collection, read_documents
 from prefect_cluster_triggers.blocks.result_store import ResultStore, default_result_store
 from prefect_cluster_triggers.deployments._models import format_utc
+from prefect_cluster_triggers.deployments.announcements import announce
 from prefect_cluster_triggers.deployments.contract import ExecutionConfig, validate_execution_config
 from prefect_cluster_triggers.deployments.errors import ContractError, Problem
-from prefect_cluster_triggers.deployments.translate import FLOW_NAME, TriggerRecord
+from prefect_cluster_triggers.deployments.translate import CONDITION_TAG, EVENT_TAG, FLOW_NAME, MANUAL_TAG, TriggerRecord
 from prefect_cluster_triggers.flows import engine
 from prefect_cluster_triggers.flows.clusterers import Clustering
 from prefect_cluster_triggers.flows.engine import Documents, Outcome, PreviousClusters
@@ -146,6 +147,8 @@ def cluster_collection(
             return Cancelled(message=reason)
         record_run(None, this_run, None)  # `ls` shows this run as processing
         record = TriggerRecord.model_validate(trigger)
+        announce("fired", record.trigger_id, record.namespace_id, run_id=str(this_run.id), reason=_reason(this_run),
+                 firing=firing)
         trigger_id, cluster_id = record.trigger_id, record.request.cluster_id
         config = record.request.execution_config
         execution_config = config.model_dump(mode="json") if config is not None else None
@@ -160,6 +163,15 @@ def cluster_collection(
         get_run_logger().error("clustering %s failed: %s", results_id, message)
         _emit("cluster.execution.failed", results_id, {"run_id": str(flow_run.id), "error": message})
         return Failed(message=message)
+
+
+def _reason(flow_run: Any) -> str:
+    """Why this run of a trigger exists: its firing's kind, a manual request, or the schedule."""
+    tags = set(flow_run.tags or ())
+    return next((reason for tag, reason in _RUN_REASONS if tag in tags), "schedule")
+
+
+_RUN_REASONS = ((EVENT_TAG, "event"), (CONDITION_TAG, "condition"), (MANUAL_TAG, "manual"))
 
 
 def _run(results_id: str, config: ExecutionConfig, cluster_id: str | None, trigger_id: str | None) -> dict[str, Any]:

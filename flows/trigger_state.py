@@ -32,6 +32,7 @@ from prefect.client.schemas.actions import DeploymentUpdate
 from prefect.logging import get_logger
 
 from prefect_cluster_triggers.deployments import snapshots
+from prefect_cluster_triggers.deployments.announcements import announce
 from prefect_cluster_triggers.deployments.automations import automation_name
 from prefect_cluster_triggers.deployments.settings import get_settings
 from prefect_cluster_triggers.deployments.status import trigger_status
@@ -79,6 +80,9 @@ async def _record_run(deployment_id: Any, *, failed: bool) -> None:
         await snapshots.save(client, snapshots.variable_name("runs", trigger_id), figures)
         if failed and figures.consecutive_failures >= get_settings().max_consecutive_failures:
             await _stop_failed(client, deployment, figures.consecutive_failures)
+            record = TriggerRecord.model_validate(deployment.parameters["trigger"])
+            announce("failed", trigger_id, record.namespace_id, consecutive_failures=figures.consecutive_failures,
+                     last_execution_error=figures.last_execution_error)
 
 
 async def _stop_failed(client: Any, deployment: Any, failures: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -17,7 +18,7 @@ from prefect_cluster_triggers.deployments.automations import automation_name
 from prefect_cluster_triggers.deployments.status import of_deployment
 from prefect_cluster_triggers.deployments.translate import CONDITION_TAG, EVENT_TAG, FLOW_NAME
 from tests.integration.conftest import ApiProcess
-from tests.integration.triggers import create, get, wait_for
+from tests.integration.triggers import create, feed, get, wait_for
 
 pytestmark = pytest.mark.usefixtures("prefect_worker", "api")
 _SETTLE = 8  # seconds: four evaluator sweeps, in which no further firing may appear
@@ -91,7 +92,7 @@ def test_50_events_sent_0_ms_apart_fire_exactly_once() -> None:
     assert get("trg_burst").event_counter == 0
 
 
-def test_cooldown_holds_a_firing_back_then_lets_it_through() -> None:
+def test_cooldown_holds_a_firing_back_then_lets_it_through(cli) -> None:
     collection = open_collection("col_cooldown")
     create(_event_trigger("col_cooldown", threshold=10, cooldown=20), "trg_cooldown")
     collection.add_documents(_blobs(10, seed=1))
@@ -106,6 +107,22 @@ def test_cooldown_holds_a_firing_back_then_lets_it_through() -> None:
     done = wait_for("trg_cooldown", lambda t: t.execution_count == 2 and t.last_execution_status == "completed")
     assert done.event_counter == 0 and done.last_triggered_at >= deferred[0].expected_start_time
     assert len(_runs("trg_cooldown", EVENT_TAG)) == 2
+
+    # Why it fired, held back, then fired: in Prefect's event feed and from the CLI.
+    events = feed("trg_cooldown", lambda names: names.count("cluster.trigger.fired") == 2)
+    assert events[0].event == "cluster.trigger.created"
+    assert events[0].related[0].id == f"cluster-namespace.{done.namespace_id}"
+    decisions = [e.payload["decision"] for e in events if e.event == "cluster.trigger.evaluated"]
+    assert decisions[decisions.index("fired"):].count("cooldown") >= 1, decisions
+    cooldown = next(e.payload for e in events if e.payload.get("decision") == "cooldown")
+    assert cooldown["event_counter"] == 15 and cooldown["threshold"] == 10
+    assert 0 < cooldown["cooldown_remaining_seconds"] <= 20
+    assert [e.payload["reason"] for e in events if e.event == "cluster.trigger.fired"] == ["event", "event"]
+    shown = cli("history", "trg_cooldown", "--evaluations")
+    assert shown.returncode == 0, shown.stderr
+    listed = json.loads(shown.stdout)["evaluations"]
+    assert [e["decision"] for e in reversed(listed)] == decisions
+    assert listed[0]["occurred"].endswith("Z")
 
 
 def test_a_paused_trigger_never_runs_and_counts_on() -> None:

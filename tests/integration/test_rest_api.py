@@ -16,6 +16,7 @@ from prefect_cluster_triggers.deployments import lifecycle
 from prefect_cluster_triggers.deployments.access import KeyStore, namespace_id_of
 from prefect_cluster_triggers.deployments.contract import ClusterTrigger, validate_request
 from prefect_cluster_triggers.flows.errors import QuotaExceeded
+from tests.integration.triggers import feed
 from tests.seed_examples import CRON, EVENT
 
 SEED_CURL_BODY = """{
@@ -108,10 +109,19 @@ def test_every_endpoint_in_one_namespace(api: str, keys: dict[str, str]) -> None
         executed = c.post(f"/triggers/{trigger_id}/execute")
         assert executed.status_code == 200 and executed.json()["status"] == "pending"
         history = c.post(f"/triggers/{trigger_id}/history", json={"limit": 5}).json()
-        assert history["trigger_id"] == trigger_id and history["limit"] == 5
+        assert history["trigger_id"] == trigger_id and history["limit"] == 5 and history["evaluations"] is None
+        explained = c.post(f"/triggers/{trigger_id}/history", json={"limit": 5, "include_evaluations": True}).json()
+        assert all(e["event"] == "cluster.trigger.evaluated" and e["decision"] for e in explained["evaluations"])
         deleted = c.delete(f"/triggers/{trigger_id}")
         assert deleted.status_code == 200 and deleted.json()["status"] == "disabled", deleted.text
         assert c.get(f"/triggers/{trigger_id}").json()["status"] == "disabled"
+    lifecycle_kinds = ["created", "updated", "paused", "resumed", "deleted"]
+    events = feed(trigger_id, lambda names: all(f"cluster.trigger.{k}" in names for k in lifecycle_kinds))
+    told = [e for e in events if e.event.removeprefix("cluster.trigger.") in lifecycle_kinds]
+    assert [e.event.removeprefix("cluster.trigger.") for e in told] == lifecycle_kinds
+    assert [e.payload["status"] for e in told] == ["active", "active", "paused", "active", "disabled"]
+    assert told[1].payload["changed"] == ["description", "schedule_config"]
+    assert all(e.related[0].id == f"cluster-namespace.{namespace_id_of('team-a')}" for e in told)
 
 
 def test_deletes_at_once_all_answer_disabled(api: str, keys: dict[str, str]) -> None:

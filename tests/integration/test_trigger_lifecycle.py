@@ -21,7 +21,7 @@ from prefect_cluster_triggers.deployments import lifecycle
 from prefect_cluster_triggers.deployments.contract import validate_request
 from prefect_cluster_triggers.deployments.render import EXAMPLE_TRIGGERS, render_prefect_yaml, trigger_files
 from prefect_cluster_triggers.deployments.translate import FLOW_NAME, TRIGGER_TAG
-from tests.integration.triggers import create as _create, get as _get, wait_for as _wait_for
+from tests.integration.triggers import create as _create, feed, get as _get, wait_for as _wait_for
 
 REPOSITORY = Path(__file__).parents[2]
 
@@ -74,6 +74,11 @@ def test_five_failures_in_a_row_make_it_failed_and_resume_recovers(cli, tmp_path
     trigger = _wait_for("trg_failing", lambda t: t.status == "failed", timeout=30)
     assert (trigger.consecutive_failures, trigger.execution_count) == (5, 5)
     assert "collection 'col_does_not_exist' not found" in trigger.last_execution_error
+    failed = feed("trg_failing", lambda names: "cluster.trigger.failed" in names)
+    told = next(e for e in failed if e.event == "cluster.trigger.failed")
+    assert told.payload["consecutive_failures"] == 5
+    assert "collection 'col_does_not_exist' not found" in told.payload["last_execution_error"]
+    assert [e.payload["reason"] for e in failed if e.event == "cluster.trigger.fired"] == ["manual"] * 5
     assert trigger.next_scheduled_at is None
 
     resumed = json.loads(cli("resume", "trg_failing").stdout)

@@ -28,3 +28,35 @@ def wait_for(trigger_id: str, done: Callable[[ClusterTrigger], bool], timeout: f
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting on {trigger_id}: {trigger.model_dump_json()}")
         time.sleep(1)
+
+
+def feed(trigger_id: str, done: Callable[[list[str]], bool], timeout: float = 30) -> list:
+    """The trigger's events in Prefect's event feed, oldest first, once `done(their names)` holds.
+
+    Prefect persists events in batches (4-5 s here), so the feed is polled.
+    """
+    from datetime import datetime, timedelta, timezone
+
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventOccurredFilter, EventOrder, EventResourceFilter
+
+    async def read() -> list:
+        query = EventFilter(occurred=EventOccurredFilter(since=datetime.now(timezone.utc) - timedelta(hours=1),
+                                                         until=datetime.now(timezone.utc) + timedelta(minutes=1)),
+                            resource=EventResourceFilter(id=[f"cluster-trigger.{trigger_id}"]), order=EventOrder.ASC)
+        async with get_client() as client:
+            page = await client.read_events(filter=query, limit=50)
+            events = list(page.events)
+            while page.next_page:
+                page = await client.read_events_page(str(page.next_page))
+                events += page.events
+            return events
+
+    deadline = time.monotonic() + timeout
+    while True:
+        events = lifecycle.run_sync(read())
+        if done([e.event for e in events]):
+            return events
+        if time.monotonic() > deadline:
+            pytest.fail(f"{trigger_id}: the event feed shows {[e.event for e in events]}")
+        time.sleep(1)

@@ -6,7 +6,7 @@ import random
 from datetime import datetime, timedelta, timezone
 
 from prefect_cluster_triggers.deployments.contract import EventType
-from prefect_cluster_triggers.deployments.firing import CountedEvent, Firing, count_of, plan
+from prefect_cluster_triggers.deployments.firing import CountedEvent, Firing, count_of, explain, plan
 
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=timezone.utc)
 
@@ -97,3 +97,20 @@ def test_what_an_event_counts():
     assert count_of(EventType.documents_added, {"count": "7"}) == 1
     assert count_of(EventType.documents_added, {"count": True}) == 1
     assert count_of(EventType.batch_completed, {"count": 500}) == 1
+
+
+def test_explain_says_why_a_trigger_fired_or_not():
+    def explained(events: list[CountedEvent], firings: list[Firing], seconds: float, status: str = "active") -> dict:
+        now = T0 + timedelta(seconds=seconds)
+        result = plan(events, firings, created_at=T0 - timedelta(seconds=1), threshold=10, cooldown_seconds=60, now=now)
+        return explain(result, threshold=10, now=now, status=status)
+
+    assert explained([_event(0, 4, 0)], [], 1)["decision"] == "below threshold"
+    fired = explained([_event(0, 12, 0)], [], 1)
+    assert (fired["decision"], fired["fired_documents"], fired["event_counter"]) == ("fired", [12], 0)
+    first = plan([_event(0, 12, 0)], [], created_at=T0 - timedelta(seconds=1), threshold=10, cooldown_seconds=60, now=T0 + timedelta(seconds=1))
+    held = explained([_event(0, 12, 0), _event(5, 10, 1)], first.firings, 6)
+    assert held["decision"] == "cooldown" and held["cooldown_remaining_seconds"] == 55.0
+    assert held["held_back_until"] == "2026-11-26T08:01:01Z"
+    paused = explained([_event(0, 30, 0)], [], 1, status="paused")
+    assert (paused["decision"], paused["event_counter"], paused["fired_documents"]) == ("paused", 30, [30])
