@@ -43,7 +43,8 @@ from prefect_cluster_triggers.deployments.announcements import announce, trigger
 from prefect_cluster_triggers.deployments.automations import automation_name, save_wake_webhook, sync_automation
 from prefect_cluster_triggers.deployments.contract import ConditionalScheduleConfig, EventScheduleConfig, TriggerStatus
 from prefect_cluster_triggers.deployments.errors import ContractError
-from prefect_cluster_triggers.deployments.firing import EVENT_NAMES, CountedEvent, Firing, count_of, explain
+from prefect_cluster_triggers.deployments.cursors import save_checkpoint
+from prefect_cluster_triggers.deployments.firing import EVENT_NAMES, Checkpoint, CountedEvent, Firing, count_of, explain
 from prefect_cluster_triggers.deployments.settings import get_settings
 from prefect_cluster_triggers.deployments.snapshots import EvaluatorState
 from prefect_cluster_triggers.deployments.status import in_states, of_deployment, trigger_status
@@ -68,6 +69,7 @@ class Evaluator:
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._checked: dict[str, datetime] = {}
         self._evaluated: dict[str, tuple[Any, ...]] = {}
+        self._saved: dict[str, Checkpoint] = {}  # each trigger's checkpoint as this evaluator last stored it
         self._shown: dict[str, EvaluatorState] = {}
         self._to_show: dict[str, EvaluatorState] = {}
         self._writers: dict[str, asyncio.Task] = {}
@@ -138,19 +140,20 @@ class Evaluator:
             recent = self._recent[trigger_id]
             for event_id in [i for i, e in recent.items() if e.occurred < now - _REMEMBER]:
                 del recent[event_id]
-            plan = await event_plan(client, deployment, record, now=now, recent=list(recent.values()))
-            threshold = record.request.schedule_config.event_threshold
-            if status != TriggerStatus.active:
-                self._show(trigger_id, EvaluatorState(event_counter=plan.event_counter,
-                                                      last_cooldown_at=plan.last_cooldown_at))
-                self._record_evaluation(record, explain(plan, threshold=threshold, now=now, status=status.value))
-                return
-            for firing in plan.firings:
-                await _create_firing_run(client, deployment, record, firing)
+            active = status == TriggerStatus.active
+            plan, checkpoint = await event_plan(client, deployment, record, now=now, recent=list(recent.values()),
+                                                fire=active)
+            if active:
+                for firing in plan.firings:  # before the checkpoint that says they consumed their events
+                    await _create_firing_run(client, deployment, record, firing)
+            if checkpoint != self._saved.get(trigger_id):
+                await save_checkpoint(trigger_id, checkpoint)
+                self._saved[trigger_id] = checkpoint
             self._show(trigger_id, EvaluatorState(
-                event_counter=plan.event_counter_after, last_cooldown_at=plan.last_cooldown_at,
-                held_back_until=plan.held_back_until,
+                event_counter=plan.event_counter_after if active else plan.event_counter,
+                last_cooldown_at=plan.last_cooldown_at, held_back_until=plan.held_back_until if active else None,
             ))
+            threshold = record.request.schedule_config.event_threshold
             self._record_evaluation(record, explain(plan, threshold=threshold, now=now, status=status.value))
 
     def _record_evaluation(self, record: TriggerRecord, outcome: dict[str, Any]) -> None:

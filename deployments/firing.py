@@ -140,6 +140,96 @@ def plan(
     )
 
 
+GRACE = timedelta(minutes=10)
+"""How late an event may arrive (its `occurred` before the newest one counted) and still count.
+
+Events are filtered by `occurred`, which the emitter stamps: a batching pipeline or a
+skewed clock sends events "in the past". Each fold re-checks this window (cheaply: a count
+first), so such an event counts exactly once, towards the next firing. Events later than
+this are not counted; the README says so.
+"""
+
+
+class Checkpoint(BaseModel):
+    """An event trigger's durable cursor: what the evaluator has counted so far.
+
+    Folding new events into it is idempotent (ids already folded are skipped), so events
+    Prefect deletes after its retention, an evaluator restart or a replayed wake-up lose or
+    double nothing. Pending events older than `GRACE` are merged into one, so its size is
+    bounded by the events of the last `GRACE`, not by the history.
+    """
+
+    position: ExactUtcDateTime | None = Field(None, description="The newest `occurred` folded.")
+    pending: list[CountedEvent] = Field(default_factory=list, description="Folded, not yet consumed by a firing.")
+    seen: dict[str, ExactUtcDateTime] = Field(
+        default_factory=dict, description="Ids folded that occurred within GRACE of `position`: a re-read skips them."
+    )
+
+    def window_start(self) -> datetime | None:
+        """Events that occurred after this may still be new (late ones included)."""
+        return self.position - GRACE if self.position else None
+
+
+def fold(
+    checkpoint: Checkpoint,
+    events: Iterable[CountedEvent],
+    firings: Iterable[Firing],
+    *,
+    created_at: datetime,
+    threshold: int,
+    cooldown_seconds: int,
+    now: datetime,
+    fire: bool = True,
+) -> tuple[Plan, Checkpoint]:
+    """Fold newly read events into the checkpoint and plan from it (see `plan`).
+
+    Returns the plan and the checkpoint to store once the plan's firings exist (with `fire`
+    False, as for a paused trigger, the checkpoint keeps what those firings would consume:
+    the events count on until it fires). An event counts when it arrives after counting
+    began: the first fold (`checkpoint.position` None) reads from GRACE before the last
+    firing's cutoff (or the trigger's creation) and marks what it finds there as seen. A
+    late event (stamped before the last firing's cutoff or the creation, within GRACE of
+    the newest event, never folded) counts as if it occurred just after that cutoff:
+    towards the next firing, once.
+    """
+    known = list(firings)
+    past = [f.cutoff for f in known if f.due <= now]
+    cutoff = max(past, default=(created_at, _LAST_ID))
+    start = checkpoint.window_start()
+    fresh: dict[str, CountedEvent] = {}
+    occurred: dict[str, datetime] = {}  # as stamped: the window follows the emitters' clocks
+    for event in events:
+        if event.id in checkpoint.seen or (start and event.occurred <= start):
+            continue
+        occurred[event.id] = event.occurred
+        late = event.mark <= cutoff  # stamped before the trigger's creation or its last firing's cutoff
+        if late and checkpoint.position is None:
+            continue  # there already when counting began (the first fold): seen, never counted
+        fresh[event.id] = event.model_copy(update={"occurred": cutoff[0] + timedelta(microseconds=1)}) if late else event
+    pending = {e.id: e for e in checkpoint.pending} | fresh
+    result = plan(pending.values(), known, created_at=created_at, threshold=threshold,
+                  cooldown_seconds=cooldown_seconds, now=now)
+    consumed = max([cutoff, *(f.cutoff for f in result.firings if fire and f.due <= now)])
+    position = max([*occurred.values(), checkpoint.position or created_at])
+    seen = {**checkpoint.seen, **occurred}
+    boundary = position - GRACE
+    left = sorted((e for e in pending.values() if e.mark > consumed), key=lambda e: e.mark)
+    return result, Checkpoint(
+        position=position,
+        pending=_merge_older(left, boundary),
+        seen={i: t for i, t in seen.items() if t > boundary},
+    )
+
+
+def _merge_older(events: list[CountedEvent], boundary: datetime | None) -> list[CountedEvent]:
+    """Pending events older than `boundary` as one event (their total, at the newest one's mark)."""
+    older = [e for e in events if boundary is not None and e.occurred <= boundary]
+    if len(older) < 2:
+        return events
+    merged = CountedEvent(id=f"folded:{older[-1].id}", occurred=older[-1].occurred, count=sum(e.count for e in older))
+    return [merged, *events[len(older):]]
+
+
 def explain(plan_now: Plan, *, threshold: int, now: datetime, status: str = "active") -> dict[str, Any]:
     """Why an event trigger did or did not fire in one evaluation, as its `cluster.trigger.evaluated` payload.
 

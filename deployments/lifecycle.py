@@ -540,7 +540,7 @@ async def _trigger_state(client: PrefectClient, deployment: Any, record: Trigger
     config = record.request.schedule_config
     state = EvaluatorState()
     if isinstance(config, EventScheduleConfig):
-        plan = await event_plan(client, deployment, record)
+        plan, _ = await event_plan(client, deployment, record, pages=1)  # the checkpoint and one page newer
         state = EvaluatorState(event_counter=plan.event_counter, last_cooldown_at=plan.last_cooldown_at)
     elif isinstance(config, ConditionalScheduleConfig):
         measurement = await last_measurement(client, record.trigger_id)

@@ -6,6 +6,7 @@ Shared by the evaluator (which acts on them) and the lifecycle (which shows them
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
@@ -18,7 +19,18 @@ from pydantic import BaseModel, Field
 from prefect_cluster_triggers.deployments._models import UtcDateTime
 from prefect_cluster_triggers.deployments.announcements import EVALUATED, trigger_resource
 from prefect_cluster_triggers.deployments.contract import EventScheduleConfig
-from prefect_cluster_triggers.deployments.firing import EVENT_NAMES, CountedEvent, Firing, Plan, collection_resource, count_of, plan
+from prefect_cluster_triggers.deployments.cursors import load_checkpoint
+from prefect_cluster_triggers.deployments.firing import (
+    EVENT_NAMES,
+    GRACE,
+    Checkpoint,
+    CountedEvent,
+    Firing,
+    Plan,
+    collection_resource,
+    count_of,
+    fold,
+)
 from prefect_cluster_triggers.deployments.status import of_deployment
 from prefect_cluster_triggers.deployments.translate import EVENT_TAG, TriggerRecord
 
@@ -46,28 +58,43 @@ async def event_plan(
     *,
     now: datetime | None = None,
     recent: Iterable[CountedEvent] = (),
-) -> Plan:
-    """The event trigger's plan now: its counter, its cooldown, and the firings owed.
+    pages: int | None = None,
+    fire: bool = True,
+) -> tuple[Plan, Checkpoint]:
+    """The event trigger's plan now, from its checkpoint and the events newer than it.
+
+    Reads the stored checkpoint, the trigger's recent firings and only the collection's
+    events the checkpoint has not folded (see `_unfolded_events`), so the cost does not grow
+    with the history. Returns the plan and the checkpoint to store once its firings exist
+    (the evaluator stores it; `get` does not).
 
     Args:
         recent: events known before Prefect's events API shows them (the evaluator's webhooks).
+        pages: read at most this many pages of newer events (`get`: one); None reads all.
+        fire: whether the plan's firings will be made (not for a paused trigger).
     """
     config = record.request.schedule_config
     if not isinstance(config, EventScheduleConfig):
         raise TypeError(f"trigger {record.trigger_id} is a {record.request.trigger_type} trigger, not an event trigger")
     now = now or datetime.now(timezone.utc)
-    firings = await _recent_firings(client, deployment.id)
-    past = [f.cutoff_occurred for f in firings if f.due <= now]
-    since = max(past, default=deployment.created)
-    events = await _collection_events(client, config, since, now)
-    return plan(
-        [*events, *recent],
-        firings,
-        created_at=deployment.created,
-        threshold=config.event_threshold,
-        cooldown_seconds=config.cooldown_seconds,
-        now=now,
-    )
+    stored, firings = await asyncio.gather(load_checkpoint(record.trigger_id), _recent_firings(client, deployment.id))
+    checkpoint = stored or Checkpoint()
+    if checkpoint.position is None:  # first evaluation: since the last firing (or creation), and GRACE before
+        past = [f.cutoff_occurred for f in firings if f.due <= now]
+        since = max(past, default=deployment.created) - GRACE
+    else:
+        since = await _unfolded_since(client, config, checkpoint)
+    events = await _collection_events(client, config, since, now, pages=pages)
+    return fold(checkpoint, [*events, *recent], firings, created_at=deployment.created,
+                threshold=config.event_threshold, cooldown_seconds=config.cooldown_seconds, now=now, fire=fire)
+
+
+async def _unfolded_since(client: PrefectClient, config: EventScheduleConfig, checkpoint: Checkpoint) -> datetime:
+    """Where the events the checkpoint lacks begin: its position, or the start of its grace window
+    when a late event arrived in it (one count of the window tells: it differs from the ids seen)."""
+    start = checkpoint.window_start()
+    window = await client.read_events(filter=_query(config, start, checkpoint.position), limit=1)
+    return checkpoint.position if window.total == len(checkpoint.seen) else start
 
 
 async def last_measurement(client: PrefectClient, trigger_id: str) -> Measurement | None:
@@ -123,19 +150,26 @@ async def _recent_firings(client: PrefectClient, deployment_id: Any) -> list[Fir
 
 
 async def _collection_events(
-    client: PrefectClient, config: EventScheduleConfig, since: datetime, now: datetime
+    client: PrefectClient, config: EventScheduleConfig, since: datetime, now: datetime, *, pages: int | None = None
 ) -> list[CountedEvent]:
-    query = EventFilter(
-        occurred=EventOccurredFilter(since=since, until=now + timedelta(minutes=1)),
-        event=EventNameFilter(name=[EVENT_NAMES[config.event_type]]),
-        resource=EventResourceFilter(id=[collection_resource(config.collection_id)]),
-    )
-    page = await client.read_events(filter=query, limit=_EVENT_PAGE)
+    page = await client.read_events(filter=_query(config, since, now + timedelta(minutes=1)), limit=_EVENT_PAGE)
     received = list(page.events)
-    while page.next_page:
+    read = 1
+    while page.next_page and (pages is None or read < pages):
         page = await client.read_events_page(str(page.next_page))
         received += page.events
+        read += 1
     return [
         CountedEvent(id=str(e.id), occurred=e.occurred, count=count_of(config.event_type, e.payload))
         for e in received
     ]
+
+
+def _query(config: EventScheduleConfig, since: datetime, until: datetime) -> EventFilter:
+    """The trigger's collection events that occurred in [since, until]."""
+    return EventFilter(
+        occurred=EventOccurredFilter(since=since, until=until),
+        event=EventNameFilter(name=[EVENT_NAMES[config.event_type]]),
+        resource=EventResourceFilter(id=[collection_resource(config.collection_id)]),
+        order=EventOrder.ASC,
+    )

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+from prefect.events import emit_event
+from prefect.events.worker import EventsWorker
 
 from prefect_cluster_triggers.blocks._naming import prefect_name
 from prefect_cluster_triggers.blocks.collection_events import notify_collection
@@ -206,6 +209,24 @@ def test_counting_survives_a_restart_of_the_evaluator(api_process: ApiProcess) -
     time.sleep(_SETTLE)
     assert len(_runs("trg_restart", EVENT_TAG)) == 1 and fired[0].parameters["firing"]["documents"] == 120
     assert get("trg_restart").event_counter == 0
+
+
+def test_20_events_stamped_3_minutes_ago_after_a_firing_count_once() -> None:
+    """A batching pipeline reports late: its events' `occurred` is before the last firing's."""
+    collection = open_collection("col_late")
+    create(_event_trigger("col_late", threshold=20, cooldown=0), "trg_late")
+    collection.add_documents(_blobs(20, seed=21))
+    _wait_runs("trg_late", EVENT_TAG, 1)
+    stamped = datetime.now(timezone.utc) - timedelta(minutes=3)
+    for i in range(20):
+        emit_event(event="cluster.documents_added", resource={"prefect.resource.id": "collection.col_late"},
+                   occurred=stamped + timedelta(milliseconds=i), payload={"count": 1})
+    EventsWorker.drain_all()
+    fired = _wait_runs("trg_late", EVENT_TAG, 2, timeout=60)
+    time.sleep(_SETTLE)
+    assert len(_runs("trg_late", EVENT_TAG)) == 2
+    assert sorted(r.parameters["firing"]["documents"] for r in fired) == [20, 20]
+    assert get("trg_late").event_counter == 0
 
 
 def test_updating_10_documents_and_deleting_5_is_what_the_trigger_counts_and_the_next_run_clusters() -> None:

@@ -6,7 +6,7 @@ import random
 from datetime import datetime, timedelta, timezone
 
 from prefect_cluster_triggers.deployments.contract import EventType
-from prefect_cluster_triggers.deployments.firing import CountedEvent, Firing, count_of, explain, plan
+from prefect_cluster_triggers.deployments.firing import GRACE, Checkpoint, CountedEvent, Firing, count_of, explain, fold, plan
 
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=timezone.utc)
 
@@ -114,3 +114,52 @@ def test_explain_says_why_a_trigger_fired_or_not():
     assert held["held_back_until"] == "2026-11-26T08:01:01Z"
     paused = explained([_event(0, 30, 0)], [], 1, status="paused")
     assert (paused["decision"], paused["event_counter"], paused["fired_documents"]) == ("paused", 30, [30])
+
+
+def _fold(checkpoint: Checkpoint, events: list[CountedEvent], firings: list[Firing], seconds: float,
+          threshold: int = 100, cooldown: int = 0, fire: bool = True):
+    return fold(checkpoint, events, firings, created_at=T0 - timedelta(seconds=1), threshold=threshold,
+                cooldown_seconds=cooldown, now=T0 + timedelta(seconds=seconds), fire=fire)
+
+
+def test_a_checkpoint_carries_counts_past_the_events_prefect_deleted():
+    first = [_event(i, 1, i) for i in range(60)]
+    plan1, checkpoint = _fold(Checkpoint(), first, [], 61)
+    assert plan1.firings == [] and plan1.event_counter == 60
+    # 11 minutes later Prefect has deleted the first 60 events; 60 more arrive.
+    later = [_event(700 + i, 1, 100 + i) for i in range(60)]
+    plan2, checkpoint = _fold(checkpoint, later, [], 761)
+    assert [f.documents for f in plan2.firings] == [100] and plan2.firings[0].cutoff_event_id == "e0139"
+    assert plan2.event_counter_after == 20
+    again, unchanged = _fold(checkpoint, later, plan2.firings, 762)
+    assert again.firings == [] and again.event_counter == 20 and unchanged == checkpoint
+
+
+def test_late_events_after_a_firing_count_once_towards_the_next():
+    plan1, checkpoint = _fold(Checkpoint(), [_event(200, 100, 0)], [], 201)
+    assert len(plan1.firings) == 1
+    late = [_event(20, 1, 10 + i) for i in range(20)]  # occurred three minutes before the firing's event
+    plan2, checkpoint = _fold(checkpoint, late, plan1.firings, 205)
+    assert plan2.firings == [] and plan2.event_counter == 20
+    plan3, checkpoint3 = _fold(checkpoint, late + [_event(210, 80, 99)], plan1.firings, 215)
+    assert [f.documents for f in plan3.firings] == [100], "the 20 late ones and 80 new ones, each once"
+    too_late = CountedEvent(id="old", occurred=T0 + timedelta(seconds=215) - GRACE - timedelta(minutes=1), count=50)
+    plan4, _ = _fold(checkpoint3, [too_late], plan1.firings + plan3.firings, 220)
+    assert plan4.event_counter == 0, "beyond the grace window an event does not count"
+
+
+def test_a_paused_trigger_keeps_its_count_in_the_checkpoint_and_fires_on_resume():
+    events = [_event(i, 50, i) for i in range(3)]
+    paused, checkpoint = _fold(Checkpoint(), events, [], 5, fire=False)
+    assert paused.event_counter == 150 and sum(e.count for e in checkpoint.pending) == 150
+    resumed, _ = _fold(checkpoint, [], [], 6)
+    assert [f.documents for f in resumed.firings] == [100] and resumed.event_counter_after == 50
+
+
+def test_old_pending_events_merge_into_one_keeping_their_total():
+    events = [_event(i, 1, i) for i in range(500)]
+    _, checkpoint = _fold(Checkpoint(), events, [], 501, threshold=10_000)
+    newer = [_event(499 + GRACE.total_seconds() + i, 1, 1000 + i) for i in range(3)]
+    plan, checkpoint = _fold(checkpoint, newer, [], 502 + GRACE.total_seconds(), threshold=10_000)
+    assert plan.event_counter == 503 and sum(e.count for e in checkpoint.pending) == 503
+    assert len(checkpoint.pending) < 10 and len(checkpoint.seen) < 10
