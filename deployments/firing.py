@@ -21,7 +21,7 @@ The rules:
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Mapping
 
 from pydantic import BaseModel, Field
@@ -35,6 +35,7 @@ EVENT_NAMES: dict[EventType, str] = {
     EventType.batch_completed: "cluster.batch_completed",
 }
 _LAST_ID = "\U0010ffff"  # sorts after every event id: a cutoff at a time takes all events of that instant
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def collection_resource(collection_id: str) -> str:
@@ -156,13 +157,16 @@ class Checkpoint(BaseModel):
     Folding new events into it is idempotent (ids already folded are skipped), so events
     Prefect deletes after its retention, an evaluator restart or a replayed wake-up lose or
     double nothing. Pending events older than `GRACE` are merged into one, so its size is
-    bounded by the events of the last `GRACE`, not by the history.
+    bounded by the events of the last `GRACE`, not by the history (and pending events below
+    the threshold are kept as one).
     """
 
     position: ExactUtcDateTime | None = Field(None, description="The newest `occurred` folded.")
     pending: list[CountedEvent] = Field(default_factory=list, description="Folded, not yet consumed by a firing.")
-    seen: dict[str, ExactUtcDateTime] = Field(
-        default_factory=dict, description="Ids folded that occurred within GRACE of `position`: a re-read skips them."
+    seen: dict[str, int] = Field(
+        default_factory=dict,
+        description="Ids folded that occurred within GRACE of `position` (their `occurred` in epoch microseconds, "
+                    "compact for thousands): a re-read skips them.",
     )
 
     def window_start(self) -> datetime | None:
@@ -197,11 +201,11 @@ def fold(
     cutoff = max(past, default=(created_at, _LAST_ID))
     start = checkpoint.window_start()
     fresh: dict[str, CountedEvent] = {}
-    occurred: dict[str, datetime] = {}  # as stamped: the window follows the emitters' clocks
+    occurred: dict[str, int] = {}  # as stamped (epoch microseconds): the window follows the emitters' clocks
     for event in events:
         if event.id in checkpoint.seen or (start and event.occurred <= start):
             continue
-        occurred[event.id] = event.occurred
+        occurred[event.id] = _micros(event.occurred)
         late = event.mark <= cutoff  # stamped before the trigger's creation or its last firing's cutoff
         if late and checkpoint.position is None:
             continue  # there already when counting began (the first fold): seen, never counted
@@ -210,24 +214,43 @@ def fold(
     result = plan(pending.values(), known, created_at=created_at, threshold=threshold,
                   cooldown_seconds=cooldown_seconds, now=now)
     consumed = max([cutoff, *(f.cutoff for f in result.firings if fire and f.due <= now)])
-    position = max([*occurred.values(), checkpoint.position or created_at])
+    newest = max(occurred.values(), default=None)
+    position = max(checkpoint.position or created_at, _from_micros(newest) if newest is not None else created_at)
     seen = {**checkpoint.seen, **occurred}
     boundary = position - GRACE
     left = sorted((e for e in pending.values() if e.mark > consumed), key=lambda e: e.mark)
     return result, Checkpoint(
         position=position,
-        pending=_merge_older(left, boundary),
-        seen={i: t for i, t in seen.items() if t > boundary},
+        pending=_compact(left, boundary=boundary, threshold=threshold, cutoff=consumed),
+        seen={i: t for i, t in seen.items() if t > _micros(boundary)},
     )
 
 
-def _merge_older(events: list[CountedEvent], boundary: datetime | None) -> list[CountedEvent]:
-    """Pending events older than `boundary` as one event (their total, at the newest one's mark)."""
-    older = [e for e in events if boundary is not None and e.occurred <= boundary]
-    if len(older) < 2:
+def _micros(moment: datetime) -> int:
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+def _from_micros(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def _compact(events: list[CountedEvent], *, boundary: datetime, threshold: int,
+             cutoff: tuple[datetime, str]) -> list[CountedEvent]:
+    """The pending events (sorted) as few as counting needs, so a checkpoint stays small.
+
+    Below the threshold all of them become one event placed first after the cutoff: the next
+    firing is then decided by a newer event, exactly as before. At or above it (a paused or
+    cooled-down trigger) only those older than `boundary` merge, at the newest one's mark.
+    """
+    if sum(e.count for e in events) < threshold:
+        merged, mark = events, cutoff[0] + timedelta(microseconds=1)
+    else:
+        merged = [e for e in events if e.occurred <= boundary]
+        mark = merged[-1].occurred if merged else boundary
+    if len(merged) < 2:
         return events
-    merged = CountedEvent(id=f"folded:{older[-1].id}", occurred=older[-1].occurred, count=sum(e.count for e in older))
-    return [merged, *events[len(older):]]
+    total = CountedEvent(id=f"folded:{merged[-1].id}", occurred=mark, count=sum(e.count for e in merged))
+    return [total, *events[len(merged):]]
 
 
 def explain(plan_now: Plan, *, threshold: int, now: datetime, status: str = "active") -> dict[str, Any]:

@@ -159,6 +159,7 @@ def test_a_paused_trigger_keeps_its_count_in_the_checkpoint_and_fires_on_resume(
 def test_old_pending_events_merge_into_one_keeping_their_total():
     events = [_event(i, 1, i) for i in range(500)]
     _, checkpoint = _fold(Checkpoint(), events, [], 501, threshold=10_000)
+    assert [e.count for e in checkpoint.pending] == [500], "below the threshold, one event"
     newer = [_event(499 + GRACE.total_seconds() + i, 1, 1000 + i) for i in range(3)]
     plan, checkpoint = _fold(checkpoint, newer, [], 502 + GRACE.total_seconds(), threshold=10_000)
     assert plan.event_counter == 503 and sum(e.count for e in checkpoint.pending) == 503
