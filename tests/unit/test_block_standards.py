@@ -6,8 +6,11 @@ import pytest
 from prefect.blocks.core import Block
 
 import prefect_cluster_triggers.blocks as blocks
+from prefect_cluster_triggers.deployments.cursors import EventTriggerCursor
 
+# The blocks users make, and the one the evaluator writes (registered on its first save).
 BLOCKS = [v for v in map(blocks.__dict__.get, blocks.__all__) if isinstance(v, type) and issubclass(v, Block)]
+BLOCKS.append(EventTriggerCursor)
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=lambda b: b.__name__)
