@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
-import tempfile
 import time
-from contextlib import ExitStack
-from pathlib import Path
+
+from _private_stack import private_prefect
 
 
 def main() -> int:
@@ -33,15 +31,7 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--repeat", type=int, default=15)
     args = parser.parse_args()
-    data_dir = Path(tempfile.mkdtemp(prefix="event-backlog-"))
-    os.environ.update({"CLUSTER_TRIGGERS_DATA_DIR": str(data_dir), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
-    from prefect_cluster_triggers.deployments.stack import free_port, prefect_server
-
-    env = {**os.environ, "PREFECT_HOME": str(data_dir / "prefect"),
-           "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "0.5"}
-    with ExitStack() as stack:
-        url = stack.enter_context(prefect_server(free_port(), env, log=data_dir / "server.log"))
-        os.environ["PREFECT_API_URL"] = url
+    with private_prefect("event-backlog-"):
         times = asyncio.run(_measure(args.events, args.repeat))
     print(f"event trigger with 10 vs {args.events} events since its last firing; medians of {args.repeat}")
     for name in ("first evaluation", "evaluation", "get"):

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
-import tempfile
 from contextlib import ExitStack
 from datetime import datetime, timezone
-from pathlib import Path
 
 import numpy as np
+
+from _private_stack import private_prefect
 
 _THRESHOLD = 10
 
@@ -36,16 +35,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--firings", type=int, default=20)
     args = parser.parse_args()
-    data_dir = Path(tempfile.mkdtemp(prefix="event-latency-"))
-    os.environ.update({"CLUSTER_TRIGGERS_DATA_DIR": str(data_dir), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
     from prefect_cluster_triggers.deployments.settings import get_settings
-    from prefect_cluster_triggers.deployments.stack import api_server, create_work_pool, free_port, prefect_server, worker
+    from prefect_cluster_triggers.deployments.stack import api_server, create_work_pool, free_port, worker
 
-    env = {**os.environ, "PREFECT_HOME": str(data_dir / "prefect"),
-           "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "0.5"}
     with ExitStack() as stack:
-        url = stack.enter_context(prefect_server(free_port(), env, log=data_dir / "server.log"))
-        env["PREFECT_API_URL"] = os.environ["PREFECT_API_URL"] = url
+        env, data_dir = stack.enter_context(private_prefect("event-latency-"))
         create_work_pool(get_settings().work_pool, env)
         stack.enter_context(worker(get_settings().work_pool, env, log=data_dir / "worker.log"))
         stack.enter_context(api_server(free_port(), env, log=data_dir / "api.log"))

@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import httpx
+
+from _private_stack import private_prefect
 
 
 def main() -> int:
@@ -34,14 +33,7 @@ def main() -> int:
     parser.add_argument("--triggers", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    data_dir = Path(tempfile.mkdtemp(prefix="listing-"))
-    os.environ.update({"CLUSTER_TRIGGERS_DATA_DIR": str(data_dir), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                       "CLUSTER_TRIGGERS_MAX_ACTIVE_TRIGGERS": str(args.triggers + 1)})
-    from prefect_cluster_triggers.deployments.stack import free_port, prefect_server
-
-    env = {**os.environ, "PREFECT_HOME": str(data_dir / "prefect")}
-    with prefect_server(free_port(), env, log=data_dir / "server.log") as url:
-        os.environ["PREFECT_API_URL"] = url
+    with private_prefect("listing-", CLUSTER_TRIGGERS_MAX_ACTIVE_TRIGGERS=str(args.triggers + 1)):
         asyncio.run(_compare(args.triggers, args.rounds))
     return 0
 
