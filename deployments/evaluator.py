@@ -94,9 +94,9 @@ class Evaluator:
             config = record.request.schedule_config
             if not isinstance(config, EventScheduleConfig) or event.get("event") != EVENT_NAMES[config.event_type]:
                 return
-            self._recent[trigger_id][event["id"]] = CountedEvent(
+            self._recent[trigger_id][event["id"]] = CountedEvent(  # an automation calls as Prefect receives it
                 id=event["id"], occurred=datetime.fromisoformat(event["occurred"]),
-                count=count_of(config.event_type, event.get("payload")),
+                count=count_of(config.event_type, event.get("payload")), received=datetime.now(timezone.utc),
             )
             if trigger_status(deployment.paused, deployment.tags) == TriggerStatus.active:
                 await self._fire_events(client, deployment, record)

@@ -57,6 +57,9 @@ class CountedEvent(BaseModel, frozen=True):
     id: str
     occurred: ExactUtcDateTime
     count: int
+    received: ExactUtcDateTime | None = Field(
+        None, description="When Prefect received it; only checked against the trigger's creation, then dropped."
+    )
 
     @property
     def mark(self) -> tuple[datetime, str]:
@@ -189,12 +192,10 @@ def fold(
 
     Returns the plan and the checkpoint to store once the plan's firings exist (with `fire`
     False, as for a paused trigger, the checkpoint keeps what those firings would consume:
-    the events count on until it fires). An event counts when it arrives after counting
-    began: the first fold (`checkpoint.position` None) reads from GRACE before the last
-    firing's cutoff (or the trigger's creation) and marks what it finds there as seen. A
-    late event (stamped before the last firing's cutoff or the creation, within GRACE of
-    the newest event, never folded) counts as if it occurred just after that cutoff:
-    towards the next firing, once.
+    the events count on until it fires). An event counts when Prefect received it after the
+    trigger's creation, whatever its `occurred` says. A late event (stamped before the last
+    firing's cutoff or the creation, within GRACE of the newest event, never folded) counts
+    as if it occurred just after that cutoff: towards the next firing, once.
     """
     known = list(firings)
     past = [f.cutoff for f in known if f.due <= now]
@@ -206,10 +207,13 @@ def fold(
         if event.id in checkpoint.seen or (start and event.occurred <= start):
             continue
         occurred[event.id] = _micros(event.occurred)
-        late = event.mark <= cutoff  # stamped before the trigger's creation or its last firing's cutoff
-        if late and checkpoint.position is None:
-            continue  # there already when counting began (the first fold): seen, never counted
-        fresh[event.id] = event.model_copy(update={"occurred": cutoff[0] + timedelta(microseconds=1)}) if late else event
+        if (event.received or event.occurred) < created_at:
+            continue  # it arrived before the trigger existed: seen, never counted
+        late = event.mark <= cutoff  # stamped before the last firing's cutoff (or the trigger's creation)
+        if late and checkpoint.position is None and past:
+            continue  # the first fold after that firing: the firing consumed it
+        moved = {"occurred": cutoff[0] + timedelta(microseconds=1)} if late else {}
+        fresh[event.id] = event.model_copy(update={**moved, "received": None})
     pending = {e.id: e for e in checkpoint.pending} | fresh
     result = plan(pending.values(), known, created_at=created_at, threshold=threshold,
                   cooldown_seconds=cooldown_seconds, now=now)
@@ -227,7 +231,9 @@ def fold(
 
 
 def _micros(moment: datetime) -> int:
-    return (moment - _EPOCH) // timedelta(microseconds=1)
+    """Epoch microseconds, exactly (any datetime subclass: Prefect hands out pendulum's)."""
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def _from_micros(micros: int) -> datetime:

@@ -20,8 +20,6 @@ from prefect.client.schemas.actions import DeploymentScheduleCreate, DeploymentU
 from prefect.client.schemas.filters import (
     DeploymentFilter,
     DeploymentFilterTags,
-    FlowRunFilter,
-    FlowRunFilterExpectedStartTime,
 )
 from prefect.client.schemas.objects import ConcurrencyLimitStrategy, ConcurrencyOptions, FlowRun, StateType
 from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
@@ -41,7 +39,6 @@ from prefect_cluster_triggers.deployments.contract import (
     CreateTriggerRequest,
     CronScheduleConfig,
     EventScheduleConfig,
-    IntervalScheduleConfig,
     ExecutionConfig,
     TriggerStatus,
     TriggerType,
@@ -72,6 +69,7 @@ from prefect_cluster_triggers.deployments.translate import (
     MANUAL_TAG,
     TRIGGER_TAG,
     TriggerRecord,
+    as_scheduled,
     default_target,
     deployment_fields,
     namespace_tag,
@@ -373,9 +371,12 @@ async def _resume(client: PrefectClient, deployment: Any, record: TriggerRecord)
         await _check_quota(client, record.namespace_id)  # one more active trigger in its namespace
     if FAILED_TAG in deployment.tags:
         await client.update_deployment(deployment.id, DeploymentUpdate(tags=[t for t in deployment.tags if t != FAILED_TAG]))
-    fields = deployment_fields(record, anchor=datetime.now(timezone.utc), target=default_target(), paused=False)
-    if record.request.trigger_type == TriggerType.interval:
-        await _replace_schedules(client, deployment, fields["schedules"])  # next run one interval from now
+    # The schedule as it runs now (the UI may have edited it); one switched off or removed is back on.
+    current, running = as_scheduled(record.request.schedule_config, deployment.schedules)
+    effective = record.model_copy(update={"request": record.request.model_copy(update={"schedule_config": current})})
+    fields = deployment_fields(effective, anchor=datetime.now(timezone.utc), target=default_target(), paused=False)
+    if record.request.trigger_type == TriggerType.interval or (running is None and fields["schedules"]):
+        await _replace_schedules(client, deployment, fields["schedules"])  # an interval: next run one interval from now
     await client.resume_deployment(deployment.id)
     await _set_parameters_status(client, deployment, record, "active")
 
@@ -449,27 +450,19 @@ async def _status(client: PrefectClient, deployment: Any) -> ClusterTrigger:
     """One trigger, read from Prefect directly."""
     record = TriggerRecord.model_validate(deployment.parameters["trigger"])
     now = datetime.now(timezone.utc)
-    figures, upcoming, extra = await asyncio.gather(
+    figures, state = await asyncio.gather(
         snapshots.run_figures(client, deployment.id, now=now),
-        client.read_flow_runs(deployment_filter=of_deployment(deployment.id), flow_run_filter=_scheduled_from(now),
-                              sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=1),
         _trigger_state(client, deployment, record),
     )
+    config = record.request.schedule_config
     return cluster_trigger(
         deployment,
         record,
         execution_config=await _execution_config(record),
         figures=figures,
-        next_scheduled_at=upcoming[0].expected_start_time if upcoming else None,
-        extra=extra,
+        next_scheduled_at=_next_slot(deployment, config, state, now),  # as listing computes it
+        extra=state.shown(config),
     )
-
-
-def _scheduled_from(now: datetime) -> FlowRunFilter:
-    """Scheduled runs due at or after `now`: the next run, not one the worker is about to start."""
-    scheduled = in_states(StateType.SCHEDULED)
-    scheduled.expected_start_time = FlowRunFilterExpectedStartTime(after_=now)
-    return scheduled
 
 
 async def _statuses(client: PrefectClient, deployments: list[Any]) -> list[ClusterTrigger]:
@@ -523,31 +516,33 @@ async def _cluster_definitions(client: PrefectClient) -> dict[str, ExecutionConf
 
 
 def _next_slot(deployment: Any, config: Any, state: EvaluatorState, now: datetime) -> datetime | None:
-    """The next run Prefect will hold, from the deployment's schedule or the evaluator's held-back firing."""
-    if isinstance(config, CronScheduleConfig):
-        times = next_fire_times(config, after=now, count=1)
+    """The next run Prefect will hold: from the schedule that runs (as the UI may have left
+    it), or the evaluator's held-back firing. None rather than a guess (an RRule schedule)."""
+    _, running = as_scheduled(config, deployment.schedules)
+    if getattr(running, "cron", None):
+        cron = CronScheduleConfig.model_construct(cron_expression=running.cron, timezone=running.timezone or "UTC")
+        times = next_fire_times(cron, after=now, count=1)
         return times[0] if times else None
-    if isinstance(config, IntervalScheduleConfig) and deployment.schedules:
-        schedule = deployment.schedules[0].schedule
-        return next_interval_slot(schedule.anchor_date, schedule.interval, now)
+    if getattr(running, "interval", None):
+        return next_interval_slot(running.anchor_date, running.interval, now)
     if state.held_back_until and state.held_back_until > now:
         return state.held_back_until
     return None
 
 
-async def _trigger_state(client: PrefectClient, deployment: Any, record: TriggerRecord) -> dict[str, Any]:
+async def _trigger_state(client: PrefectClient, deployment: Any, record: TriggerRecord) -> EvaluatorState:
     """What event and conditional triggers show beyond runs: the counter, the cooldown, the last check."""
     config = record.request.schedule_config
-    state = EvaluatorState()
     if isinstance(config, EventScheduleConfig):
         plan, _ = await event_plan(client, deployment, record, pages=1)  # the checkpoint and one page newer
-        state = EvaluatorState(event_counter=plan.event_counter, last_cooldown_at=plan.last_cooldown_at)
-    elif isinstance(config, ConditionalScheduleConfig):
+        return EvaluatorState(event_counter=plan.event_counter, last_cooldown_at=plan.last_cooldown_at,
+                              held_back_until=plan.held_back_until)
+    if isinstance(config, ConditionalScheduleConfig):
         measurement = await last_measurement(client, record.trigger_id)
         if measurement is not None:
-            state = EvaluatorState(last_measurement=measurement.value, last_condition_check_at=measurement.checked_at,
-                                   last_check_error=measurement.error)
-    return state.shown(config)
+            return EvaluatorState(last_measurement=measurement.value, last_condition_check_at=measurement.checked_at,
+                                  last_check_error=measurement.error)
+    return EvaluatorState()
 
 
 async def _execution_config(record: TriggerRecord) -> ExecutionConfig | None:

@@ -20,13 +20,15 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from pydantic import BaseModel, Field
 
 from prefect_cluster_triggers.deployments._models import ExactUtcDateTime
-from prefect_cluster_triggers.deployments.contract import ClusterTrigger, TriggerStatus
-from prefect_cluster_triggers.deployments.translate import DISABLED_TAG, FAILED_TAG, TriggerRecord
+from prefect_cluster_triggers.deployments.contract import ClusterTrigger, TriggerStatus, TriggerType
+from prefect_cluster_triggers.deployments.translate import DISABLED_TAG, FAILED_TAG, TriggerRecord, as_scheduled
 
 # An execution is a run that got to run and ended; cancelled runs never count.
 EXECUTED = (StateType.COMPLETED, StateType.FAILED, StateType.CRASHED)
 FAILURES = (StateType.FAILED, StateType.CRASHED)
 STARTED = (*EXECUTED, StateType.RUNNING, StateType.PENDING, StateType.CANCELLING, StateType.CANCELLED)
+
+_CLOCK_TYPES = (TriggerType.cron, TriggerType.interval)
 
 _SEED_STATUS = {
     StateType.SCHEDULED: "pending",
@@ -114,15 +116,21 @@ def cluster_trigger(
     next_scheduled_at: datetime | None,
     extra: dict[str, Any],
 ) -> ClusterTrigger:
-    """The seed's ClusterTrigger for one deployment, its run figures and its evaluator state (`extra`)."""
-    status = trigger_status(deployment.paused, deployment.tags)
+    """The seed's ClusterTrigger for one deployment, its run figures and its evaluator state (`extra`).
+
+    Schedule, status and description follow the deployment, so edits made in the Prefect UI
+    show (see `translate.as_scheduled`): a clock trigger whose schedules are all off is `paused`.
+    """
     request = record.request
+    schedule_config, running = as_scheduled(request.schedule_config, deployment.schedules)
+    stopped = running is None and request.trigger_type in _CLOCK_TYPES
+    status = trigger_status(deployment.paused or stopped, deployment.tags)
     return ClusterTrigger(
         namespace_id=record.namespace_id,
         internal_id=record.internal_id,
         execution_config=execution_config,
         trigger_type=request.trigger_type,
-        schedule_config=request.schedule_config,
+        schedule_config=schedule_config,
         trigger_id=record.trigger_id,
         cluster_id=request.cluster_id,
         status=status,
@@ -130,7 +138,7 @@ def cluster_trigger(
         created_at=deployment.created,
         updated_at=deployment.updated,
         created_by=record.created_by,
-        description=request.description,
+        description=deployment.description or None,
         **figures.model_dump(exclude={"as_of"}),
         **extra,
     )

@@ -12,7 +12,7 @@ and `get` reads it back exactly.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Sequence
 
 from pydantic import BaseModel, Field
 
@@ -67,6 +67,29 @@ def schedules(request: CreateTriggerRequest, *, anchor: datetime) -> list[dict[s
         first = anchor + timedelta(seconds=config.interval_seconds)
         return [{"interval": config.interval_seconds, "anchor_date": format_utc(first), "timezone": "UTC"}]
     return []
+
+
+def as_scheduled(config: Any, deployment_schedules: Sequence[Any]) -> tuple[Any, Any | None]:
+    """A cron or interval trigger's schedule as Prefect will run it, and the schedule that runs it.
+
+    The Prefect UI edits a deployment's schedules directly, so they, not the request the
+    trigger was created with, say what will run. The trigger shows the first active one, in
+    the contract's terms when it fits the trigger's type (a cron for a cron trigger, an
+    interval for an interval trigger; anything else, an RRule say, leaves the recorded
+    config). No active schedule (switched off or removed in the UI) returns None: nothing
+    will run, and the trigger shows `paused`. Event and conditional triggers have no schedule.
+    """
+    if not isinstance(config, (CronScheduleConfig, IntervalScheduleConfig)):
+        return config, None
+    active = [s.schedule for s in deployment_schedules if s.active]
+    if not active:
+        return config, None
+    first = active[0]
+    if isinstance(config, CronScheduleConfig) and getattr(first, "cron", None):
+        return config.model_copy(update={"cron_expression": first.cron, "timezone": first.timezone or "UTC"}), first
+    if isinstance(config, IntervalScheduleConfig) and getattr(first, "interval", None):
+        return config.model_copy(update={"interval_seconds": round(first.interval.total_seconds())}), first
+    return config, first
 
 
 class DeploymentTarget(BaseModel):

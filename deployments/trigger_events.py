@@ -160,7 +160,7 @@ async def _collection_events(
         received += page.events
         read += 1
     return [
-        CountedEvent(id=str(e.id), occurred=e.occurred, count=count_of(config.event_type, e.payload))
+        CountedEvent(id=str(e.id), occurred=e.occurred, count=count_of(config.event_type, e.payload), received=e.received)
         for e in received
     ]
 

@@ -7,17 +7,33 @@ import json
 import os
 import subprocess
 import sys
+import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
 import pytest
+from prefect import get_client
+from prefect.client.schemas.actions import DeploymentUpdate
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterId,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
+from prefect.client.schemas.sorting import FlowRunSort
 
 from prefect_cluster_triggers.deployments import lifecycle
+from prefect_cluster_triggers.deployments._models import format_utc
+from prefect_cluster_triggers.deployments.translate import MANUAL_TAG
 from prefect_cluster_triggers.deployments.access import KeyStore, namespace_id_of
 from prefect_cluster_triggers.deployments.contract import ClusterTrigger, validate_request
 from prefect_cluster_triggers.flows.errors import QuotaExceeded
 from tests.integration.triggers import feed
-from tests.seed_examples import CRON, EVENT
+from tests.seed_examples import CRON, EVENT, INTERVAL
 
 SEED_CURL_BODY = """{
   "trigger_type": "cron",
@@ -194,3 +210,78 @@ def test_schemathesis_finds_no_server_error(api: str, keys: dict[str, str], tmp_
         capture_output=True, text=True, timeout=900, cwd=tmp_path,  # its cache stays out of the project
     )
     assert result.returncode == 0, result.stdout[-4000:]
+
+
+def test_schedules_edited_in_the_prefect_ui_show_in_get_ls_and_rest(api: str, keys: dict[str, str]) -> None:
+    """What the UI's schedule editor, schedule toggle, pause button and description field do,
+    done through Prefect's client; the three views agree with each other and with Prefect."""
+    namespace = namespace_id_of("team-a")
+    fields = ("schedule_config", "status", "next_scheduled_at", "description")
+    with httpx.Client(base_url=f"{api}/v1/clusters", headers=_headers(keys["team-a"], "team-a"), timeout=60) as c:
+        interval_id = c.post("/triggers", content=INTERVAL).json()["trigger_id"]
+        cron_id = c.post("/triggers", content=CRON).json()["trigger_id"]
+
+        def shown(trigger_id: str) -> dict:
+            rest = {f: c.get(f"/triggers/{trigger_id}").json()[f] for f in fields}
+            got = lifecycle.run_sync(lifecycle.get_trigger(trigger_id, namespace)).model_dump(mode="json")
+            listed = [t for t in lifecycle.run_sync(lifecycle.list_triggers(namespace, limit=1000))[0]
+                      if t.trigger_id == trigger_id][0].model_dump(mode="json")
+            assert rest == {f: got[f] for f in fields} == {f: listed[f] for f in fields}
+            return rest
+
+        assert shown(interval_id)["schedule_config"]["interval_seconds"] == 21600
+        _ui(interval_id, lambda d, s: {"schedule": IntervalSchedule(
+            interval=timedelta(minutes=15), anchor_date=datetime.now(timezone.utc) + timedelta(minutes=15))})
+        after = shown(interval_id)
+        assert after["schedule_config"]["interval_seconds"] == 900 and after["status"] == "active"
+        assert after["next_scheduled_at"] == _prefect_next_run(interval_id)
+
+        _ui(cron_id, lambda d, s: {"active": False})
+        switched_off = shown(cron_id)
+        assert switched_off["status"] == "paused" and switched_off["next_scheduled_at"] is None
+        assert c.post(f"/triggers/{cron_id}/resume").json()["status"] == "active"
+        back = shown(cron_id)
+        assert back["next_scheduled_at"] == _prefect_next_run(cron_id)
+        assert back["schedule_config"] == {"cron_expression": "0 2 * * *", "timezone": "UTC"}
+
+        _ui(cron_id, lambda d, s: {"schedule": CronSchedule(cron="30 4 * * 1", timezone="Europe/Berlin")})
+        assert shown(cron_id)["schedule_config"] == {"cron_expression": "30 4 * * 1", "timezone": "Europe/Berlin"}
+        assert shown(cron_id)["next_scheduled_at"] == _prefect_next_run(cron_id)
+
+        async def pause_and_describe() -> None:
+            async with get_client() as client:
+                deployment = await client.read_deployment_by_name(f"cluster-collection/{cron_id}")
+                await client.pause_deployment(deployment.id)
+                await client.update_deployment(deployment.id, DeploymentUpdate(description="edited in the UI"))
+
+        lifecycle.run_sync(pause_and_describe())
+        paused = shown(cron_id)
+        assert (paused["status"], paused["next_scheduled_at"], paused["description"]) == ("paused", None, "edited in the UI")
+
+
+def _ui(trigger_id: str, change) -> None:
+    """Change the deployment's first schedule as the UI's editor or toggle does."""
+    async def edit() -> None:
+        async with get_client() as client:
+            deployment = await client.read_deployment_by_name(f"cluster-collection/{trigger_id}")
+            schedule = deployment.schedules[0]
+            await client.update_deployment_schedule(deployment.id, schedule.id, **change(deployment, schedule))
+    lifecycle.run_sync(edit())
+
+
+def _prefect_next_run(trigger_id: str, timeout: float = 30) -> str:
+    """The earliest run Prefect's scheduler holds for the deployment (waiting for it to make them), as the API shows times."""
+    async def earliest() -> str | None:
+        async with get_client() as client:
+            deployment = await client.read_deployment_by_name(f"cluster-collection/{trigger_id}")
+            runs = await client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
+                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))),
+                sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=10)
+            by_schedule = [r for r in runs if MANUAL_TAG not in r.tags]  # not a start_immediately run
+            return format_utc(by_schedule[0].expected_start_time) if by_schedule else None
+    deadline = time.monotonic() + timeout
+    while (found := lifecycle.run_sync(earliest())) is None:
+        assert time.monotonic() < deadline, f"no scheduled run of {trigger_id} after {timeout} s"
+        time.sleep(1)
+    return found

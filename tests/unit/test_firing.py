@@ -164,3 +164,15 @@ def test_old_pending_events_merge_into_one_keeping_their_total():
     plan, checkpoint = _fold(checkpoint, newer, [], 502 + GRACE.total_seconds(), threshold=10_000)
     assert plan.event_counter == 503 and sum(e.count for e in checkpoint.pending) == 503
     assert len(checkpoint.pending) < 10 and len(checkpoint.seen) < 10
+
+
+def test_what_arrived_before_the_trigger_existed_never_counts_however_late_it_shows():
+    created = T0 - timedelta(seconds=1)
+    before = CountedEvent(id="p", occurred=T0 - timedelta(minutes=2), count=60, received=T0 - timedelta(minutes=2))
+    _, checkpoint = _fold(Checkpoint(), [], [], 1)
+    assert checkpoint.position == created, "a first fold with nothing to count still starts the cursor"
+    shown_late, checkpoint = _fold(checkpoint, [before], [], 5)  # Prefect shows it only now
+    assert shown_late.event_counter == 0 and "p" in checkpoint.seen
+    stamped_early = CountedEvent(id="q", occurred=T0 - timedelta(minutes=2), count=5, received=T0 + timedelta(seconds=6))
+    late, _ = _fold(checkpoint, [stamped_early], [], 7)
+    assert late.event_counter == 5, "stamped before the creation, received after it: counted"

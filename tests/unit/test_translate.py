@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 import yaml
-from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.objects import DeploymentSchedule, FlowRun, StateType
+from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule, RRuleSchedule
 
 from prefect_cluster_triggers.deployments.contract import validate_request
 from prefect_cluster_triggers.deployments.render import render_prefect_yaml
 from prefect_cluster_triggers.deployments.status import consecutive_failures, status_of, trigger_status
 from prefect_cluster_triggers.deployments.translate import (
+    as_scheduled,
     DISABLED_TAG,
     FAILED_TAG,
     DeploymentTarget,
@@ -98,3 +100,21 @@ def test_status_comes_from_pause_and_tags() -> None:
 def test_seed_execution_statuses() -> None:
     assert [status_of(t) for t in (StateType.SCHEDULED, StateType.RUNNING, StateType.COMPLETED, StateType.CRASHED)] == [
         "pending", "processing", "completed", "failed"]
+
+
+def test_a_schedule_edited_in_the_ui_is_the_schedule_the_trigger_shows() -> None:
+    cron = validate_request(json.loads(CRON)).schedule_config
+    interval = validate_request(json.loads(INTERVAL)).schedule_config
+    weekly = CronSchedule(cron="30 4 * * 1", timezone="Europe/Berlin")
+    quarter = IntervalSchedule(interval=timedelta(minutes=15), anchor_date=datetime(2027, 1, 1, tzinfo=timezone.utc))
+    shown, running = as_scheduled(cron, [_deployed(CronSchedule(cron="0 2 * * *"), False), _deployed(weekly)])
+    assert (shown.cron_expression, shown.timezone, running) == ("30 4 * * 1", "Europe/Berlin", weekly)
+    assert as_scheduled(interval, [_deployed(quarter)])[0].interval_seconds == 900
+    assert as_scheduled(cron, [_deployed(weekly, False)]) == (cron, None), "switched off: nothing runs"
+    assert as_scheduled(cron, []) == (cron, None), "removed: nothing runs"
+    rrule = RRuleSchedule(rrule="FREQ=DAILY")
+    assert as_scheduled(interval, [_deployed(rrule)]) == (interval, rrule), "not expressible: the recorded config stays"
+
+
+def _deployed(schedule: object, active: bool = True) -> DeploymentSchedule:
+    return DeploymentSchedule(schedule=schedule, active=active, deployment_id=None)
