@@ -8,13 +8,16 @@ trigger is, and shows in the UI (Blocks, "Event Trigger Cursor") for anyone debu
 
 from __future__ import annotations
 
+import uuid
 from typing import ClassVar
 
 from prefect.blocks.core import Block
+from prefect.client.orchestration import PrefectClient
 from pydantic import Field
 
 from prefect_cluster_triggers.blocks._naming import DOCS_URL
 from prefect_cluster_triggers.deployments.firing import Checkpoint
+from prefect_cluster_triggers.deployments import snapshots
 from prefect_cluster_triggers.deployments.snapshots import variable_name
 
 
@@ -37,6 +40,7 @@ class EventTriggerCursor(Block):
     _description: ClassVar[str] = "How far an event trigger has counted its collection's events (written by the evaluator)."
 
     trigger_id: str = Field(description="The trigger this cursor belongs to.")
+    version: str = Field(description="Changes with every save; also kept in the variable of the same name.")
     checkpoint: Checkpoint = Field(description="Events folded: the newest time, the pending events, the ids seen.")
 
 
@@ -46,12 +50,42 @@ def cursor_name(trigger_id: str) -> str:
 
 async def load_checkpoint(trigger_id: str) -> Checkpoint | None:
     """The trigger's stored checkpoint; None before its first evaluation."""
+    cursor = await _load(trigger_id)
+    return cursor.checkpoint if cursor else None
+
+
+class CursorCache:
+    """The evaluator's copy of each cursor it saved or read, reused while the cursor's version
+    variable (a few bytes) still names it: an evaluation then costs one small read, not the
+    cursor's ids of the last ten minutes' events, and a cursor another process saved is read anew."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, EventTriggerCursor] = {}
+
+    async def load(self, client: PrefectClient, trigger_id: str) -> Checkpoint | None:
+        held = self._held.get(trigger_id)
+        if held is not None:
+            stored = await snapshots.read(client, [cursor_name(trigger_id)])
+            if stored.get(cursor_name(trigger_id)) == held.version:
+                return held.checkpoint
+        cursor = await _load(trigger_id)
+        if cursor is not None:
+            self._held[trigger_id] = cursor
+        return cursor.checkpoint if cursor else None
+
+    async def save(self, client: PrefectClient, trigger_id: str, checkpoint: Checkpoint) -> None:
+        """The block first, then the version variable: a reader that sees the new version finds its block."""
+        held = self._held.get(trigger_id)
+        if held is not None and held.checkpoint == checkpoint:
+            return
+        cursor = EventTriggerCursor(trigger_id=trigger_id, version=uuid.uuid4().hex, checkpoint=checkpoint)
+        await cursor.asave(cursor_name(trigger_id), overwrite=True)
+        await snapshots.save_value(client, cursor_name(trigger_id), cursor.version)
+        self._held[trigger_id] = cursor
+
+
+async def _load(trigger_id: str) -> EventTriggerCursor | None:
     try:
-        cursor = await EventTriggerCursor.aload(cursor_name(trigger_id))
-    except ValueError:  # no such block
+        return await EventTriggerCursor.aload(cursor_name(trigger_id))
+    except ValueError:  # no such block yet
         return None
-    return cursor.checkpoint
-
-
-async def save_checkpoint(trigger_id: str, checkpoint: Checkpoint) -> None:
-    await EventTriggerCursor(trigger_id=trigger_id, checkpoint=checkpoint).asave(cursor_name(trigger_id), overwrite=True)

@@ -43,8 +43,8 @@ from prefect_cluster_triggers.deployments.announcements import announce, trigger
 from prefect_cluster_triggers.deployments.automations import automation_name, save_wake_webhook, sync_automation
 from prefect_cluster_triggers.deployments.contract import ConditionalScheduleConfig, EventScheduleConfig, TriggerStatus
 from prefect_cluster_triggers.deployments.errors import ContractError
-from prefect_cluster_triggers.deployments.cursors import save_checkpoint
-from prefect_cluster_triggers.deployments.firing import EVENT_NAMES, Checkpoint, CountedEvent, Firing, count_of, explain
+from prefect_cluster_triggers.deployments.cursors import CursorCache
+from prefect_cluster_triggers.deployments.firing import EVENT_NAMES, CountedEvent, Firing, count_of, explain
 from prefect_cluster_triggers.deployments.settings import get_settings
 from prefect_cluster_triggers.deployments.snapshots import EvaluatorState
 from prefect_cluster_triggers.deployments.status import in_states, of_deployment, trigger_status
@@ -69,7 +69,7 @@ class Evaluator:
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._checked: dict[str, datetime] = {}
         self._evaluated: dict[str, tuple[Any, ...]] = {}
-        self._saved: dict[str, Checkpoint] = {}  # each trigger's checkpoint as this evaluator last stored it
+        self._cursors = CursorCache()
         self._shown: dict[str, EvaluatorState] = {}
         self._to_show: dict[str, EvaluatorState] = {}
         self._writers: dict[str, asyncio.Task] = {}
@@ -141,14 +141,13 @@ class Evaluator:
             for event_id in [i for i, e in recent.items() if e.occurred < now - _REMEMBER]:
                 del recent[event_id]
             active = status == TriggerStatus.active
-            plan, checkpoint = await event_plan(client, deployment, record, now=now, recent=list(recent.values()),
-                                                fire=active)
+            stored = await self._cursors.load(client, trigger_id)
+            plan, checkpoint = await event_plan(client, deployment, record, stored, now=now,
+                                                recent=list(recent.values()), fire=active)
             if active:
                 for firing in plan.firings:  # before the checkpoint that says they consumed their events
                     await _create_firing_run(client, deployment, record, firing)
-            if checkpoint != self._saved.get(trigger_id):
-                await save_checkpoint(trigger_id, checkpoint)
-                self._saved[trigger_id] = checkpoint
+            await self._cursors.save(client, trigger_id, checkpoint)
             self._show(trigger_id, EvaluatorState(
                 event_counter=plan.event_counter_after if active else plan.event_counter,
                 last_cooldown_at=plan.last_cooldown_at, held_back_until=plan.held_back_until if active else None,

@@ -49,6 +49,7 @@ from prefect_cluster_triggers.deployments.settings import get_settings
 from prefect_cluster_triggers.deployments.access import namespace_id_of
 from prefect_cluster_triggers.deployments.announcements import announce
 from prefect_cluster_triggers.deployments.automations import sync_automation, wake_webhook_id
+from prefect_cluster_triggers.deployments.cursors import load_checkpoint
 from prefect_cluster_triggers.deployments.status import (
     FAILURES,
     STARTED,
@@ -534,7 +535,8 @@ async def _trigger_state(client: PrefectClient, deployment: Any, record: Trigger
     """What event and conditional triggers show beyond runs: the counter, the cooldown, the last check."""
     config = record.request.schedule_config
     if isinstance(config, EventScheduleConfig):
-        plan, _ = await event_plan(client, deployment, record, pages=1)  # the checkpoint and one page newer
+        stored = await load_checkpoint(record.trigger_id)
+        plan, _ = await event_plan(client, deployment, record, stored, pages=1)  # the checkpoint and one page newer
         return EvaluatorState(event_counter=plan.event_counter, last_cooldown_at=plan.last_cooldown_at,
                               held_back_until=plan.held_back_until)
     if isinstance(config, ConditionalScheduleConfig):

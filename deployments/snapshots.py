@@ -84,7 +84,11 @@ async def run_figures(client: PrefectClient, deployment_id: Any, *, now: datetim
 
 async def save(client: PrefectClient, name: str, value: BaseModel) -> None:
     """Create or replace one snapshot variable."""
-    data = value.model_dump(mode="json")
+    await save_value(client, name, value.model_dump(mode="json"))
+
+
+async def save_value(client: PrefectClient, name: str, data: Any) -> None:
+    """Create or replace one variable holding `data` (JSON)."""
     try:
         await client.update_variable(VariableUpdate(name=name, value=data))
         return

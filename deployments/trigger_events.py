@@ -6,7 +6,6 @@ Shared by the evaluator (which acts on them) and the lifecycle (which shows them
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
@@ -19,7 +18,6 @@ from pydantic import BaseModel, Field
 from prefect_cluster_triggers.deployments._models import UtcDateTime
 from prefect_cluster_triggers.deployments.announcements import EVALUATED, trigger_resource
 from prefect_cluster_triggers.deployments.contract import EventScheduleConfig
-from prefect_cluster_triggers.deployments.cursors import load_checkpoint
 from prefect_cluster_triggers.deployments.firing import (
     EVENT_NAMES,
     GRACE,
@@ -55,6 +53,7 @@ async def event_plan(
     client: PrefectClient,
     deployment: Any,
     record: TriggerRecord,
+    stored: Checkpoint | None,
     *,
     now: datetime | None = None,
     recent: Iterable[CountedEvent] = (),
@@ -63,8 +62,8 @@ async def event_plan(
 ) -> tuple[Plan, Checkpoint]:
     """The event trigger's plan now, from its checkpoint and the events newer than it.
 
-    Reads the stored checkpoint, the trigger's recent firings and only the collection's
-    events the checkpoint has not folded (see `_unfolded_events`), so the cost does not grow
+    From the stored checkpoint (`cursors`), the trigger's recent firings and only the
+    collection's events the checkpoint has not folded (see `_unfolded_events`), so the cost does not grow
     with the history. Returns the plan and the checkpoint to store once its firings exist
     (the evaluator stores it; `get` does not).
 
@@ -77,7 +76,7 @@ async def event_plan(
     if not isinstance(config, EventScheduleConfig):
         raise TypeError(f"trigger {record.trigger_id} is a {record.request.trigger_type} trigger, not an event trigger")
     now = now or datetime.now(timezone.utc)
-    stored, firings = await asyncio.gather(load_checkpoint(record.trigger_id), _recent_firings(client, deployment.id))
+    firings = await _recent_firings(client, deployment.id)
     checkpoint = stored or Checkpoint()
     if checkpoint.position is None:  # first evaluation: since the last firing (or creation), and GRACE before
         past = [f.cutoff_occurred for f in firings if f.due <= now]
