@@ -50,7 +50,6 @@ class StoredRun:
             for row in table.to_pylist()
         ]
 
-
     def export_members(self, destination: Path) -> int:
         """Stream the members to a CSV, JSON Lines or Parquet file (by its suffix); the rows written.
 

@@ -18,7 +18,6 @@ from pydantic import Field
 from prefect_cluster_triggers.blocks._naming import DOCS_URL
 from prefect_cluster_triggers.deployments.firing import Checkpoint
 from prefect_cluster_triggers.deployments import snapshots
-from prefect_cluster_triggers.deployments.snapshots import variable_name
 
 
 class EventTriggerCursor(Block):
@@ -45,7 +44,7 @@ class EventTriggerCursor(Block):
 
 
 def cursor_name(trigger_id: str) -> str:
-    return variable_name("cursor", trigger_id)
+    return snapshots.variable_name("cursor", trigger_id)
 
 
 async def load_checkpoint(trigger_id: str) -> Checkpoint | None:

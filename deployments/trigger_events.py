@@ -63,7 +63,7 @@ async def event_plan(
     """The event trigger's plan now, from its checkpoint and the events newer than it.
 
     From the stored checkpoint (`cursors`), the trigger's recent firings and only the
-    collection's events the checkpoint has not folded (see `_unfolded_events`), so the cost does not grow
+    collection's events the checkpoint has not folded (see `_unfolded_since`), so the cost does not grow
     with the history. Returns the plan and the checkpoint to store once its firings exist
     (the evaluator stores it; `get` does not).
 
@@ -97,16 +97,7 @@ async def _unfolded_since(client: PrefectClient, config: EventScheduleConfig, ch
 
 
 async def last_measurement(client: PrefectClient, trigger_id: str) -> Measurement | None:
-    page = await client.read_events(
-        filter=EventFilter(
-            occurred=EventOccurredFilter(since=datetime(2000, 1, 1, tzinfo=timezone.utc),
-                                         until=datetime.now(timezone.utc) + timedelta(minutes=1)),
-            event=EventNameFilter(name=[MEASURED]),
-            resource=EventResourceFilter(id=[trigger_resource(trigger_id)]),
-            order=EventOrder.DESC,
-        ),
-        limit=1,
-    )
+    page = await client.read_events(filter=_trigger_events(trigger_id, MEASURED), limit=1)
     return Measurement.model_validate(page.events[0].payload) if page.events else None
 
 
@@ -122,20 +113,9 @@ class Evaluation(BaseModel):
 
 async def evaluations(client: PrefectClient, trigger_id: str, *, limit: int) -> list[Evaluation]:
     """The trigger's latest evaluations, newest first, from Prefect's event feed (at most `limit`)."""
-    query = EventFilter(
-        occurred=EventOccurredFilter(since=datetime(2000, 1, 1, tzinfo=timezone.utc),
-                                     until=datetime.now(timezone.utc) + timedelta(minutes=1)),
-        event=EventNameFilter(name=[EVALUATED, MEASURED]),
-        resource=EventResourceFilter(id=[trigger_resource(trigger_id)]),
-        order=EventOrder.DESC,
-    )
-    page = await client.read_events(filter=query, limit=min(limit, _EVENT_PAGE))
-    found = list(page.events)
-    while page.next_page and len(found) < limit:
-        page = await client.read_events_page(str(page.next_page))
-        found += page.events
+    found = await _read_events(client, _trigger_events(trigger_id, EVALUATED, MEASURED), limit=limit)
     return [Evaluation(occurred=e.occurred, event=e.event, decision=e.payload.get("decision"), details=dict(e.payload))
-            for e in found[:limit]]
+            for e in found]
 
 
 async def _recent_firings(client: PrefectClient, deployment_id: Any) -> list[Firing]:
@@ -151,13 +131,8 @@ async def _recent_firings(client: PrefectClient, deployment_id: Any) -> list[Fir
 async def _collection_events(
     client: PrefectClient, config: EventScheduleConfig, since: datetime, now: datetime, *, pages: int | None = None
 ) -> list[CountedEvent]:
-    page = await client.read_events(filter=_query(config, since, now + timedelta(minutes=1)), limit=_EVENT_PAGE)
-    received = list(page.events)
-    read = 1
-    while page.next_page and (pages is None or read < pages):
-        page = await client.read_events_page(str(page.next_page))
-        received += page.events
-        read += 1
+    query = _query(config, since, now + timedelta(minutes=1))
+    received = await _read_events(client, query, limit=pages * _EVENT_PAGE if pages else None)
     return [
         CountedEvent(id=str(e.id), occurred=e.occurred, count=count_of(config.event_type, e.payload), received=e.received)
         for e in received
@@ -172,3 +147,25 @@ def _query(config: EventScheduleConfig, since: datetime, until: datetime) -> Eve
         resource=EventResourceFilter(id=[collection_resource(config.collection_id)]),
         order=EventOrder.ASC,
     )
+
+
+def _trigger_events(trigger_id: str, *names: str) -> EventFilter:
+    """Events of these names on the trigger's own resource, all that Prefect keeps, newest first."""
+    return EventFilter(
+        occurred=EventOccurredFilter(since=datetime(2000, 1, 1, tzinfo=timezone.utc),
+                                     until=datetime.now(timezone.utc) + timedelta(minutes=1)),
+        event=EventNameFilter(name=list(names)),
+        resource=EventResourceFilter(id=[trigger_resource(trigger_id)]),
+        order=EventOrder.DESC,
+    )
+
+
+async def _read_events(client: PrefectClient, query: EventFilter, *, limit: int | None) -> list[Any]:
+    """The events `query` matches, page by page (Prefect answers 50 at a time), at most `limit` (None: all)."""
+    page = await client.read_events(filter=query, limit=min(limit or _EVENT_PAGE, _EVENT_PAGE))
+    found = list(page.events)
+    while page.next_page and (limit is None or len(found) < limit):
+        page = await client.read_events_page(str(page.next_page))
+        found += page.events
+    return found[:limit]
+

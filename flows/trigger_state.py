@@ -75,13 +75,12 @@ def record_run(flow: Any, flow_run: Any, state: Any) -> None:
 async def _record_run(deployment_id: Any, *, failed: bool) -> None:
     async with get_client() as client:
         deployment = await client.read_deployment(deployment_id)
-        trigger_id = TriggerRecord.model_validate(deployment.parameters["trigger"]).trigger_id
+        record = TriggerRecord.model_validate(deployment.parameters["trigger"])
         figures = await snapshots.run_figures(client, deployment_id, now=datetime.now(timezone.utc))
-        await snapshots.save(client, snapshots.variable_name("runs", trigger_id), figures)
+        await snapshots.save(client, snapshots.variable_name("runs", record.trigger_id), figures)
         if failed and figures.consecutive_failures >= get_settings().max_consecutive_failures:
             await _stop_failed(client, deployment, figures.consecutive_failures)
-            record = TriggerRecord.model_validate(deployment.parameters["trigger"])
-            announce("failed", trigger_id, record.namespace_id, consecutive_failures=figures.consecutive_failures,
+            announce("failed", record.trigger_id, record.namespace_id, consecutive_failures=figures.consecutive_failures,
                      last_execution_error=figures.last_execution_error)
 
 
