@@ -4,7 +4,8 @@ Starts its own stack (a Prefect server on SQLite, or on `--database-url`, and
 `cluster-triggers api`) and an API key, then, on an httpx async client over 127.0.0.1:
 
 * creates: 60 concurrent `POST /v1/clusters/triggers` in a namespace whose quota is 50,
-  next to 60 concurrent `POST /api/deployments/` (Prefect's create of the same deployment);
+  next to 60 concurrent `POST /api/deployments/` of the same deployment (one of ours as
+  created: parameters, schema, schedule, tags) under new names;
 * one GET: sequential `GET /v1/clusters/triggers/{id}` next to `GET /api/deployments/{id}`;
 * 100 concurrent GETs of the triggers, next to 100 of their deployments;
 * 50 concurrent `POST /v1/clusters/triggers/list`, next to 50 `POST /api/deployments/filter`
@@ -56,12 +57,11 @@ async def _bursts(url: str, prefect: str, key: str) -> int:
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=_TIMEOUT, limits=limits) as ours, \
             httpx.AsyncClient(base_url=prefect, timeout=_TIMEOUT, limits=limits) as theirs:
-        flow_id = (await theirs.post("/flows/", json={"name": "api-load-baseline"})).json()["id"]
         body = {"trigger_type": "cron", "schedule_config": {"cron_expression": "*/5 * * * *"},
                 "execution_config": {"collection_ids": ["bench"], "config": {"algorithm": "kmeans", "n_clusters": 3}}}
         created = await _burst("creates", _CREATES, lambda i: ours.post(_TRIGGERS, json=body),
-                               lambda i: theirs.post("/deployments/", json={"name": f"baseline-{i}", "flow_id": flow_id,
-                                                                            "tags": ["api-load"]}))
+                               lambda i: theirs.post("/deployments/", json={**same, "name": f"baseline-{i}"}),
+                               between=lambda: _deployment_body(theirs))
         triggers = [r.json()["trigger_id"] for r in created if r.status_code == 200]
         deployments = (await theirs.post("/deployments/filter", json={"limit": 200})).json()
         deployment_ids = [d["id"] for d in deployments if d["name"] in triggers]
@@ -76,9 +76,12 @@ async def _bursts(url: str, prefect: str, key: str) -> int:
 
 
 async def _burst(name: str, count: int, ours: Callable[[int], Awaitable[httpx.Response]],
-                 theirs: Callable[[int], Awaitable[httpx.Response]]) -> list[httpx.Response]:
+                 theirs: Callable[[int], Awaitable[httpx.Response]],
+                 between: Callable[[], Awaitable[None]] | None = None) -> list[httpx.Response]:
     """`count` concurrent calls of each side, ours first; prints the comparison; returns our answers."""
     our_answers, our_times, our_wall = await _concurrently(count, ours)
+    if between is not None:
+        await between()
     _, their_times, their_wall = await _concurrently(count, theirs)
     codes = Counter(a.status_code if isinstance(a, httpx.Response) else type(a).__name__ for a in our_answers)
     print(f"\n{count} concurrent {name}: ours answered {dict(sorted(codes.items(), key=str))}")
@@ -87,6 +90,18 @@ async def _burst(name: str, count: int, ours: Callable[[int], Awaitable[httpx.Re
     print(f"  ratio ours/prefect: throughput {their_wall / our_wall:.2f}x, "
           f"p50 {_pct(our_times, 50) / _pct(their_times, 50):.2f}x, p95 {_pct(our_times, 95) / _pct(their_times, 95):.2f}x")
     return [a for a in our_answers if isinstance(a, httpx.Response)]
+
+
+same: dict = {}
+
+
+async def _deployment_body(prefect: httpx.AsyncClient) -> None:
+    """What Prefect's side of the create burst posts: one of our triggers' deployments as created, under new names."""
+    found = (await prefect.post("/deployments/filter", json={"limit": 1})).json()[0]
+    schedules = [{"schedule": s["schedule"], "active": s["active"]} for s in found["schedules"]]
+    same.update({k: found[k] for k in ("flow_id", "parameters", "parameter_openapi_schema", "enforce_parameter_schema",
+                                       "tags", "description", "work_pool_name", "entrypoint", "pull_steps", "paused")},
+                schedules=schedules, tags=["api-load-baseline"])
 
 
 async def _concurrently(count: int, call: Callable[[int], Awaitable[httpx.Response]]):

@@ -22,6 +22,7 @@ from prefect.logging import get_logger
 from pydantic import BaseModel, Field, ValidationError
 
 from prefect_cluster_triggers.deployments import lifecycle
+from prefect_cluster_triggers.deployments._client import shared_client
 from prefect_cluster_triggers.deployments.access import ApiKey, KeyStore, namespace_id_of
 from prefect_cluster_triggers.deployments.automations import WAKE_PATH
 from prefect_cluster_triggers.deployments.contract import ClusterTrigger, CreateTriggerRequest, TriggerStatus, TriggerType
@@ -35,15 +36,16 @@ from prefect_cluster_triggers.flows.errors import Conflict, NotFound
 
 @asynccontextmanager
 async def _evaluating(app: FastAPI) -> AsyncIterator[None]:
-    """The evaluator of event and conditional triggers lives as long as the API."""
+    """The evaluator of event and conditional triggers, and the Prefect client of requests, live as long as the API."""
     settings = get_settings()
     evaluator = Evaluator(settings.wake_url or f"http://127.0.0.1:{settings.api_port}")
-    await evaluator.start()
-    app.state.evaluator, app.state.wakes = evaluator, set()
-    try:
-        yield
-    finally:
-        await evaluator.stop()
+    async with shared_client():
+        await evaluator.start()
+        app.state.evaluator, app.state.wakes = evaluator, set()
+        try:
+            yield
+        finally:
+            await evaluator.stop()
 
 
 app = FastAPI(

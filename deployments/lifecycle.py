@@ -15,7 +15,7 @@ from typing import Any
 from uuid import UUID
 
 import httpx
-from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.actions import DeploymentScheduleCreate, DeploymentUpdate, WorkPoolCreate
 from prefect.client.schemas.filters import (
     DeploymentFilter,
@@ -29,7 +29,7 @@ from prefect.states import Scheduled
 from pydantic import BaseModel, ValidationError
 
 from prefect_cluster_triggers.blocks._result_files import ResultFiles
-from prefect_cluster_triggers.blocks.cluster_definition import ClusterDefinition, load_cluster_definition
+from prefect_cluster_triggers.blocks.cluster_definition import ClusterDefinition
 from prefect_cluster_triggers.blocks.result_store import default_result_store
 from prefect_cluster_triggers.deployments._models import UtcDateTime
 from prefect_cluster_triggers.deployments.contract import (
@@ -46,6 +46,7 @@ from prefect_cluster_triggers.deployments.contract import (
 )
 from prefect_cluster_triggers.deployments.errors import ContractError, Problem
 from prefect_cluster_triggers.deployments.settings import get_settings
+from prefect_cluster_triggers.deployments._client import prefect_client
 from prefect_cluster_triggers.deployments.access import namespace_id_of
 from prefect_cluster_triggers.deployments.announcements import announce
 from prefect_cluster_triggers.deployments.automations import sync_automation, wake_webhook_id
@@ -75,7 +76,7 @@ from prefect_cluster_triggers.deployments.translate import (
     deployment_fields,
     namespace_tag,
 )
-from prefect_cluster_triggers.deployments import snapshots
+from prefect_cluster_triggers.deployments import quota, snapshots
 from prefect_cluster_triggers.deployments.fire_times import next_fire_times, next_interval_slot
 from prefect_cluster_triggers.deployments.snapshots import EvaluatorState
 from prefect_cluster_triggers.deployments.trigger_events import Evaluation, evaluations, event_plan, last_measurement
@@ -120,30 +121,40 @@ async def create_trigger(
         created_by=created_by,
         request=request,
     )
-    async with get_client() as client:
+    async with prefect_client() as client:
         try:
             await client.read_deployment_by_name(f"{FLOW_NAME}/{record.trigger_id}")
         except ObjectNotFound:
             pass
         else:
             raise Conflict(f"trigger {record.trigger_id!r} already exists")
-        if request.status == "active":
-            await _check_quota(client, record.namespace_id)
-        await asyncio.to_thread(default_result_store)  # where results go is fixed here, never by a worker
-        now = datetime.now(timezone.utc)
-        target = default_target()
-        fields = deployment_fields(record, anchor=now, target=target, paused=request.status == "paused")
-        deployment_id = await _create_deployment(client, fields, target.pull_steps)
+        active = request.status == "active"
+        slot = await quota.claim(client, record.namespace_id, record.trigger_id) if active else None
+        try:
+            await asyncio.to_thread(default_result_store)  # where results go is fixed here, never by a worker
+            now = datetime.now(timezone.utc)
+            target = default_target()
+            fields = deployment_fields(record, anchor=now, target=target, paused=not active)
+            deployment_id = await _create_deployment(client, fields, target.pull_steps)
+            if slot is not None and not await quota.confirm(client, slot):
+                await client.delete_deployment(deployment_id)
+                raise QuotaExceeded(f"namespace {record.namespace_id}: its last free slot went to another trigger "
+                                    f"while this one was made; try again")
+        except Exception:
+            if slot is not None:
+                await quota.release(client, record.namespace_id, record.trigger_id)
+            raise
         schedule = request.schedule_config
-        if request.trigger_type == TriggerType.interval and schedule.start_immediately and request.status == "active":
+        if request.trigger_type == TriggerType.interval and schedule.start_immediately and active:
             await client.create_flow_run_from_deployment(
-                deployment_id, state=Scheduled(scheduled_time=now), tags=[MANUAL_TAG]
+                deployment_id, state=Scheduled(scheduled_time=now), tags=[MANUAL_TAG],
+                idempotency_key=f"start-immediately-{record.trigger_id}",
             )
         return await _changed(client, record.trigger_id, record.namespace_id, "created")
 
 
 async def get_trigger(trigger_id: str, namespace_id: str | None = None) -> ClusterTrigger:
-    async with get_client() as client:
+    async with prefect_client() as client:
         return await _read(client, trigger_id, _namespace(namespace_id))
 
 
@@ -165,7 +176,7 @@ async def list_triggers(
     """
     namespace_id = _namespace(namespace_id)
     tags = [TRIGGER_TAG, namespace_tag(namespace_id)] + ([f"trigger-type:{trigger_type}"] if trigger_type else [])
-    async with get_client() as client:
+    async with prefect_client() as client:
         deployments = await client.read_deployments(
             deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=tags)),
             sort=DeploymentSort.CREATED_DESC,
@@ -198,7 +209,7 @@ async def update_trigger(trigger_id: str, changes: dict[str, Any], namespace_id:
     unknown = [key for key in changes if key not in UPDATABLE]
     if unknown:
         raise ContractError([Problem(key, f"unknown field; allowed: {', '.join(UPDATABLE)}") for key in unknown])
-    async with get_client() as client:
+    async with prefect_client() as client:
         deployment, record = await _find(client, trigger_id, namespace_id)
         _refuse_if_disabled(deployment, record)
         merged = {**record.request.model_dump(mode="json", exclude_none=True), **changes}
@@ -229,7 +240,7 @@ async def resume_trigger(trigger_id: str, namespace_id: str | None = None) -> Cl
 
 async def _switch(trigger_id: str, namespace_id: str | None, action: Any, event: str) -> ClusterTrigger:
     """Pause or resume a trigger that is not deleted."""
-    async with get_client() as client:
+    async with prefect_client() as client:
         deployment, record = await _find(client, trigger_id, namespace_id)
         _refuse_if_disabled(deployment, record)
         await action(client, deployment, record)
@@ -238,17 +249,18 @@ async def _switch(trigger_id: str, namespace_id: str | None, action: Any, event:
 
 async def delete_trigger(trigger_id: str, namespace_id: str | None = None) -> ClusterTrigger:
     """Soft delete: the deployment stays (history kept) but is paused and marked disabled."""
-    async with get_client() as client:
+    async with prefect_client() as client:
         deployment, record = await _find(client, trigger_id, namespace_id)
         await client.update_deployment(deployment.id, DeploymentUpdate(tags=_with_tags(deployment.tags, DISABLED_TAG)))
         await _stop_schedule(client, deployment.id)
+        await quota.release(client, record.namespace_id, trigger_id)
         return await _changed(client, trigger_id, record.namespace_id, "deleted")
 
 
 async def execute_trigger(trigger_id: str, namespace_id: str | None = None, *, wait: bool = False,
                           timeout_seconds: float = 3600) -> Execution:
     """Run the trigger now, outside its schedule; with `wait`, until the run ends."""
-    async with get_client() as client:
+    async with prefect_client() as client:
         deployment, record = await _find(client, trigger_id, namespace_id)
         _refuse_if_disabled(deployment, record)
         run = await client.create_flow_run_from_deployment(deployment.id, tags=[MANUAL_TAG])
@@ -270,7 +282,7 @@ async def trigger_history(
 ) -> tuple[list[Execution], int]:
     """Executions of a trigger, newest first, and how many there are."""
     states = [s for s in STARTED if status_filter is None or status_of(s) == status_filter]
-    async with get_client() as client:
+    async with prefect_client() as client:
         deployment, record = await _find(client, trigger_id, namespace_id)
         runs_filter, by_deployment = in_states(*states), of_deployment(deployment.id)
         runs: list[FlowRun] = []
@@ -289,7 +301,7 @@ async def trigger_history(
 
 async def trigger_evaluations(trigger_id: str, namespace_id: str | None = None, *, limit: int = 50) -> list[Evaluation]:
     """Why the trigger did or did not fire, evaluation by evaluation, newest first."""
-    async with get_client() as client:
+    async with prefect_client() as client:
         await _find(client, trigger_id, namespace_id)
         return await evaluations(client, trigger_id, limit=limit)
 
@@ -304,8 +316,7 @@ async def _create_deployment(client: PrefectClient, fields: dict[str, Any], pull
     from prefect_cluster_triggers.flows.clustering_flow import cluster_collection
     from prefect.utilities.callables import parameter_schema
 
-    flow_id = await client.create_flow_from_name(FLOW_NAME)
-    await _ensure_work_pool(client, fields["work_pool"]["name"])
+    flow_id, _ = await asyncio.gather(_flow_id(client), _ensure_work_pool(client, fields["work_pool"]["name"]))
     return await client.create_deployment(
         flow_id=flow_id,
         name=fields["name"],
@@ -323,6 +334,16 @@ async def _create_deployment(client: PrefectClient, fields: dict[str, Any], pull
         concurrency_limit=fields["concurrency_limit"]["limit"],
         concurrency_options=ConcurrencyOptions(collision_strategy=ConcurrencyLimitStrategy.ENQUEUE),
     )
+
+
+async def _flow_id(client: PrefectClient) -> UUID:
+    """The shared flow's id, created on first use: a read, where creating every time would be a write per trigger."""
+    try:
+        return (await client.read_flow_by_name(FLOW_NAME)).id
+    except httpx.HTTPStatusError as exc:  # what Prefect's client raises for a missing flow
+        if exc.response.status_code != 404:
+            raise
+    return await client.create_flow_from_name(FLOW_NAME)
 
 
 async def _ensure_work_pool(client: PrefectClient, name: str) -> None:
@@ -356,6 +377,7 @@ async def _replace_schedules(client: PrefectClient, deployment: Any, entries: li
 async def _pause(client: PrefectClient, deployment: Any, record: TriggerRecord) -> None:
     await _stop_schedule(client, deployment.id)
     await _set_parameters_status(client, deployment, record, "paused")
+    await quota.release(client, record.namespace_id, record.trigger_id)
 
 
 async def _stop_schedule(client: PrefectClient, deployment_id: UUID) -> None:
@@ -368,8 +390,10 @@ async def _stop_schedule(client: PrefectClient, deployment_id: UUID) -> None:
 
 
 async def _resume(client: PrefectClient, deployment: Any, record: TriggerRecord) -> None:
+    """Active again, holding a quota slot (one more active trigger in its namespace)."""
+    slot = None
     if trigger_status(deployment.paused, deployment.tags) != TriggerStatus.active:
-        await _check_quota(client, record.namespace_id)  # one more active trigger in its namespace
+        slot = await quota.claim(client, record.namespace_id, record.trigger_id)
     if FAILED_TAG in deployment.tags:
         await client.update_deployment(deployment.id, DeploymentUpdate(tags=[t for t in deployment.tags if t != FAILED_TAG]))
     # The schedule as it runs now (the UI may have edited it); one switched off or removed is back on.
@@ -380,6 +404,10 @@ async def _resume(client: PrefectClient, deployment: Any, record: TriggerRecord)
         await _replace_schedules(client, deployment, fields["schedules"])  # an interval: next run one interval from now
     await client.resume_deployment(deployment.id)
     await _set_parameters_status(client, deployment, record, "active")
+    if slot is not None and not await quota.confirm(client, slot):
+        await _pause(client, deployment, record)
+        raise QuotaExceeded(f"namespace {record.namespace_id}: its last free slot went to another trigger "
+                            f"while this one resumed; try again")
 
 
 async def _set_parameters_status(client: PrefectClient, deployment: Any, record: TriggerRecord, status: str) -> None:
@@ -391,20 +419,6 @@ async def _set_parameters_status(client: PrefectClient, deployment: Any, record:
 def _namespace(namespace: str | None) -> str:
     """The namespace id for a name or id given by a caller; the default namespace when none."""
     return namespace_id_of(namespace or get_settings().namespace)
-
-
-async def _check_quota(client: PrefectClient, namespace: str) -> None:
-    """Refuse one more active trigger in a namespace at its maximum."""
-    limit = get_settings().max_active_triggers
-    deployments = await client.read_deployments(
-        deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=[TRIGGER_TAG, namespace_tag(namespace)]))
-    )
-    active = [d for d in deployments if trigger_status(d.paused, d.tags) == TriggerStatus.active]
-    if len(active) >= limit:
-        raise QuotaExceeded(
-            f"namespace {namespace} already has {len(active)} active triggers, the maximum "
-            f"(setting CLUSTER_TRIGGERS_MAX_ACTIVE_TRIGGERS); pause or delete one first"
-        )
 
 
 async def _find(client: PrefectClient, trigger_id: str, namespace_id: str | None) -> tuple[Any, TriggerRecord]:
@@ -435,57 +449,50 @@ async def _changed(client: PrefectClient, trigger_id: str, namespace_id: str, ev
         status = trigger_status(deployment.paused, deployment.tags)
         await sync_automation(client, record, status, await wake_webhook_id(client))
     as_of = datetime.now(timezone.utc)  # before the runs are read: a run ending meanwhile counts as missed
-    trigger = await _status(client, deployment)
-    figures = RunFigures(as_of=as_of, **trigger.model_dump(include=set(RunFigures.model_fields) - {"as_of"}))
-    await snapshots.save(client, snapshots.variable_name("runs", trigger_id), figures)
+    figures = await snapshots.run_figures(client, deployment.id, now=as_of)
+    name = snapshots.variable_name("runs", trigger_id)
+    await snapshots.save(client, name, figures)
+    trigger = (await _statuses(client, [deployment], stored={name: figures.model_dump(mode="json")}, live=True))[0]
     announce(event, trigger_id, namespace_id, status=trigger.status.value, **details)
     return trigger
 
 
 async def _read(client: PrefectClient, trigger_id: str, namespace_id: str) -> ClusterTrigger:
-    deployment, _ = await _find(client, trigger_id, namespace_id)
-    return await _status(client, deployment)
+    """One trigger as listing shows it (the same snapshots, corrected the same way, so `get` and `ls` agree),
+    with an event or conditional trigger's state read live; two rounds of concurrent Prefect calls."""
+    (deployment, _), stored = await asyncio.gather(
+        _find(client, trigger_id, namespace_id), snapshots.read(client, _snapshot_names([trigger_id])))
+    return (await _statuses(client, [deployment], stored=stored, live=True))[0]
 
 
-async def _status(client: PrefectClient, deployment: Any) -> ClusterTrigger:
-    """One trigger, read from Prefect directly."""
-    record = TriggerRecord.model_validate(deployment.parameters["trigger"])
-    now = datetime.now(timezone.utc)
-    figures, state = await asyncio.gather(
-        snapshots.run_figures(client, deployment.id, now=now),
-        _trigger_state(client, deployment, record),
-    )
-    config = record.request.schedule_config
-    return cluster_trigger(
-        deployment,
-        record,
-        execution_config=await _execution_config(record),
-        figures=figures,
-        next_scheduled_at=_next_slot(deployment, config, state, now),  # as listing computes it
-        extra=state.shown(config),
-    )
-
-
-async def _statuses(client: PrefectClient, deployments: list[Any]) -> list[ClusterTrigger]:
-    """Many triggers from their snapshots: the same few calls for a page of any size."""
+async def _statuses(client: PrefectClient, deployments: list[Any], *, stored: dict[str, Any] | None = None,
+                    live: bool = False) -> list[ClusterTrigger]:
+    """Many triggers from their snapshots (`stored`, when already read): the same few calls for a page of
+    any size. With `live`, event and conditional state is read from Prefect, not from the evaluator's snapshot."""
     records = [TriggerRecord.model_validate(d.parameters["trigger"]) for d in deployments]
     ids = [r.trigger_id for r in records]
-    names = [snapshots.variable_name(kind, i) for i in ids for kind in ("runs", "state")]
-    stored = await snapshots.read(client, names)
-    definitions = await _cluster_definitions(client) if any(r.request.cluster_id for r in records) else {}
+    if stored is None:
+        stored = await snapshots.read(client, _snapshot_names(ids))
     figures = {
         i: RunFigures.model_validate(stored[snapshots.variable_name("runs", i)])
         for i in ids if snapshots.variable_name("runs", i) in stored
     }
     now = datetime.now(timezone.utc)
-    missed = await snapshots.runs_missed(client, {d.id: r.trigger_id for d, r in zip(deployments, records)}, figures)
+    wanted = any(r.request.cluster_id for r in records)
+    missed, definitions = await asyncio.gather(
+        snapshots.runs_missed(client, {d.id: r.trigger_id for d, r in zip(deployments, records)}, figures),
+        _cluster_definitions(client) if wanted else _nothing(),
+    )
     for deployment, record in zip(deployments, records):
         if deployment.id in missed:  # rare: recompute this one and keep it for next time
             figures[record.trigger_id] = await snapshots.run_figures(client, deployment.id, now=now)
             await snapshots.save(client, snapshots.variable_name("runs", record.trigger_id), figures[record.trigger_id])
     triggers = []
     for deployment, record in zip(deployments, records):
-        state = EvaluatorState.model_validate(stored.get(snapshots.variable_name("state", record.trigger_id), {}))
+        if live:
+            state = await _trigger_state(client, deployment, record)
+        else:
+            state = EvaluatorState.model_validate(stored.get(snapshots.variable_name("state", record.trigger_id), {}))
         request = record.request
         triggers.append(cluster_trigger(
             deployment,
@@ -496,6 +503,14 @@ async def _statuses(client: PrefectClient, deployments: list[Any]) -> list[Clust
             extra=state.shown(request.schedule_config),
         ))
     return triggers
+
+
+def _snapshot_names(trigger_ids: list[str]) -> list[str]:
+    return [snapshots.variable_name(kind, i) for i in trigger_ids for kind in ("runs", "state")]
+
+
+async def _nothing() -> dict[str, ExecutionConfig]:
+    return {}
 
 
 async def _cluster_definitions(client: PrefectClient) -> dict[str, ExecutionConfig]:
@@ -545,16 +560,6 @@ async def _trigger_state(client: PrefectClient, deployment: Any, record: Trigger
             return EvaluatorState(last_measurement=measurement.value, last_condition_check_at=measurement.checked_at,
                                   last_check_error=measurement.error)
     return EvaluatorState()
-
-
-async def _execution_config(record: TriggerRecord) -> ExecutionConfig | None:
-    """The trigger's own config, or its cluster definition's as it is now (runs read it when they start)."""
-    if record.request.execution_config is not None:
-        return record.request.execution_config
-    try:
-        return (await asyncio.to_thread(load_cluster_definition, record.request.cluster_id)).execution_config()
-    except (NotFound, ContractError):
-        return None  # the definition was deleted or broken: runs will fail saying so
 
 
 def _with_tags(tags: list[str], *extra: str) -> list[str]:

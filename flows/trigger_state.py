@@ -31,7 +31,7 @@ from prefect.utilities.asyncutils import run_coro_as_sync
 from prefect.client.schemas.actions import DeploymentUpdate
 from prefect.logging import get_logger
 
-from prefect_cluster_triggers.deployments import snapshots
+from prefect_cluster_triggers.deployments import quota, snapshots
 from prefect_cluster_triggers.deployments.announcements import announce
 from prefect_cluster_triggers.deployments.automations import automation_name
 from prefect_cluster_triggers.deployments.settings import get_settings
@@ -79,15 +79,17 @@ async def _record_run(deployment_id: Any, *, failed: bool) -> None:
         figures = await snapshots.run_figures(client, deployment_id, now=datetime.now(timezone.utc))
         await snapshots.save(client, snapshots.variable_name("runs", record.trigger_id), figures)
         if failed and figures.consecutive_failures >= get_settings().max_consecutive_failures:
-            await _stop_failed(client, deployment, figures.consecutive_failures)
+            await _stop_failed(client, deployment, record, figures.consecutive_failures)
             announce("failed", record.trigger_id, record.namespace_id, consecutive_failures=figures.consecutive_failures,
                      last_execution_error=figures.last_execution_error)
 
 
-async def _stop_failed(client: Any, deployment: Any, failures: int) -> None:
-    """Mark the trigger failed and stop its schedule (one update: never paused without the mark), then its automation."""
+async def _stop_failed(client: Any, deployment: Any, record: TriggerRecord, failures: int) -> None:
+    """Mark the trigger failed and stop its schedule (one update: never paused without the mark), then its
+    automation; its quota slot is free again."""
     tags = deployment.tags if FAILED_TAG in deployment.tags else [*deployment.tags, FAILED_TAG]
     await client.update_deployment(deployment.id, DeploymentUpdate(tags=tags, paused=True))
+    await quota.release(client, record.namespace_id, record.trigger_id)
     for automation in await client.read_automations_by_name(automation_name(deployment.name)):
         await client.pause_automation(automation.id)
     _logger.warning(

@@ -1,0 +1,187 @@
+"""Exact quotas of active triggers: an active trigger holds one of its namespace's numbered slots.
+
+A namespace whose quota is N has N slots; a slot is a Prefect variable
+`cluster-trigger-slot-<namespace>-<k>` (k < N) whose value names the trigger holding it.
+The database's unique constraint on variable names is the whole lock: of two callers
+creating slot k at once, on SQLite or PostgreSQL and in any number of processes, exactly
+one succeeds, so no interleaving of creates and resumes gets more than N slots held.
+Different triggers take different slots, so their creates do not wait for each other.
+
+A slot stays held while its trigger is active, and for `GRACE` after it was taken (the
+create or resume in progress). A slot whose trigger has been paused, deleted or failed is
+given back at once by our own calls and is free again after `GRACE` however the trigger
+stopped (the Prefect UI, a process killed mid-create), so nothing leaks for long. A caller
+confirms its slot after its change and undoes the change when the slot is not provably its
+own: changes taking longer than `GRACE / 2` give up (clocks may differ by `GRACE / 2`).
+
+Triggers made active outside our calls (the Prefect UI, `prefect deploy`) count too: a
+caller first gives each of them a slot.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from uuid import UUID
+
+import httpx
+from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.actions import VariableCreate
+from prefect.exceptions import ObjectAlreadyExists
+
+from prefect_cluster_triggers.deployments.contract import TriggerStatus
+from prefect_cluster_triggers.deployments.settings import get_settings
+from prefect_cluster_triggers.deployments.status import trigger_status
+from prefect_cluster_triggers.deployments.translate import FLOW_NAME, TRIGGER_TAG, namespace_tag
+from prefect_cluster_triggers.flows.errors import QuotaExceeded
+
+GRACE = timedelta(minutes=10)
+SLOT_TAG = "cluster-trigger-slot"
+_PAGE = 200
+_ROUNDS = 20  # re-reads when every slot seen free was taken meanwhile; each round sees at least one more held
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One slot as read, or as just taken."""
+
+    number: int
+    trigger_id: str
+    variable_id: UUID
+    taken_at: datetime
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A slot this process took, and when (its own clock), to confirm it later."""
+
+    name: str
+    variable_id: UUID
+    started: float
+
+
+async def claim(client: PrefectClient, namespace_id: str, trigger_id: str) -> Claim:
+    """Take a free slot for `trigger_id`, or refuse: the namespace is at its quota.
+
+    Raises:
+        QuotaExceeded: every slot is held.
+    """
+    limit = get_settings().max_active_triggers
+    for _ in range(_ROUNDS):
+        slots, active = await _slots(client, namespace_id), await _active(client, namespace_id)
+        held, reclaimable = _held(slots, active, datetime.now(timezone.utc))
+        holders = {slot.trigger_id for slot in held.values()}
+        if trigger_id in holders:
+            mine = next(s for s in held.values() if s.trigger_id == trigger_id)
+            return Claim(_name(namespace_id, mine.number), mine.variable_id, time.monotonic())
+        unslotted = sorted(active - holders)
+        if len(holders) + len(unslotted) >= limit:
+            raise QuotaExceeded(
+                f"namespace {namespace_id} already has {len(holders) + len(unslotted)} active triggers, the maximum "
+                f"(setting CLUSTER_TRIGGERS_MAX_ACTIVE_TRIGGERS); pause or delete one first"
+            )
+        free = [n for n in range(limit) if n not in held]
+        random.shuffle(free)  # concurrent callers mostly try different slots
+        taken = None
+        for holder in [*unslotted, trigger_id]:  # triggers made active elsewhere first, so they are counted
+            taken = await _take_one(client, namespace_id, holder, free, reclaimable)
+            if taken is None:
+                break  # every slot seen free was taken meanwhile: read again
+        if taken is not None:
+            return taken
+    raise QuotaExceeded(f"namespace {namespace_id}: every free slot was taken while trying; try again")
+
+
+async def confirm(client: PrefectClient, claim: Claim) -> bool:
+    """Whether the slot is still provably this caller's: the same variable, taken less than GRACE / 2 ago."""
+    if time.monotonic() - claim.started >= (GRACE / 2).total_seconds():
+        return False
+    response = await client.request("POST", "/variables/filter", json={"variables": {"name": {"any_": [claim.name]}}})
+    return any(UUID(v["id"]) == claim.variable_id for v in response.json())
+
+
+async def release(client: PrefectClient, namespace_id: str, trigger_id: str) -> None:
+    """Give back the trigger's slots (after it stopped being active)."""
+    for slot in await _slots(client, namespace_id):
+        if slot.trigger_id == trigger_id:
+            await _delete(client, slot.variable_id)
+
+
+def _held(slots: list[Slot], active: set[str], now: datetime) -> tuple[dict[int, Slot], dict[int, Slot]]:
+    """Slots held (by number) and slots free to take back: a trigger's second slot, a stopped trigger's after GRACE."""
+    held: dict[int, Slot] = {}
+    reclaimable: dict[int, Slot] = {}
+    holders: set[str] = set()
+    for slot in sorted(slots, key=lambda s: s.number):
+        if slot.trigger_id not in holders and (slot.trigger_id in active or now - slot.taken_at < GRACE):
+            held[slot.number] = slot
+            holders.add(slot.trigger_id)
+        else:
+            reclaimable[slot.number] = slot
+    return held, reclaimable
+
+
+async def _take_one(client: PrefectClient, namespace_id: str, trigger_id: str, free: list[int],
+                    reclaimable: dict[int, Slot]) -> Claim | None:
+    """Take one of `free` for `trigger_id` (removing what it tried); None when all were taken meanwhile."""
+    while free:
+        number = free.pop()
+        started = time.monotonic()
+        stale = reclaimable.pop(number, None)
+        if stale is not None and not await _delete(client, stale.variable_id):
+            continue  # another caller took it back first
+        try:
+            variable = await client.create_variable(VariableCreate(
+                name=_name(namespace_id, number), value={"trigger_id": trigger_id}, tags=[TRIGGER_TAG, SLOT_TAG]))
+        except ObjectAlreadyExists:
+            continue
+        return Claim(variable.name, variable.id, started)
+    return None
+
+
+async def _slots(client: PrefectClient, namespace_id: str) -> list[Slot]:
+    """Every slot variable of the namespace."""
+    prefix = _name(namespace_id, "")
+    found: list[Slot] = []
+    while True:
+        response = await client.request("POST", "/variables/filter", json={
+            "variables": {"name": {"like_": f"{prefix}%"}}, "offset": len(found), "limit": _PAGE})
+        page = response.json()
+        found += [Slot(int(v["name"].removeprefix(prefix)), v["value"]["trigger_id"], UUID(v["id"]),
+                       datetime.fromisoformat(v["created"])) for v in page if v["name"].startswith(prefix)]
+        if len(page) < _PAGE:
+            return found
+
+
+async def _active(client: PrefectClient, namespace_id: str) -> set[str]:
+    """Ids of the namespace's active triggers, by their deployments' tags and pause flag only (a light read)."""
+    found: set[str] = set()
+    offset = 0
+    while True:
+        response = await client.request("POST", "/deployments/filter", json={
+            "flows": {"name": {"any_": [FLOW_NAME]}},
+            "deployments": {"tags": {"all_": [TRIGGER_TAG, namespace_tag(namespace_id)]}, "paused": {"eq_": False}},
+            "offset": offset, "limit": _PAGE})
+        page: list[dict[str, Any]] = response.json()
+        found |= {d["name"] for d in page if trigger_status(d["paused"], d["tags"]) == TriggerStatus.active}
+        offset += len(page)
+        if len(page) < _PAGE:
+            return found
+
+
+async def _delete(client: PrefectClient, variable_id: UUID) -> bool:
+    """Delete a variable by id; False when it was gone (deleted, maybe taken anew, by another caller)."""
+    try:
+        await client.request("DELETE", f"/variables/{variable_id}")
+    except httpx.HTTPStatusError as exc:
+        if exc.response.status_code == 404:
+            return False
+        raise
+    return True
+
+
+def _name(namespace_id: str, number: int | str) -> str:
+    return f"cluster-trigger-slot-{namespace_id}-{number}"
