@@ -21,7 +21,7 @@ from prefect.exceptions import PrefectHTTPStatusError
 from prefect.logging import get_logger
 from pydantic import BaseModel, Field, ValidationError
 
-from prefect_cluster_triggers.deployments import lifecycle
+from prefect_cluster_triggers.deployments import idempotency, lifecycle
 from prefect_cluster_triggers.deployments._client import shared_client
 from prefect_cluster_triggers.deployments.access import ApiKey, KeyStore, namespace_id_of
 from prefect_cluster_triggers.deployments.automations import WAKE_PATH
@@ -31,7 +31,7 @@ from prefect_cluster_triggers.deployments.evaluator import Evaluator
 from prefect_cluster_triggers.deployments.lifecycle import Execution
 from prefect_cluster_triggers.deployments.settings import get_settings
 from prefect_cluster_triggers.deployments.trigger_events import Evaluation
-from prefect_cluster_triggers.flows.errors import Conflict, NotFound
+from prefect_cluster_triggers.flows.errors import AlreadyExists, Conflict, NotFound
 
 
 @asynccontextmanager
@@ -144,11 +144,30 @@ class UpdateTriggerRequest(BaseModel):
     status: Literal["active", "paused"] | None = None
 
 
+RetryKey = Annotated[str | None, Header(
+    alias="Idempotency-Key",
+    description="Retry safely: the same key with the same request returns the first answer (never a second trigger "
+    "or run); with another request, 409. Keys are kept 24 hours.",
+)]
+
+
 @router.post("", response_model=ClusterTrigger, summary="Create Cluster Trigger")
-async def create(request: Annotated[CreateTriggerRequest, Body()], who: Authorized) -> ClusterTrigger:
-    return await lifecycle.create_trigger(
-        request, namespace_id=who.namespace_id, created_by=who.key.created_by, internal_id=who.key.key_id
-    )
+async def create(request: Annotated[CreateTriggerRequest, Body()], who: Authorized,
+                 idempotency_key: RetryKey = None) -> ClusterTrigger:
+    async def make(token: str | None) -> ClusterTrigger:
+        trigger_id = f"trg_{token}" if token else None
+        try:
+            return await lifecycle.create_trigger(request, namespace_id=who.namespace_id, trigger_id=trigger_id,
+                                                  created_by=who.key.created_by, internal_id=who.key.key_id)
+        except AlreadyExists:
+            if trigger_id is None:
+                raise
+            return await lifecycle.get_trigger(trigger_id, who.namespace_id)  # made by an earlier attempt
+
+    if idempotency_key is None:
+        return await make(None)
+    asked = idempotency.fingerprint("POST", router.prefix, request.model_dump(mode="json"))
+    return await idempotency.once(who.namespace_id, idempotency_key, asked, make, ClusterTrigger)
 
 
 @router.post("/list", response_model=ListTriggersResponse, summary="List Cluster Triggers")
@@ -198,8 +217,14 @@ async def history(trigger_id: str, who: Authorized,
 
 
 @router.post("/{trigger_id}/execute", response_model=Execution, summary="Execute Cluster Trigger now")
-async def execute(trigger_id: str, who: Authorized) -> Execution:
-    return await lifecycle.execute_trigger(trigger_id, who.namespace_id)
+async def execute(trigger_id: str, who: Authorized, idempotency_key: RetryKey = None) -> Execution:
+    async def run(token: str | None) -> Execution:
+        return await lifecycle.execute_trigger(trigger_id, who.namespace_id, idempotency_key=token)
+
+    if idempotency_key is None:
+        return await run(None)
+    asked = idempotency.fingerprint("POST", f"{router.prefix}/{trigger_id}/execute", None)
+    return await idempotency.once(who.namespace_id, idempotency_key, asked, run, Execution)
 
 
 app.include_router(router)

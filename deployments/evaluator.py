@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -38,7 +39,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.logging import get_logger
 from prefect.states import Scheduled
 
-from prefect_cluster_triggers.deployments import snapshots
+from prefect_cluster_triggers.deployments import idempotency, snapshots
 from prefect_cluster_triggers.deployments.announcements import announce, trigger_resource
 from prefect_cluster_triggers.deployments.automations import automation_name, save_wake_webhook, sync_automation
 from prefect_cluster_triggers.deployments.contract import ConditionalScheduleConfig, EventScheduleConfig, TriggerStatus
@@ -56,6 +57,7 @@ from prefect_cluster_triggers.flows.errors import ClusterTriggersError
 _logger = get_logger("cluster_triggers.evaluator")
 _REMEMBER = timedelta(minutes=10)  # far longer than Prefect takes to persist an event
 _BUSY = (StateType.PENDING, StateType.RUNNING, StateType.SCHEDULED)
+_KEYS_EXPIRE_EVERY = timedelta(hours=1)
 
 
 class Evaluator:
@@ -74,6 +76,7 @@ class Evaluator:
         self._to_show: dict[str, EvaluatorState] = {}
         self._writers: dict[str, asyncio.Task] = {}
         self._task: asyncio.Task | None = None
+        self._keys_expire_at = 0.0
 
     async def start(self) -> None:
         """Register the wake-up webhook and start sweeping."""
@@ -102,8 +105,12 @@ class Evaluator:
                 await self._fire_events(client, deployment, record)
 
     async def sweep(self) -> None:
-        """One pass over every trigger: automations in line, owed firings made, due checks run."""
+        """One pass over every trigger: automations in line, owed firings made, due checks run; hourly,
+        Idempotency-Keys past their lifetime deleted."""
         async with get_client() as client:
+            if time.monotonic() >= self._keys_expire_at:
+                self._keys_expire_at = time.monotonic() + _KEYS_EXPIRE_EVERY.total_seconds()
+                await idempotency.expire(client)
             automations = {a.name: a for a in await client.read_automations()}
             for deployment in await _trigger_deployments(client):
                 try:

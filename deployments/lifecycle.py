@@ -80,7 +80,7 @@ from prefect_cluster_triggers.deployments import quota, snapshots
 from prefect_cluster_triggers.deployments.fire_times import next_fire_times, next_interval_slot
 from prefect_cluster_triggers.deployments.snapshots import EvaluatorState
 from prefect_cluster_triggers.deployments.trigger_events import Evaluation, evaluations, event_plan, last_measurement
-from prefect_cluster_triggers.flows.errors import Conflict, NotFound, QuotaExceeded
+from prefect_cluster_triggers.flows.errors import AlreadyExists, Conflict, NotFound, QuotaExceeded
 
 UPDATABLE = ("schedule_config", "description", "status")
 _PREFECT_PAGE = 200
@@ -110,7 +110,8 @@ async def create_trigger(
     """Create the trigger's deployment; `start_immediately` also queues a run now.
 
     Raises:
-        Conflict: a trigger with this id exists already.
+        AlreadyExists: a trigger with this id exists already.
+        QuotaExceeded: its namespace has its maximum of active triggers (an active trigger only).
     """
     if trigger_id is not None and not re.fullmatch(IDENTIFIER_PATTERN, trigger_id):
         raise ContractError([Problem("trigger_id", f"letters, digits, '_', '.', '-', up to 128 (got {trigger_id!r})")])
@@ -127,7 +128,7 @@ async def create_trigger(
         except ObjectNotFound:
             pass
         else:
-            raise Conflict(f"trigger {record.trigger_id!r} already exists")
+            raise AlreadyExists(f"trigger {record.trigger_id!r} already exists")
         active = request.status == "active"
         slot = await quota.claim(client, record.namespace_id, record.trigger_id) if active else None
         try:
@@ -258,12 +259,16 @@ async def delete_trigger(trigger_id: str, namespace_id: str | None = None) -> Cl
 
 
 async def execute_trigger(trigger_id: str, namespace_id: str | None = None, *, wait: bool = False,
-                          timeout_seconds: float = 3600) -> Execution:
-    """Run the trigger now, outside its schedule; with `wait`, until the run ends."""
+                          timeout_seconds: float = 3600, idempotency_key: str | None = None) -> Execution:
+    """Run the trigger now, outside its schedule; with `wait`, until the run ends.
+
+    With `idempotency_key`, Prefect answers a second call with the same key with the same run.
+    """
     async with prefect_client() as client:
         deployment, record = await _find(client, trigger_id, namespace_id)
         _refuse_if_disabled(deployment, record)
-        run = await client.create_flow_run_from_deployment(deployment.id, tags=[MANUAL_TAG])
+        run = await client.create_flow_run_from_deployment(
+            deployment.id, tags=[MANUAL_TAG], idempotency_key=idempotency_key and f"execute-{idempotency_key}")
         deadline = asyncio.get_running_loop().time() + timeout_seconds
         while wait and not (run.state and run.state.is_final()) and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(1)
@@ -452,23 +457,29 @@ async def _changed(client: PrefectClient, trigger_id: str, namespace_id: str, ev
     figures = await snapshots.run_figures(client, deployment.id, now=as_of)
     name = snapshots.variable_name("runs", trigger_id)
     await snapshots.save(client, name, figures)
-    trigger = (await _statuses(client, [deployment], stored={name: figures.model_dump(mode="json")}, live=True))[0]
+    stored = {name: figures.model_dump(mode="json")}
+    trigger = (await _statuses(client, [deployment], stored=stored, missed=set(), live=True))[0]
     announce(event, trigger_id, namespace_id, status=trigger.status.value, **details)
     return trigger
 
 
 async def _read(client: PrefectClient, trigger_id: str, namespace_id: str) -> ClusterTrigger:
     """One trigger as listing shows it (the same snapshots, corrected the same way, so `get` and `ls` agree),
-    with an event or conditional trigger's state read live; two rounds of concurrent Prefect calls."""
-    (deployment, _), stored = await asyncio.gather(
-        _find(client, trigger_id, namespace_id), snapshots.read(client, _snapshot_names([trigger_id])))
-    return (await _statuses(client, [deployment], stored=stored, live=True))[0]
+    with an event or conditional trigger's state read live: three Prefect calls at once."""
+    (deployment, _), stored, ended = await asyncio.gather(
+        _find(client, trigger_id, namespace_id), snapshots.read(client, _snapshot_names([trigger_id])),
+        snapshots.last_unrecorded_end(client, trigger_id))
+    figures = stored.get(snapshots.variable_name("runs", trigger_id))
+    missed = figures is None or (ended is not None and ended > RunFigures.model_validate(figures).as_of)
+    return (await _statuses(client, [deployment], stored=stored, missed={deployment.id} if missed else set(),
+                            live=True))[0]
 
 
 async def _statuses(client: PrefectClient, deployments: list[Any], *, stored: dict[str, Any] | None = None,
-                    live: bool = False) -> list[ClusterTrigger]:
-    """Many triggers from their snapshots (`stored`, when already read): the same few calls for a page of
-    any size. With `live`, event and conditional state is read from Prefect, not from the evaluator's snapshot."""
+                    missed: set[Any] | None = None, live: bool = False) -> list[ClusterTrigger]:
+    """Many triggers from their snapshots: the same few calls for a page of any size. `stored` (the snapshots)
+    and `missed` (deployments whose snapshot missed a run) are read here unless given. With `live`, event and
+    conditional state is read from Prefect, not from the evaluator's snapshot."""
     records = [TriggerRecord.model_validate(d.parameters["trigger"]) for d in deployments]
     ids = [r.trigger_id for r in records]
     if stored is None:
@@ -480,8 +491,9 @@ async def _statuses(client: PrefectClient, deployments: list[Any], *, stored: di
     now = datetime.now(timezone.utc)
     wanted = any(r.request.cluster_id for r in records)
     missed, definitions = await asyncio.gather(
-        snapshots.runs_missed(client, {d.id: r.trigger_id for d, r in zip(deployments, records)}, figures),
-        _cluster_definitions(client) if wanted else _nothing(),
+        snapshots.runs_missed(client, {d.id: r.trigger_id for d, r in zip(deployments, records)}, figures)
+        if missed is None else _given(missed),
+        _cluster_definitions(client) if wanted else _given({}),
     )
     for deployment, record in zip(deployments, records):
         if deployment.id in missed:  # rare: recompute this one and keep it for next time
@@ -509,8 +521,9 @@ def _snapshot_names(trigger_ids: list[str]) -> list[str]:
     return [snapshots.variable_name(kind, i) for i in trigger_ids for kind in ("runs", "state")]
 
 
-async def _nothing() -> dict[str, ExecutionConfig]:
-    return {}
+async def _given(value: Any) -> Any:
+    """`value`, where `asyncio.gather` wants a call."""
+    return value
 
 
 async def _cluster_definitions(client: PrefectClient) -> dict[str, ExecutionConfig]:

@@ -27,13 +27,13 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID
 
-import httpx
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.actions import VariableCreate
 from prefect.exceptions import ObjectAlreadyExists
 
 from prefect_cluster_triggers.deployments.contract import TriggerStatus
 from prefect_cluster_triggers.deployments.settings import get_settings
+from prefect_cluster_triggers.deployments.snapshots import delete_variable, variables_named
 from prefect_cluster_triggers.deployments.status import trigger_status
 from prefect_cluster_triggers.deployments.translate import FLOW_NAME, TRIGGER_TAG, namespace_tag
 from prefect_cluster_triggers.flows.errors import QuotaExceeded
@@ -99,15 +99,14 @@ async def confirm(client: PrefectClient, claim: Claim) -> bool:
     """Whether the slot is still provably this caller's: the same variable, taken less than GRACE / 2 ago."""
     if time.monotonic() - claim.started >= (GRACE / 2).total_seconds():
         return False
-    response = await client.request("POST", "/variables/filter", json={"variables": {"name": {"any_": [claim.name]}}})
-    return any(UUID(v["id"]) == claim.variable_id for v in response.json())
+    return any(UUID(v["id"]) == claim.variable_id for v in await variables_named(client, [claim.name]))
 
 
 async def release(client: PrefectClient, namespace_id: str, trigger_id: str) -> None:
     """Give back the trigger's slots (after it stopped being active)."""
     for slot in await _slots(client, namespace_id):
         if slot.trigger_id == trigger_id:
-            await _delete(client, slot.variable_id)
+            await delete_variable(client, slot.variable_id)
 
 
 def _held(slots: list[Slot], active: set[str], now: datetime) -> tuple[dict[int, Slot], dict[int, Slot]]:
@@ -131,7 +130,7 @@ async def _take_one(client: PrefectClient, namespace_id: str, trigger_id: str, f
         number = free.pop()
         started = time.monotonic()
         stale = reclaimable.pop(number, None)
-        if stale is not None and not await _delete(client, stale.variable_id):
+        if stale is not None and not await delete_variable(client, stale.variable_id):
             continue  # another caller took it back first
         try:
             variable = await client.create_variable(VariableCreate(
@@ -170,17 +169,6 @@ async def _active(client: PrefectClient, namespace_id: str) -> set[str]:
         offset += len(page)
         if len(page) < _PAGE:
             return found
-
-
-async def _delete(client: PrefectClient, variable_id: UUID) -> bool:
-    """Delete a variable by id; False when it was gone (deleted, maybe taken anew, by another caller)."""
-    try:
-        await client.request("DELETE", f"/variables/{variable_id}")
-    except httpx.HTTPStatusError as exc:
-        if exc.response.status_code == 404:
-            return False
-        raise
-    return True
 
 
 def _name(namespace_id: str, number: int | str) -> str:

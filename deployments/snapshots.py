@@ -27,6 +27,9 @@ from prefect.client.schemas.actions import VariableCreate, VariableUpdate
 from prefect.client.schemas.filters import (
     DeploymentFilter,
     DeploymentFilterId,
+    DeploymentFilterName,
+    FlowFilter,
+    FlowFilterName,
     FlowRunFilter,
     FlowRunFilterEndTime,
     FlowRunFilterState,
@@ -41,6 +44,7 @@ from prefect_cluster_triggers.blocks._naming import prefect_name
 from prefect_cluster_triggers.deployments._models import UtcDateTime
 from prefect_cluster_triggers.deployments.contract import ConditionalScheduleConfig, EventScheduleConfig
 from prefect_cluster_triggers.deployments.settings import get_settings
+from prefect_cluster_triggers.deployments.translate import FLOW_NAME
 from prefect_cluster_triggers.deployments.status import EXECUTED, STARTED, RunFigures, in_states, of_deployment, run_figures_of
 
 _PAGE = 200
@@ -103,14 +107,46 @@ async def save_value(client: PrefectClient, name: str, data: Any) -> None:
 
 async def read(client: PrefectClient, names: list[str]) -> dict[str, Any]:
     """The snapshot variables among `names`, by name, in one call per 200 names."""
-    found: dict[str, Any] = {}
+    return {v["name"]: v["value"] for v in await variables_named(client, names)}
+
+
+async def variables_named(client: PrefectClient, names: list[str]) -> list[dict[str, Any]]:
+    """The variables among `names` as Prefect stores them (id, name, value, created), in one call per 200 names."""
+    found: list[dict[str, Any]] = []
     for start in range(0, len(names), _PAGE):
         response = await client.request(
             "POST", "/variables/filter",
             json={"variables": {"name": {"any_": names[start : start + _PAGE]}}, "limit": _PAGE},
         )
-        found.update({v["name"]: v["value"] for v in response.json()})
+        found += response.json()
     return found
+
+
+async def delete_variable(client: PrefectClient, variable_id: Any) -> bool:
+    """Delete a variable by id, which a re-created variable of the same name does not share;
+    False when it was gone already (deleted by another caller)."""
+    try:
+        await client.request("DELETE", f"/variables/{variable_id}")
+    except httpx.HTTPStatusError as exc:
+        if exc.response.status_code == 404:
+            return False
+        raise
+    return True
+
+
+async def last_unrecorded_end(client: PrefectClient, trigger_id: str) -> datetime | None:
+    """When the trigger's newest crashed or cancelled run ended (the runs that can end without our code), by the
+    trigger's id alone, so it is asked together with the deployment and the snapshot."""
+    runs = await client.read_flow_runs(
+        flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW_NAME])),
+        deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[trigger_id])),
+        flow_run_filter=FlowRunFilter(
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.CRASHED, StateType.CANCELLED])),
+            end_time=FlowRunFilterEndTime(is_null_=False),
+        ),
+        sort=FlowRunSort.END_TIME_DESC, limit=1,
+    )
+    return runs[0].end_time if runs else None
 
 
 async def runs_missed(client: PrefectClient, trigger_ids: dict[Any, str], figures: dict[str, RunFigures]) -> set[Any]:

@@ -30,5 +30,9 @@ class Conflict(ClusterTriggersError):
     """A change the contract forbids in the trigger's current state (HTTP 409)."""
 
 
+class AlreadyExists(Conflict):
+    """A trigger with this id exists already."""
+
+
 class QuotaExceeded(Conflict):
     """A namespace is at its maximum of active triggers."""
