@@ -13,11 +13,13 @@ import httpx
 import pytest
 
 from prefect import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 
 from prefect_cluster_triggers.deployments import lifecycle
 from prefect_cluster_triggers.deployments.access import KeyStore
 from prefect_cluster_triggers.deployments.contract import validate_request
 from prefect_cluster_triggers.deployments.status import of_deployment
+from prefect_cluster_triggers.deployments.translate import MANUAL_TAG
 from prefect_cluster_triggers.flows.errors import QuotaExceeded
 from tests.seed_examples import CRON, INTERVAL
 
@@ -111,4 +113,5 @@ def test_an_execute_retried_with_its_key_starts_one_run(api: str) -> None:
 async def _runs_of(trigger_id: str) -> int:
     async with get_client() as client:
         deployment = await client.read_deployment_by_name(f"cluster-collection/{trigger_id}")
-        return await client.count_flow_runs(deployment_filter=of_deployment(deployment.id))
+        asked = FlowRunFilter(tags=FlowRunFilterTags(all_=[MANUAL_TAG]))  # not the runs its schedule makes
+        return await client.count_flow_runs(deployment_filter=of_deployment(deployment.id), flow_run_filter=asked)
