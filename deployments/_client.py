@@ -14,7 +14,7 @@ from typing import AsyncIterator
 import httpx
 from prefect.client.orchestration import PrefectClient, get_client
 
-_CONNECTIONS = 64  # Prefect's default pool is 16: a burst of requests would queue for connections
+_CONNECTIONS = 8  # Prefect's default pool is 16: a burst of requests would queue for connections
 
 _shared: PrefectClient | None = None
 

@@ -8,7 +8,8 @@ It runs inside `cluster-triggers api` (one per Prefect server) and acts on two i
 * a sweep every `evaluator_sweep_seconds`: every active event trigger is re-planned from
   Prefect's events (catching a wake-up an automation dropped, or a held-back firing), every
   trigger's automation is brought in line with its status (also for triggers made by
-  `prefect deploy`), and the conditional checks that are due are run.
+  `prefect deploy`), the conditional checks that are due are run, and the run snapshots of
+  triggers whose runs ended without our code (a killed process) are recounted.
 
 After each decision it writes, in the background, what the trigger shows (counter,
 cooldown, last check) to the trigger's state snapshot, which `ls` reads
@@ -105,18 +106,22 @@ class Evaluator:
                 await self._fire_events(client, deployment, record)
 
     async def sweep(self) -> None:
-        """One pass over every trigger: automations in line, owed firings made, due checks run; hourly,
-        Idempotency-Keys past their lifetime deleted."""
+        """One pass over every trigger: automations in line, owed firings made, due checks run, run
+        snapshots that missed a run (a killed process) recounted; hourly, Idempotency-Keys past their
+        lifetime deleted."""
         async with get_client() as client:
             if time.monotonic() >= self._keys_expire_at:
                 self._keys_expire_at = time.monotonic() + _KEYS_EXPIRE_EVERY.total_seconds()
                 await idempotency.expire(client)
             automations = {a.name: a for a in await client.read_automations()}
-            for deployment in await _trigger_deployments(client):
+            deployments = await _trigger_deployments(client)
+            for deployment in deployments:
                 try:
                     await self._sweep_one(client, deployment, automations)
                 except Exception:  # one broken trigger must not starve the others
                     _logger.exception("evaluating deployment %s failed; retrying at the next sweep", deployment.name)
+            trigger_ids = {d.id: TriggerRecord.model_validate(d.parameters["trigger"]).trigger_id for d in deployments}
+            await snapshots.recount_missed(client, trigger_ids, now=datetime.now(timezone.utc))
 
     async def _sweep_one(self, client: PrefectClient, deployment: Any, automations: dict[str, Any]) -> None:
         record = TriggerRecord.model_validate(deployment.parameters["trigger"])

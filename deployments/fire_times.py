@@ -32,6 +32,8 @@ _MAX_OFFSET_JUMP = timedelta(hours=3)
 # Like Prefect's scheduler: give up after this many candidates (an expression like
 # "0 0 31 2 *" never fires).
 _MAX_CANDIDATES = 1000
+_MAX_REMEMBERED = 4096
+_next_cron: dict[tuple[str, str], tuple[datetime, datetime]] = {}
 
 
 def next_fire_times(schedule: ScheduleConfig, *, after: datetime, count: int) -> list[datetime]:
@@ -51,6 +53,24 @@ def next_fire_times(schedule: ScheduleConfig, *, after: datetime, count: int) ->
         first = after if schedule.start_immediately else after + step
         return [first + i * step for i in range(count)]
     raise TypeError(f"{type(schedule).__name__} fires on events, not on a clock")
+
+
+def next_cron_time(expression: str, zone_name: str, *, after: datetime) -> datetime | None:
+    """The first fire time at or after `after` (None for an expression that never fires).
+
+    Remembered per expression and zone until it passes: no fire time lies between the
+    instant it was computed for and it, so `get` and `ls` pay the DST-exact walk once.
+    """
+    known = _next_cron.get((expression, zone_name))
+    if known is not None and known[0] <= after <= known[1]:
+        return known[1]
+    found = _cron_fire_times(expression, zone_name, after.astimezone(timezone.utc), 1)
+    if not found:
+        return None
+    if len(_next_cron) >= _MAX_REMEMBERED:
+        _next_cron.clear()
+    _next_cron[(expression, zone_name)] = (after, found[0])
+    return found[0]
 
 
 def next_interval_slot(anchor: datetime, interval: timedelta, now: datetime) -> datetime:

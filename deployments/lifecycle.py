@@ -37,7 +37,6 @@ from prefect_cluster_triggers.deployments.contract import (
     ClusterTrigger,
     ConditionalScheduleConfig,
     CreateTriggerRequest,
-    CronScheduleConfig,
     EventScheduleConfig,
     ExecutionConfig,
     TriggerStatus,
@@ -77,7 +76,7 @@ from prefect_cluster_triggers.deployments.translate import (
     namespace_tag,
 )
 from prefect_cluster_triggers.deployments import quota, snapshots
-from prefect_cluster_triggers.deployments.fire_times import next_fire_times, next_interval_slot
+from prefect_cluster_triggers.deployments.fire_times import next_cron_time, next_interval_slot
 from prefect_cluster_triggers.deployments.snapshots import EvaluatorState
 from prefect_cluster_triggers.deployments.trigger_events import Evaluation, evaluations, event_plan, last_measurement
 from prefect_cluster_triggers.flows.errors import AlreadyExists, Conflict, NotFound, QuotaExceeded
@@ -85,6 +84,7 @@ from prefect_cluster_triggers.flows.errors import AlreadyExists, Conflict, NotFo
 UPDATABLE = ("schedule_config", "description", "status")
 _PREFECT_PAGE = 200
 IMMUTABLE = ("trigger_type", "cluster_id", "execution_config")
+_result_store_fixed: set[str] = set()  # Prefect API URLs whose default result store exists
 
 
 class Execution(BaseModel):
@@ -123,16 +123,17 @@ async def create_trigger(
         request=request,
     )
     async with prefect_client() as client:
-        try:
-            await client.read_deployment_by_name(f"{FLOW_NAME}/{record.trigger_id}")
-        except ObjectNotFound:
-            pass
-        else:
-            raise AlreadyExists(f"trigger {record.trigger_id!r} already exists")
+        if trigger_id is not None:  # a generated id (64 random bits) is new; a given one may not be
+            try:
+                await client.read_deployment_by_name(f"{FLOW_NAME}/{record.trigger_id}")
+            except ObjectNotFound:
+                pass
+            else:
+                raise AlreadyExists(f"trigger {record.trigger_id!r} already exists")
         active = request.status == "active"
         slot = await quota.claim(client, record.namespace_id, record.trigger_id) if active else None
         try:
-            await asyncio.to_thread(default_result_store)  # where results go is fixed here, never by a worker
+            await _fix_result_store(client)
             now = datetime.now(timezone.utc)
             target = default_target()
             fields = deployment_fields(record, anchor=now, target=target, paused=not active)
@@ -151,7 +152,7 @@ async def create_trigger(
                 deployment_id, state=Scheduled(scheduled_time=now), tags=[MANUAL_TAG],
                 idempotency_key=f"start-immediately-{record.trigger_id}",
             )
-        return await _changed(client, record.trigger_id, record.namespace_id, "created")
+        return await _changed(client, record.trigger_id, record.namespace_id, "created", new=True)
 
 
 async def get_trigger(trigger_id: str, namespace_id: str | None = None) -> ClusterTrigger:
@@ -172,8 +173,7 @@ async def list_triggers(
     """Triggers of a namespace, newest first, and how many match in all.
 
     A fixed number of Prefect calls whatever the page size (see `deployments.snapshots`):
-    the deployments, the snapshot variables, the rare runs that ended without updating them,
-    and the cluster definitions.
+    the deployments, the snapshot variables and the cluster definitions.
     """
     namespace_id = _namespace(namespace_id)
     tags = [TRIGGER_TAG, namespace_tag(namespace_id)] + ([f"trigger-type:{trigger_type}"] if trigger_type else [])
@@ -341,6 +341,14 @@ async def _create_deployment(client: PrefectClient, fields: dict[str, Any], pull
     )
 
 
+async def _fix_result_store(client: PrefectClient) -> None:
+    """Save the default result store when the Prefect server has none, once per process and server: where
+    results go is fixed by the first trigger, never by a worker."""
+    if str(client.api_url) not in _result_store_fixed:
+        await asyncio.to_thread(default_result_store)
+        _result_store_fixed.add(str(client.api_url))
+
+
 async def _flow_id(client: PrefectClient) -> UUID:
     """The shared flow's id, created on first use: a read, where creating every time would be a write per trigger."""
     try:
@@ -444,42 +452,38 @@ def _refuse_if_disabled(deployment: Any, record: TriggerRecord) -> None:
         raise Conflict(f"trigger {record.trigger_id!r} is deleted (disabled); create a new one")
 
 
-async def _changed(client: PrefectClient, trigger_id: str, namespace_id: str, event: str,
+async def _changed(client: PrefectClient, trigger_id: str, namespace_id: str, event: str, *, new: bool = False,
                    **details: Any) -> ClusterTrigger:
     """After a change: the event trigger's automation in line with its status, the runs snapshot
     (what listing reads) written, the change announced as `cluster.trigger.<event>`, then the
-    trigger as it is now."""
+    trigger as it is now. A `new` trigger has no started run to read."""
     deployment, record = await _find(client, trigger_id, namespace_id)
     if isinstance(record.request.schedule_config, EventScheduleConfig):
         status = trigger_status(deployment.paused, deployment.tags)
         await sync_automation(client, record, status, await wake_webhook_id(client))
     as_of = datetime.now(timezone.utc)  # before the runs are read: a run ending meanwhile counts as missed
-    figures = await snapshots.run_figures(client, deployment.id, now=as_of)
+    figures = RunFigures(as_of=as_of) if new else await snapshots.run_figures(client, deployment.id, now=as_of)
     name = snapshots.variable_name("runs", trigger_id)
     await snapshots.save(client, name, figures)
     stored = {name: figures.model_dump(mode="json")}
-    trigger = (await _statuses(client, [deployment], stored=stored, missed=set(), live=True))[0]
+    trigger = (await _statuses(client, [deployment], stored=stored, live=True))[0]
     announce(event, trigger_id, namespace_id, status=trigger.status.value, **details)
     return trigger
 
 
 async def _read(client: PrefectClient, trigger_id: str, namespace_id: str) -> ClusterTrigger:
     """One trigger as listing shows it (the same snapshots, corrected the same way, so `get` and `ls` agree),
-    with an event or conditional trigger's state read live: three Prefect calls at once."""
-    (deployment, _), stored, ended = await asyncio.gather(
-        _find(client, trigger_id, namespace_id), snapshots.read(client, _snapshot_names([trigger_id])),
-        snapshots.last_unrecorded_end(client, trigger_id))
-    figures = stored.get(snapshots.variable_name("runs", trigger_id))
-    missed = figures is None or (ended is not None and ended > RunFigures.model_validate(figures).as_of)
-    return (await _statuses(client, [deployment], stored=stored, missed={deployment.id} if missed else set(),
-                            live=True))[0]
+    with an event or conditional trigger's state read live: two Prefect calls at once."""
+    (deployment, _), stored = await asyncio.gather(
+        _find(client, trigger_id, namespace_id), snapshots.read(client, _snapshot_names([trigger_id])))
+    return (await _statuses(client, [deployment], stored=stored, live=True))[0]
 
 
 async def _statuses(client: PrefectClient, deployments: list[Any], *, stored: dict[str, Any] | None = None,
-                    missed: set[Any] | None = None, live: bool = False) -> list[ClusterTrigger]:
-    """Many triggers from their snapshots: the same few calls for a page of any size. `stored` (the snapshots)
-    and `missed` (deployments whose snapshot missed a run) are read here unless given. With `live`, event and
-    conditional state is read from Prefect, not from the evaluator's snapshot."""
+                    live: bool = False) -> list[ClusterTrigger]:
+    """Many triggers from their snapshots (`stored`, when already read): the same few calls for a page of any
+    size. A trigger without a runs snapshot yet (made by `prefect deploy`) is counted now and the count kept.
+    With `live`, event and conditional state is read from Prefect, not from the evaluator's snapshot."""
     records = [TriggerRecord.model_validate(d.parameters["trigger"]) for d in deployments]
     ids = [r.trigger_id for r in records]
     if stored is None:
@@ -489,14 +493,9 @@ async def _statuses(client: PrefectClient, deployments: list[Any], *, stored: di
         for i in ids if snapshots.variable_name("runs", i) in stored
     }
     now = datetime.now(timezone.utc)
-    wanted = any(r.request.cluster_id for r in records)
-    missed, definitions = await asyncio.gather(
-        snapshots.runs_missed(client, {d.id: r.trigger_id for d, r in zip(deployments, records)}, figures)
-        if missed is None else _given(missed),
-        _cluster_definitions(client) if wanted else _given({}),
-    )
+    definitions = await _cluster_definitions(client) if any(r.request.cluster_id for r in records) else {}
     for deployment, record in zip(deployments, records):
-        if deployment.id in missed:  # rare: recompute this one and keep it for next time
+        if record.trigger_id not in figures:  # rare: count this one and keep it for next time
             figures[record.trigger_id] = await snapshots.run_figures(client, deployment.id, now=now)
             await snapshots.save(client, snapshots.variable_name("runs", record.trigger_id), figures[record.trigger_id])
     triggers = []
@@ -519,11 +518,6 @@ async def _statuses(client: PrefectClient, deployments: list[Any], *, stored: di
 
 def _snapshot_names(trigger_ids: list[str]) -> list[str]:
     return [snapshots.variable_name(kind, i) for i in trigger_ids for kind in ("runs", "state")]
-
-
-async def _given(value: Any) -> Any:
-    """`value`, where `asyncio.gather` wants a call."""
-    return value
 
 
 async def _cluster_definitions(client: PrefectClient) -> dict[str, ExecutionConfig]:
@@ -549,9 +543,7 @@ def _next_slot(deployment: Any, config: Any, state: EvaluatorState, now: datetim
     it), or the evaluator's held-back firing. None rather than a guess (an RRule schedule)."""
     _, running = as_scheduled(config, deployment.schedules)
     if getattr(running, "cron", None):
-        cron = CronScheduleConfig.model_construct(cron_expression=running.cron, timezone=running.timezone or "UTC")
-        times = next_fire_times(cron, after=now, count=1)
-        return times[0] if times else None
+        return next_cron_time(running.cron, running.timezone or "UTC", after=now)
     if getattr(running, "interval", None):
         return next_interval_slot(running.anchor_date, running.interval, now)
     if state.held_back_until and state.held_back_until > now:

@@ -20,6 +20,7 @@ caller first gives each of them a slot.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from dataclasses import dataclass
@@ -41,7 +42,8 @@ from prefect_cluster_triggers.flows.errors import QuotaExceeded
 GRACE = timedelta(minutes=10)
 SLOT_TAG = "cluster-trigger-slot"
 _PAGE = 200
-_ROUNDS = 20  # re-reads when every slot seen free was taken meanwhile; each round sees at least one more held
+_TRIES_PER_READ = 2  # slots tried before reading again: under a burst, what was free is mostly taken by then
+_ROUNDS = 100  # reads at most; each one after a lost race sees at least one more slot held
 
 
 @dataclass(frozen=True)
@@ -71,8 +73,10 @@ async def claim(client: PrefectClient, namespace_id: str, trigger_id: str) -> Cl
     """
     limit = get_settings().max_active_triggers
     for _ in range(_ROUNDS):
-        slots, active = await _slots(client, namespace_id), await _active(client, namespace_id)
-        held, reclaimable = _held(slots, active, datetime.now(timezone.utc))
+        now = datetime.now(timezone.utc)
+        slots = await _slots(client, namespace_id)
+        active = await _active(client, namespace_id, slots, now)
+        held, reclaimable = _held(slots, active, now)
         holders = {slot.trigger_id for slot in held.values()}
         if trigger_id in holders:
             mine = next(s for s in held.values() if s.trigger_id == trigger_id)
@@ -89,7 +93,7 @@ async def claim(client: PrefectClient, namespace_id: str, trigger_id: str) -> Cl
         for holder in [*unslotted, trigger_id]:  # triggers made active elsewhere first, so they are counted
             taken = await _take_one(client, namespace_id, holder, free, reclaimable)
             if taken is None:
-                break  # every slot seen free was taken meanwhile: read again
+                break  # the slots tried were taken meanwhile: read again
         if taken is not None:
             return taken
     raise QuotaExceeded(f"namespace {namespace_id}: every free slot was taken while trying; try again")
@@ -125,8 +129,8 @@ def _held(slots: list[Slot], active: set[str], now: datetime) -> tuple[dict[int,
 
 async def _take_one(client: PrefectClient, namespace_id: str, trigger_id: str, free: list[int],
                     reclaimable: dict[int, Slot]) -> Claim | None:
-    """Take one of `free` for `trigger_id` (removing what it tried); None when all were taken meanwhile."""
-    while free:
+    """Take one of `free` for `trigger_id` (removing what it tried); None when those tried were taken meanwhile."""
+    for _ in range(min(_TRIES_PER_READ, len(free))):
         number = free.pop()
         started = time.monotonic()
         stale = reclaimable.pop(number, None)
@@ -155,20 +159,46 @@ async def _slots(client: PrefectClient, namespace_id: str) -> list[Slot]:
             return found
 
 
-async def _active(client: PrefectClient, namespace_id: str) -> set[str]:
-    """Ids of the namespace's active triggers, by their deployments' tags and pause flag only (a light read)."""
+async def _active(client: PrefectClient, namespace_id: str, slots: list[Slot], now: datetime) -> set[str]:
+    """The namespace's active triggers, as far as deciding needs them.
+
+    Usually three counts tell that every old slot's trigger is active and that no active
+    trigger is without a slot; then the old slots' triggers are the answer (a fresh slot is
+    held anyway). Otherwise (a trigger paused or resumed in the Prefect UI) every active
+    deployment is read.
+    """
+    old = {s.trigger_id for s in slots if now - s.taken_at >= GRACE}
+    fresh = {s.trigger_id for s in slots} - old
+    total, old_active, fresh_active = await asyncio.gather(
+        _count_unpaused(client, namespace_id), _count_unpaused(client, namespace_id, old),
+        _count_unpaused(client, namespace_id, fresh))
+    if old_active == len(old) and total == old_active + fresh_active:
+        return old
     found: set[str] = set()
     offset = 0
     while True:
-        response = await client.request("POST", "/deployments/filter", json={
-            "flows": {"name": {"any_": [FLOW_NAME]}},
-            "deployments": {"tags": {"all_": [TRIGGER_TAG, namespace_tag(namespace_id)]}, "paused": {"eq_": False}},
-            "offset": offset, "limit": _PAGE})
+        response = await client.request("POST", "/deployments/filter",
+                                        json={**_unpaused(namespace_id), "offset": offset, "limit": _PAGE})
         page: list[dict[str, Any]] = response.json()
         found |= {d["name"] for d in page if trigger_status(d["paused"], d["tags"]) == TriggerStatus.active}
         offset += len(page)
         if len(page) < _PAGE:
             return found
+
+
+async def _count_unpaused(client: PrefectClient, namespace_id: str, names: set[str] | None = None) -> int:
+    """How many of the namespace's trigger deployments (of `names`, when given) are not paused."""
+    if names is not None and not names:
+        return 0
+    response = await client.request("POST", "/deployments/count", json=_unpaused(namespace_id, names))
+    return int(response.json())
+
+
+def _unpaused(namespace_id: str, names: set[str] | None = None) -> dict[str, Any]:
+    deployments: dict[str, Any] = {"tags": {"all_": [TRIGGER_TAG, namespace_tag(namespace_id)]}, "paused": {"eq_": False}}
+    if names is not None:
+        deployments["name"] = {"any_": sorted(names)}
+    return {"flows": {"name": {"any_": [FLOW_NAME]}}, "deployments": deployments}
 
 
 def _name(namespace_id: str, number: int | str) -> str:

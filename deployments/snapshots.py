@@ -11,8 +11,10 @@ Variable per trigger, read for a whole page in one call:
   held-back firing, last condition check), written when it changes.
 
 A run that ends without running our code (a killed process is marked Crashed by its worker;
-a run cancelled before it started) leaves its runs snapshot behind; listing finds such runs
-with one query and recomputes just those triggers. `get` always reads Prefect directly.
+a run cancelled before it started) leaves its runs snapshot behind; the evaluator's sweep
+finds such runs of every trigger with one query and recomputes just those triggers
+(`recount_missed`), so `get` and `ls`, which read the same snapshots, show them within one
+sweep and always agree.
 """
 
 from __future__ import annotations
@@ -27,9 +29,6 @@ from prefect.client.schemas.actions import VariableCreate, VariableUpdate
 from prefect.client.schemas.filters import (
     DeploymentFilter,
     DeploymentFilterId,
-    DeploymentFilterName,
-    FlowFilter,
-    FlowFilterName,
     FlowRunFilter,
     FlowRunFilterEndTime,
     FlowRunFilterState,
@@ -44,7 +43,6 @@ from prefect_cluster_triggers.blocks._naming import prefect_name
 from prefect_cluster_triggers.deployments._models import UtcDateTime
 from prefect_cluster_triggers.deployments.contract import ConditionalScheduleConfig, EventScheduleConfig
 from prefect_cluster_triggers.deployments.settings import get_settings
-from prefect_cluster_triggers.deployments.translate import FLOW_NAME
 from prefect_cluster_triggers.deployments.status import EXECUTED, STARTED, RunFigures, in_states, of_deployment, run_figures_of
 
 _PAGE = 200
@@ -134,21 +132,6 @@ async def delete_variable(client: PrefectClient, variable_id: Any) -> bool:
     return True
 
 
-async def last_unrecorded_end(client: PrefectClient, trigger_id: str) -> datetime | None:
-    """When the trigger's newest crashed or cancelled run ended (the runs that can end without our code), by the
-    trigger's id alone, so it is asked together with the deployment and the snapshot."""
-    runs = await client.read_flow_runs(
-        flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW_NAME])),
-        deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[trigger_id])),
-        flow_run_filter=FlowRunFilter(
-            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.CRASHED, StateType.CANCELLED])),
-            end_time=FlowRunFilterEndTime(is_null_=False),
-        ),
-        sort=FlowRunSort.END_TIME_DESC, limit=1,
-    )
-    return runs[0].end_time if runs else None
-
-
 async def runs_missed(client: PrefectClient, trigger_ids: dict[Any, str], figures: dict[str, RunFigures]) -> set[Any]:
     """Ids of deployments (keys of `trigger_ids`) with a run that ended after their snapshot without our code running.
 
@@ -175,3 +158,17 @@ async def runs_missed(client: PrefectClient, trigger_ids: dict[Any, str], figure
         if snapshot is not None and run.end_time and run.end_time > snapshot.as_of:
             missed.add(run.deployment_id)
     return missed
+
+
+async def recount_missed(client: PrefectClient, trigger_ids: dict[Any, str], *, now: datetime) -> list[str]:
+    """Recompute and save the runs snapshots that missed a run (see `runs_missed`); the triggers recounted.
+
+    `trigger_ids` maps deployment ids to trigger ids.
+    """
+    stored = await read(client, [variable_name("runs", t) for t in trigger_ids.values()])
+    figures = {t: RunFigures.model_validate(stored[variable_name("runs", t)])
+               for t in trigger_ids.values() if variable_name("runs", t) in stored}
+    missed = await runs_missed(client, trigger_ids, figures)
+    for deployment_id in missed:
+        await save(client, variable_name("runs", trigger_ids[deployment_id]), await run_figures(client, deployment_id, now=now))
+    return [trigger_ids[d] for d in missed]

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from prefect.server.schemas.schedules import CronSchedule
 
 from prefect_cluster_triggers.deployments.contract import CronScheduleConfig, IntervalScheduleConfig
-from prefect_cluster_triggers.deployments.fire_times import next_fire_times, next_interval_slot
+from prefect_cluster_triggers.deployments.fire_times import next_cron_time, next_fire_times, next_interval_slot
 
 
 def _prefect_times(expression: str, zone: str, after: datetime, count: int) -> list[datetime]:
@@ -96,3 +96,13 @@ def test_next_interval_slot_is_the_run_prefect_makes_next(anchor_offset: int, se
                                 timezone="UTC")
     prefects = asyncio.run(schedule.get_dates(n=1, start=now))[0]
     assert next_interval_slot(schedule.anchor_date, schedule.interval, now) == prefects
+
+
+def test_the_remembered_next_cron_time_is_the_walked_one_at_every_instant() -> None:
+    """`get` and `ls` reuse a computed next time until it passes; across a DST change it never goes stale."""
+    start = datetime(2026, 3, 8, 5, 0, tzinfo=timezone.utc)  # New York springs forward at 07:00 UTC
+    for minutes in range(0, 6 * 60, 7):
+        after = start + timedelta(minutes=minutes)
+        for expression in ("*/20 * * * *", "30 2 * * *"):
+            expected = _ours(expression, "America/New_York", after, 1)
+            assert next_cron_time(expression, "America/New_York", after=after) == expected[0], (expression, after)
