@@ -14,6 +14,7 @@ import pytest
 
 from prefect import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+from prefect.states import Crashed, Running
 
 from prefect_cluster_triggers.deployments import lifecycle
 from prefect_cluster_triggers.deployments.access import KeyStore
@@ -115,3 +116,27 @@ async def _runs_of(trigger_id: str) -> int:
         deployment = await client.read_deployment_by_name(f"cluster-collection/{trigger_id}")
         asked = FlowRunFilter(tags=FlowRunFilterTags(all_=[MANUAL_TAG]))  # not the runs its schedule makes
         return await client.count_flow_runs(deployment_filter=of_deployment(deployment.id), flow_run_filter=asked)
+
+
+def test_a_run_that_ended_without_our_code_shows_in_get_and_ls_within_a_sweep(api: str) -> None:
+    """A killed flow process runs no hook: its worker marks the run Crashed. The evaluator's sweep
+    (every 2 s here) recounts the trigger, and `get` and `ls` show the run alike."""
+
+    async def scenario() -> tuple[dict, dict]:
+        async with _client(api, "team-crash") as client:
+            trigger_id = (await client.post("/triggers", json=json.loads(CRON))).json()["trigger_id"]
+            async with get_client() as prefect:
+                deployment = await prefect.read_deployment_by_name(f"cluster-collection/{trigger_id}")
+                run = await prefect.create_flow_run_from_deployment(deployment.id, state=Running(), tags=[MANUAL_TAG])
+                await prefect.set_flow_run_state(run.id, Crashed(message="worker process killed"), force=True)
+            for _ in range(60):
+                got = (await client.get(f"/triggers/{trigger_id}")).json()
+                if got["execution_count"] == 1:
+                    break
+                await asyncio.sleep(0.5)
+            listed = (await client.post("/triggers/list", json={})).json()["results"]
+            return got, next(t for t in listed if t["trigger_id"] == trigger_id)
+
+    got, listed = asyncio.run(scenario())
+    assert (got["execution_count"], got["consecutive_failures"], got["last_execution_status"]) == (1, 1, "failed")
+    assert got["last_execution_error"] == "worker process killed" and listed == got
