@@ -55,7 +55,11 @@ def main() -> int:
             ports.append(("CLUSTER_TRIGGERS_PREFECT_PORT", settings.prefect_port))
         for setting, port in ports:
             if _port_busy(port):
-                print(f"port {port} is in use by another program; set {setting} to a free port", file=sys.stderr)
+                leftover = _leftover_on(port, settings.data_dir)
+                print(f"port {port} is held by pid {leftover}, left over from an earlier `make run` of this data "
+                      f"directory that was stopped before it could stop it; stop it with `kill {leftover}`"
+                      if leftover else f"port {port} is in use by another program; set {setting} to a free port",
+                      file=sys.stderr)
                 return 1
         if not api_url:
             env["PREFECT_HOME"] = str(settings.data_dir / "prefect")
@@ -269,14 +273,44 @@ def _stop_on_signals() -> None:
     def stop(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
-    # SIGINT too: a stack started in the background inherits an ignored SIGINT.
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    # SIGINT too: a stack started in the background inherits an ignored SIGINT. SIGHUP: its
+    # terminal or SSH session closed.
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, stop)
 
 
 def _port_busy(port: int) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _leftover_on(port: int, data_dir: Path) -> int | None:
+    """The pid of a process an earlier stack of `data_dir` started (its PREFECT_HOME says so) that listens
+    on `port`; None when there is none, or where /proc cannot tell (not Linux)."""
+    sockets = {f"socket:[{inode}]" for inode in _listening_inodes(port)}
+    marker = f"PREFECT_HOME={data_dir / 'prefect'}".encode()
+    for process in Path("/proc").glob("[0-9]*"):
+        try:
+            if marker not in (process / "environ").read_bytes().split(b"\0"):
+                continue
+            if sockets & {os.readlink(fd) for fd in (process / "fd").iterdir()}:
+                return int(process.name)
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+    return None
+
+
+def _listening_inodes(port: int) -> set[str]:
+    """Inodes of the sockets listening on `port` (Linux's /proc/net tables; state 0A is LISTEN)."""
+    found = set()
+    for table in (Path("/proc/net/tcp"), Path("/proc/net/tcp6")):
+        try:
+            rows = table.read_text().splitlines()[1:]
+        except OSError:
+            continue
+        found |= {row.split()[9] for row in rows
+                  if row.split()[3] == "0A" and int(row.split()[1].rsplit(":", 1)[1], 16) == port}
+    return found
 
 
 if __name__ == "__main__":

@@ -86,13 +86,7 @@ def _wait_health(url: str, process: subprocess.Popen, timeout: float = 180) -> N
 
 
 def test_a_killed_stack_leaves_no_process_and_no_listener(tmp_path: Path) -> None:
-    prefect_port, api_port = free_port(), free_port()
-    env = fresh_env(tmp_path / "home", CLUSTER_TRIGGERS_PREFECT_PORT=str(prefect_port),
-                    CLUSTER_TRIGGERS_API_PORT=str(api_port))
-    log = tmp_path / "stack.log"
-    with open(log, "wb") as output:
-        stack = subprocess.Popen([sys.executable, "-m", "prefect_cluster_triggers.deployments.stack"], env=env,
-                                 cwd=REPOSITORY, stdout=output, stderr=subprocess.STDOUT)
+    stack, log, ports = _start_stack(tmp_path)
     deadline = time.monotonic() + 300
     while "\nready:" not in log.read_text():
         assert stack.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
@@ -101,11 +95,61 @@ def test_a_killed_stack_leaves_no_process_and_no_listener(tmp_path: Path) -> Non
     assert len(started) >= 3  # the Prefect server, the REST API, the worker (and what they started)
     stack.kill()
     stack.wait()
+    _assert_nothing_left(started, ports)
+
+
+def test_a_closed_terminal_stops_the_stack_and_all_it_started(tmp_path: Path) -> None:
+    """SIGHUP (the terminal or SSH session closed), while the stack is still setting up."""
+    stack, log, ports = _start_stack(tmp_path)
+    deadline = time.monotonic() + 300
+    while "== work pool" not in log.read_text():  # its Prefect server and REST API answer by then
+        assert stack.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.2)
+    started = _descendants(stack.pid)
+    assert len(started) >= 2
+    stack.send_signal(signal.SIGHUP)
+    stack.wait(60)
+    _assert_nothing_left(started, ports)
+
+
+def test_a_port_held_by_a_leftover_of_an_earlier_stack_is_named_with_how_to_stop_it(tmp_path: Path) -> None:
+    """Before the parent-death signal, a killed stack's Prefect server stayed on its port; now a
+    leftover is rare, and named when found: its pid and the command that stops it, in one line."""
+    home, port = tmp_path / "home", free_port()
+    env = fresh_env(home, CLUSTER_TRIGGERS_PREFECT_PORT=str(port), CLUSTER_TRIGGERS_API_PORT=str(free_port()))
+    leftover_env = {**env, "PREFECT_HOME": str(home / ".cluster-triggers" / "prefect")}  # as the stack starts its server
+    leftover = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)], env=leftover_env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_health(f"http://127.0.0.1:{port}/", leftover, timeout=30)
+        started = subprocess.run([sys.executable, "-m", "prefect_cluster_triggers.deployments.stack"], env=env,
+                                 cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    finally:
+        leftover.kill()
+    assert started.returncode == 1
+    assert started.stderr.strip().splitlines() == [
+        f"port {port} is held by pid {leftover.pid}, left over from an earlier `make run` of this data directory "
+        f"that was stopped before it could stop it; stop it with `kill {leftover.pid}`"]
+
+
+def _start_stack(tmp_path: Path) -> tuple[subprocess.Popen, Path, tuple[int, int]]:
+    """`make run`'s stack for a new user on free ports; its output in a log file."""
+    ports = free_port(), free_port()
+    env = fresh_env(tmp_path / "home", CLUSTER_TRIGGERS_PREFECT_PORT=str(ports[0]),
+                    CLUSTER_TRIGGERS_API_PORT=str(ports[1]))
+    log = tmp_path / "stack.log"
+    with open(log, "wb") as output:
+        stack = subprocess.Popen([sys.executable, "-m", "prefect_cluster_triggers.deployments.stack"], env=env,
+                                 cwd=REPOSITORY, stdout=output, stderr=subprocess.STDOUT)
+    return stack, log, ports
+
+
+def _assert_nothing_left(started: list[int], ports: tuple[int, int]) -> None:
     deadline = time.monotonic() + 60
     while (alive := [pid for pid in started if _alive(pid)]) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not alive, f"outlived the stack: {alive}"
-    for port in (prefect_port, api_port):
+    for port in ports:
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still listening"
 
