@@ -10,8 +10,9 @@ or died half-way finishes the same work rather than doing it twice: a create mak
 trigger `trg_<token>` (a second attempt finds it made), an execute passes the token to
 Prefect as the flow run's idempotency key (Prefect answers with the same run). A retry
 that arrives while the first attempt is still working waits for its answer for up to
-`_WAIT_FOR_FIRST`, then finishes the work itself. A refusal (422, 409) is not kept: the
-same request may succeed later, when the reason is gone.
+`_WAIT_FOR_FIRST` (not at all after the first attempt failed), then finishes the work
+itself. A refusal (422, 409) is not kept: the same request may succeed later, when the
+reason is gone.
 
 Keys live `KEY_LIFETIME` after their first use; later, the same key starts afresh. The
 evaluator's sweep deletes expired keys (`expire`).
@@ -23,10 +24,12 @@ import asyncio
 import hashlib
 import json
 import secrets
+from contextlib import suppress
 from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable, TypeVar
 from uuid import UUID
 
+import httpx
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.actions import VariableCreate, VariableUpdate
 from prefect.exceptions import ObjectAlreadyExists
@@ -81,6 +84,11 @@ async def once(namespace_id: str, key: str, asked: str, work: Callable[[str], Aw
         except (ClusterTriggersError, ContractError):
             if variable_id is not None:
                 await delete_variable(client, variable_id)  # nothing was made: the same request may be sent again
+            raise
+        except Exception:  # Prefect failed us half-way: a retry finishes the work at once, without waiting
+            with suppress(httpx.HTTPError):  # Prefect may be what failed; the original error is what to report
+                await client.update_variable(VariableUpdate(name=name, value={"fingerprint": asked, "token": token,
+                                                                              "answer": None}))
             raise
         value = {"fingerprint": asked, "token": token, "answer": answer.model_dump(mode="json")}
         if len(json.dumps(value)) <= _MAX_VALUE:  # else a retry redoes the (idempotent) work to answer
