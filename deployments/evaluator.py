@@ -8,8 +8,9 @@ It runs inside `cluster-triggers api` (one per Prefect server) and acts on two i
 * a sweep every `evaluator_sweep_seconds`: every active event trigger is re-planned from
   Prefect's events (catching a wake-up an automation dropped, or a held-back firing), every
   trigger's automation is brought in line with its status (also for triggers made by
-  `prefect deploy`), the conditional checks that are due are run, and the run snapshots of
-  triggers whose runs ended without our code (a killed process) are recounted.
+  `prefect deploy`), the conditional checks that are due are run, the run snapshots of
+  triggers whose runs ended without our code (a killed process) are recounted, and every
+  trigger's page in the Prefect UI is brought up to date (`deployments.dashboard`).
 
 After each decision it writes, in the background, what the trigger shows (counter,
 cooldown, last check) to the trigger's state snapshot, which `ls` reads
@@ -40,7 +41,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.logging import get_logger
 from prefect.states import Scheduled
 
-from prefect_cluster_triggers.deployments import idempotency, snapshots
+from prefect_cluster_triggers.deployments import dashboard, idempotency, lifecycle, snapshots
 from prefect_cluster_triggers.deployments.announcements import announce, trigger_resource
 from prefect_cluster_triggers.deployments.automations import automation_name, save_wake_webhook, sync_automation
 from prefect_cluster_triggers.deployments.contract import ConditionalScheduleConfig, EventScheduleConfig, TriggerStatus
@@ -107,8 +108,8 @@ class Evaluator:
 
     async def sweep(self) -> None:
         """One pass over every trigger: automations in line, owed firings made, due checks run, run
-        snapshots that missed a run (a killed process) recounted; hourly, Idempotency-Keys past their
-        lifetime deleted."""
+        snapshots that missed a run (a killed process) recounted, the triggers' pages in the Prefect UI
+        brought up to date; hourly, Idempotency-Keys past their lifetime deleted."""
         async with get_client() as client:
             if time.monotonic() >= self._keys_expire_at:
                 self._keys_expire_at = time.monotonic() + _KEYS_EXPIRE_EVERY.total_seconds()
@@ -120,8 +121,10 @@ class Evaluator:
                     await self._sweep_one(client, deployment, automations)
                 except Exception:  # one broken trigger must not starve the others
                     _logger.exception("evaluating deployment %s failed; retrying at the next sweep", deployment.name)
-            trigger_ids = {d.id: TriggerRecord.model_validate(d.parameters["trigger"]).trigger_id for d in deployments}
+            readable = [d for d in deployments if _record_of(d) is not None]  # a broken one was logged above
+            trigger_ids = {d.id: _record_of(d).trigger_id for d in readable}
             await snapshots.recount_missed(client, trigger_ids, now=datetime.now(timezone.utc))
+            await dashboard.publish_changed(client, await lifecycle.statuses(client, readable))
 
     async def _sweep_one(self, client: PrefectClient, deployment: Any, automations: dict[str, Any]) -> None:
         record = TriggerRecord.model_validate(deployment.parameters["trigger"])
@@ -268,6 +271,13 @@ async def _trigger(client: PrefectClient, trigger_id: str) -> tuple[Any, Trigger
     if TRIGGER_TAG not in deployment.tags:
         return None
     return deployment, TriggerRecord.model_validate(deployment.parameters["trigger"])
+
+
+def _record_of(deployment: Any) -> TriggerRecord | None:
+    try:
+        return TriggerRecord.model_validate(deployment.parameters["trigger"])
+    except (KeyError, ValueError):
+        return None
 
 
 async def _trigger_deployments(client: PrefectClient) -> list[Any]:

@@ -187,7 +187,7 @@ async def list_triggers(
         # Filters on status or cluster need every trigger's status; without them only the page's.
         filtered = status is not None or cluster_id is not None
         page = deployments if filtered else deployments[offset : offset + limit]
-        triggers = await _statuses(client, page)
+        triggers = await statuses(client, page)
     if not filtered:
         return list(triggers), len(deployments)
     matching = [
@@ -466,7 +466,7 @@ async def _changed(client: PrefectClient, trigger_id: str, namespace_id: str, ev
     name = snapshots.variable_name("runs", trigger_id)
     await snapshots.save(client, name, figures)
     stored = {name: figures.model_dump(mode="json")}
-    trigger = (await _statuses(client, [deployment], stored=stored, live=True))[0]
+    trigger = (await statuses(client, [deployment], stored=stored, live=True))[0]
     announce(event, trigger_id, namespace_id, status=trigger.status.value, **details)
     return trigger
 
@@ -476,10 +476,10 @@ async def _read(client: PrefectClient, trigger_id: str, namespace_id: str) -> Cl
     with an event or conditional trigger's state read live: two Prefect calls at once."""
     (deployment, _), stored = await asyncio.gather(
         _find(client, trigger_id, namespace_id), snapshots.read(client, _snapshot_names([trigger_id])))
-    return (await _statuses(client, [deployment], stored=stored, live=True))[0]
+    return (await statuses(client, [deployment], stored=stored, live=True))[0]
 
 
-async def _statuses(client: PrefectClient, deployments: list[Any], *, stored: dict[str, Any] | None = None,
+async def statuses(client: PrefectClient, deployments: list[Any], *, stored: dict[str, Any] | None = None,
                     live: bool = False) -> list[ClusterTrigger]:
     """Many triggers from their snapshots (`stored`, when already read): the same few calls for a page of any
     size. A trigger without a runs snapshot yet (made by `prefect deploy`) is counted now and the count kept.
