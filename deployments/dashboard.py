@@ -38,7 +38,7 @@ def markdown(trigger: ClusterTrigger) -> str:
     """The trigger's page: what it is waiting for and where it stands (no `updated_at`: a page changes
     only when something a user would read changes)."""
     config = trigger.schedule_config
-    rows: list[tuple[str, str]] = [("status", _status(trigger)), ("fires", _fires(config))]
+    rows: list[tuple[str, str]] = [("status", _status(trigger)), ("rule", _rule(config))]
     if isinstance(config, EventScheduleConfig):
         rows += [("event counter", f"{trigger.event_counter} / {config.event_threshold}"),
                  ("cooldown", f"{config.cooldown_seconds} s, last applied {_when(trigger.last_cooldown_at)}")]
@@ -57,7 +57,7 @@ def markdown(trigger: ClusterTrigger) -> str:
     ]
     body = "\n".join(f"| {name} | {_cell(value)} |" for name, value in rows)
     title = f"### Cluster trigger `{trigger.trigger_id}`" + (f": {trigger.description}" if trigger.description else "")
-    return f"{title}\n\n| | |\n|---|---|\n{body}\n"
+    return f"{title}\n\n| | now |\n|---|---|\n{body}\n"
 
 
 async def publish_changed(client: PrefectClient, triggers: list[ClusterTrigger]) -> int:
@@ -92,12 +92,12 @@ def _status(trigger: ClusterTrigger) -> str:
     return f"**{trigger.status.value}**"
 
 
-def _fires(config: Any) -> str:
+def _rule(config: Any) -> str:
     if isinstance(config, CronScheduleConfig):
-        return f"cron `{config.cron_expression}` ({config.timezone})"
+        return f"runs on cron `{config.cron_expression}` ({config.timezone})"
     if isinstance(config, (EventScheduleConfig, ConditionalScheduleConfig)):
         return describe_wait(config)
-    return f"every {config.interval_seconds} s"
+    return f"runs every {config.interval_seconds} s"
 
 
 def _last_run(trigger: ClusterTrigger) -> str:

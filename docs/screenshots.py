@@ -45,39 +45,41 @@ def main() -> int:
     from prefect_cluster_triggers.blocks.collection_events import notify_collection
 
     notify_collection("col_abc123", "documents_added", count=40, flush=True)
-    _wait_for_page(_EVENT, "| event counter | 40 / 100 |")
+    event_page = _wait_for_page(_EVENT, "| event counter | 40 / 100 |")
+    conditional_page = _wait_for_page(_CONDITIONAL, "| last measurement |")
     args.output.mkdir(parents=True, exist_ok=True)
-    _shoot(stack["ui_url"], args.output)
+    _shoot(stack["ui_url"], args.output, event_page, conditional_page)
     return 0
 
 
-def _wait_for_page(trigger_id: str, wanted: str, timeout: float = 120) -> None:
+def _wait_for_page(trigger_id: str, wanted: str, timeout: float = 120) -> str:
+    """The id of the trigger's latest page once it shows `wanted`."""
     from prefect.client.orchestration import get_client
 
     from prefect_cluster_triggers.deployments.dashboard import artifact_key
 
-    async def latest() -> str:
+    async def latest() -> tuple[str, str]:
         async with get_client() as client:
             response = await client.request("POST", "/artifacts/latest/filter",
                                             json={"artifacts": {"key": {"any_": [artifact_key(trigger_id)]}}})
-            return "".join(a["data"] for a in response.json())
+            found = response.json()
+            return (found[0]["latest_id"], found[0]["data"]) if found else ("", "")
 
     deadline = time.monotonic() + timeout
-    while wanted not in asyncio.run(latest()):
+    while wanted not in (page := asyncio.run(latest()))[1]:
         if time.monotonic() > deadline:
             raise SystemExit(f"the page of {trigger_id} does not show {wanted!r} after {timeout:.0f} s")
         time.sleep(1)
+    return page[0]
 
 
-def _shoot(ui: str, output: Path) -> None:
+def _shoot(ui: str, output: Path, event_page: str, conditional_page: str) -> None:
     from playwright.sync_api import sync_playwright
-
-    from prefect_cluster_triggers.deployments.dashboard import artifact_key
 
     pages = {
         "deployments.png": f"{ui}/deployments",
-        "event-trigger-page.png": f"{ui}/artifacts/key/{artifact_key(_EVENT)}",
-        "conditional-trigger-page.png": f"{ui}/artifacts/key/{artifact_key(_CONDITIONAL)}",
+        "event-trigger-page.png": f"{ui}/artifacts/artifact/{event_page}",
+        "conditional-trigger-page.png": f"{ui}/artifacts/artifact/{conditional_page}",
         "artifacts.png": f"{ui}/artifacts",
     }
     with sync_playwright() as playwright:

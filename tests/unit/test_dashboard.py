@@ -27,7 +27,7 @@ def test_a_failed_trigger_says_why_and_how_to_resume() -> None:
                              last_execution_error="the collection is empty: nothing to cluster", last_triggered_at=_WHEN))
     assert ('| status | **failed**: 5 runs failed in a row, the last with "the collection is empty: nothing to '
             'cluster"; runs stopped until `cluster-triggers resume trg_1` |') in page
-    assert "| fires | cron `0 2 * * *` (UTC) |" in page and "| executions | 7, 5 failed in a row |" in page
+    assert "| rule | runs on cron `0 2 * * *` (UTC) |" in page and "| executions | 7, 5 failed in a row |" in page
     assert "| next run | none planned |" in page
 
 
