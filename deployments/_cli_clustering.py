@@ -5,7 +5,6 @@ Kept apart from `deployments.cli` so that validating a trigger file never import
 
 from __future__ import annotations
 
-import argparse
 import secrets
 import sys
 from contextlib import contextmanager
@@ -28,40 +27,40 @@ from prefect_cluster_triggers.flows.errors import ClusterTriggersError
 _RUN_FAILED = 1
 
 
-def collections_add(args: argparse.Namespace) -> int:
-    collection = open_collection(args.collection_id)
+def collections_add(collection_id: str, vectors: str, ids: str | None, payloads: str | None) -> int:
+    collection = open_collection(collection_id)
     try:
-        first_id = 0 if args.ids or not args.vectors.lower().endswith(".npy") else collection.count()
-        source = open_input(args.vectors, ids=args.ids, payloads=args.payloads, first_id=first_id)
-        with _progress(source.rows, f"adding to {args.collection_id}") as advance:
+        first_id = 0 if ids or not vectors.lower().endswith(".npy") else collection.count()
+        source = open_input(vectors, ids=ids, payloads=payloads, first_id=first_id)
+        with _progress(source.rows, f"adding to {collection_id}") as advance:
             counts = collection.upsert_batches(_advancing(source.batches, advance))
     except ClusterTriggersError as exc:
-        raise ContractError([_problem(str(exc), args.vectors)]) from None
-    print_json({"collection_id": args.collection_id, "added": counts.inserted, "updated": counts.updated,
+        raise ContractError([_problem(str(exc), vectors)]) from None
+    print_json({"collection_id": collection_id, "added": counts.inserted, "updated": counts.updated,
                 "total": collection.count()})
     return 0
 
 
-def collections_delete(args: argparse.Namespace) -> int:
-    ids = list(args.document_ids) + (read_text(args.ids).splitlines() if args.ids else [])
+def collections_delete(collection_id: str, document_ids: list[str], ids_file: str | None) -> int:
+    ids = list(document_ids) + (read_text(ids_file).splitlines() if ids_file else [])
     if not ids:
         raise ContractError([Problem("--id", "give the ids to delete with --id ID (repeatable) or --ids FILE")])
-    collection = load_collection(args.collection_id)
+    collection = load_collection(collection_id)
     if not isinstance(collection, LanceCollection):
-        raise ContractError([Problem(args.collection_id, "documents of an HTTP collection are deleted at their source")])
+        raise ContractError([Problem(collection_id, "documents of an HTTP collection are deleted at their source")])
     deleted = collection.delete_documents([i for i in ids if i])
-    print_json({"collection_id": args.collection_id, "deleted": deleted, "total": collection.count()})
+    print_json({"collection_id": collection_id, "deleted": deleted, "total": collection.count()})
     return 0
 
 
-def collections_notify(args: argparse.Namespace) -> int:
-    notify_collection(args.collection_id, args.event_type, count=args.count, flush=True)
-    print_json({"collection_id": args.collection_id, "event": args.event_type, "count": args.count or 1})
+def collections_notify(collection_id: str, event_type: str, count: int | None) -> int:
+    notify_collection(collection_id, event_type, count=count, flush=True)
+    print_json({"collection_id": collection_id, "event": event_type, "count": count or 1})
     return 0
 
 
-def clusters_create(args: argparse.Namespace) -> int:
-    spec = validate_cluster_definition(load_document(args.file))
+def clusters_create(file: str) -> int:
+    spec = validate_cluster_definition(load_document(file))
     cluster_id = spec.cluster_id or f"cluster_{secrets.token_hex(6)}"
     definition = ClusterDefinition(
         cluster_id=cluster_id,
@@ -75,10 +74,10 @@ def clusters_create(args: argparse.Namespace) -> int:
     return 0
 
 
-def cluster_once(args: argparse.Namespace) -> int:
+def cluster_once(file: str) -> int:
     from prefect_cluster_triggers.flows.clustering_flow import cluster_collection
 
-    request = validate_request(load_document(args.file))
+    request = validate_request(load_document(file))
     execution_config = request.execution_config.model_dump(mode="json") if request.execution_config else None
     state = cluster_collection(execution_config=execution_config, cluster_id=request.cluster_id, return_state=True)
     if not state.is_completed():
@@ -88,23 +87,23 @@ def cluster_once(args: argparse.Namespace) -> int:
     return 0
 
 
-def results(args: argparse.Namespace) -> int:
-    run = default_result_store().latest(args.id)
+def results(results_id: str, members: bool, output: str | None) -> int:
+    run = default_result_store().latest(results_id)
     record = dict(run.record)
     record["clusters"] = [
         {**cluster, "centroid": [round(float(x), 6) for x in centroid]}
         for cluster, centroid in zip(record["clusters"], run.centroids)
     ]
-    if args.output and not args.members:
+    if output and not members:
         raise ContractError([Problem("--output", "is where --members go: add --members")])
-    if args.output:
-        destination = Path(args.output)
+    if output:
+        destination = Path(output)
         try:
             record["members_written"] = run.export_members(destination)
         except (ValueError, OSError) as exc:
             raise ContractError([Problem("--output", str(exc))]) from None
         record["members_file"] = str(destination.resolve())
-    elif args.members:
+    elif members:
         record["members"] = run.members()
     print_json(record)
     return 0

@@ -122,7 +122,7 @@ def test_cooldown_holds_a_firing_back_then_lets_it_through(cli) -> None:
     assert cooldown["event_counter"] == 15 and cooldown["threshold"] == 10
     assert 0 < cooldown["cooldown_remaining_seconds"] <= 20
     assert [e.payload["reason"] for e in events if e.event == "cluster.trigger.fired"] == ["event", "event"]
-    shown = cli("history", "trg_cooldown", "--evaluations")
+    shown = cli("history", "trg_cooldown", "--evaluations", "--json")
     assert shown.returncode == 0, shown.stderr
     listed = json.loads(shown.stdout)["evaluations"]
     assert [e["decision"] for e in reversed(listed)] == decisions

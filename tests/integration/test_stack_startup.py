@@ -65,7 +65,7 @@ def test_every_trigger_created_right_after_an_add_clusters_the_whole_collection(
         assert set(listed) == names
         for name, trigger in sorted(listed.items()):
             assert trigger["execution_count"] == 1 and trigger["last_execution_status"] == "completed", trigger
-        history = run_cli(CLI, env, "history", f"life-{PAIRS - 1}")
+        history = run_cli(CLI, env, "history", f"life-{PAIRS - 1}", "--json")
         assert '"num_documents": 600' in history.stdout, history.stdout
     finally:
         os.killpg(stack.pid, signal.SIGTERM)

@@ -58,7 +58,7 @@ def test_start_immediately_runs_at_once_and_status_comes_from_the_run(cli, colle
     trigger = _wait_for("trg_now", lambda t: t.next_scheduled_at is not None, timeout=30)
     assert abs(trigger.next_scheduled_at - (created_at + timedelta(hours=1))) < timedelta(seconds=5)
 
-    history = json.loads(cli("history", "trg_now").stdout)
+    history = json.loads(cli("history", "trg_now", "--json").stdout)
     assert history["total"] == 1
     assert history["executions"][0]["job_id"] == trigger.last_execution_job_id
     assert (history["executions"][0]["status"], history["executions"][0]["num_clusters"]) == ("completed", 3)
@@ -113,7 +113,7 @@ def test_delete_keeps_history_and_refuses_further_runs(cli, collection: str) -> 
     _wait_for("trg_delete", lambda t: t.execution_count == 1 and t.last_execution_status == "completed", timeout=60)
     deleted = json.loads(cli("delete", "trg_delete").stdout)
     assert deleted["status"] == "disabled" and deleted["execution_count"] == 1
-    assert json.loads(cli("history", "trg_delete").stdout)["total"] == 1
+    assert json.loads(cli("history", "trg_delete", "--json").stdout)["total"] == 1
     assert deleted["next_scheduled_at"] is None
     refused = cli("execute", "trg_delete")
     assert refused.returncode == 2 and refused.stderr == "trg_delete: trigger 'trg_delete' is deleted (disabled); create a new one\n"

@@ -111,7 +111,7 @@ def test_triggers_created_in_one_environment_run_on_a_worker_in_another(
         assert "Completed()" in (tmp_path / "worker-b.log").read_text()  # B's worker ran them: the pool's only one
         for data_dir in (tmp_path / "a" / "data", tmp_path / "b" / "data"):  # every document and result is on S3
             assert not (data_dir / "collections").exists() and not (data_dir / "results").exists()
-        history = run_cli(CLI, env_a, "history", "two-interval")
+        history = run_cli(CLI, env_a, "history", "two-interval", "--json")
         assert '"num_documents": 600' in history.stdout, history.stdout  # B's results, read in A
         members = run_cli(CLI, env_a, "results", "two-interval", "--members")
         assert len(json.loads(members.stdout)["members"]) == 600

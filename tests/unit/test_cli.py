@@ -109,3 +109,32 @@ def test_domain_core_imports_no_prefect() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [(["preview"], "FILE: missing; see `cluster-triggers preview --help`"),
+     (["preview", "t.json", "--next", "abc"],
+      "--next: Input should be a valid integer, unable to parse string as an integer (got 'abc')"),
+     (["preview", "t.json", "--bogus"], "--bogus: no such option (see --help)"),
+     (["collections", "notify", "col_1", "documents_gone"],
+      "EVENT_TYPE: 'documents_gone' is not one of 'documents_added', 'documents_updated', 'batch_completed'. "
+      "(got 'documents_gone')"),
+     (["history", "trg_1", "--status", "done"],
+      "--status: 'done' is not one of 'pending', 'processing', 'completed', 'failed', 'cancelled'. (got 'done')"),
+     (["frobnicate"], "cluster-triggers: No such command 'frobnicate'. (see --help)")],
+)
+def test_a_usage_mistake_is_one_line_and_exit_2_without_a_usage_page(
+        args: list[str], expected: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(args) == 2
+    out, err = capsys.readouterr()
+    assert (out, err.splitlines()) == ("", [expected])
+
+
+def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    shown = capsys.readouterr().out
+    for command in ("validate", "preview", "cluster", "results", "create", "ls", "get", "update", "pause", "resume",
+                    "delete", "execute", "history", "api", "render", "collections", "clusters", "keys",
+                    "--install-completion"):
+        assert command in shown, command
