@@ -48,6 +48,7 @@ RequestFile = Annotated[str, typer.Argument(metavar="FILE", help="Trigger reques
 TriggerId = Annotated[str, typer.Argument(metavar="ID", help="Trigger id.")]
 Namespace = Annotated[Optional[str], typer.Option(help="Namespace (default: setting CLUSTER_TRIGGERS_NAMESPACE).")]
 AsJson = Annotated[bool, typer.Option("--json", help="JSON instead of a table.")]
+CollectionId = Annotated[str, typer.Argument(metavar="COLLECTION_ID", help="Collection id (created on first add).")]
 
 
 class EventName(StrEnum):
@@ -157,7 +158,7 @@ def preview(
 @collections_app.command("add", help="Add or replace documents by id, streaming the file (collection created if new).")
 @_needs_prefect
 def collections_add(
-    collection_id: str,
+    collection_id: CollectionId,
     vectors: Annotated[str, typer.Option(metavar="FILE", help=".npy float matrix (one row per document), .parquet "
                                          "(id, vector, payload columns) or .jsonl ({id, vector, payload} per line).")],
     ids: Annotated[Optional[str], typer.Option(metavar="FILE.txt", help="With .npy: one id per line "
@@ -172,7 +173,7 @@ def collections_add(
 @collections_app.command("delete", help="Delete documents by id.")
 @_needs_prefect
 def collections_delete(
-    collection_id: str,
+    collection_id: CollectionId,
     document_ids: Annotated[Optional[list[str]], typer.Option("--id", metavar="ID", help="Repeatable.")] = None,
     ids: Annotated[Optional[str], typer.Option(metavar="FILE.txt", help="One id per line.")] = None,
 ) -> int:
@@ -184,7 +185,7 @@ def collections_delete(
 @collections_app.command("notify", help="Tell event triggers that documents of a collection (stored elsewhere) changed.")
 @_needs_prefect
 def collections_notify(
-    collection_id: str,
+    collection_id: CollectionId,
     event_type: EventName,
     count: Annotated[Optional[int], typer.Option(help="How many documents (default 1).")] = None,
 ) -> int:
