@@ -27,7 +27,12 @@ from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
 
 from prefect_cluster_triggers.deployments._models import format_utc
-from prefect_cluster_triggers.deployments.contract import EventScheduleConfig, ConditionalScheduleConfig, validate_request
+from prefect_cluster_triggers.deployments.contract import (
+    ConditionalScheduleConfig,
+    EventScheduleConfig,
+    EventType,
+    validate_request,
+)
 from prefect_cluster_triggers.deployments.errors import ContractError, Problem
 from prefect_cluster_triggers.deployments.fire_times import describe_wait, next_fire_times
 from prefect_cluster_triggers.flows.errors import ClusterTriggersError
@@ -49,12 +54,6 @@ TriggerId = Annotated[str, typer.Argument(metavar="ID", help="Trigger id.")]
 Namespace = Annotated[Optional[str], typer.Option(help="Namespace (default: setting CLUSTER_TRIGGERS_NAMESPACE).")]
 AsJson = Annotated[bool, typer.Option("--json", help="JSON instead of a table.")]
 CollectionId = Annotated[str, typer.Argument(metavar="COLLECTION_ID", help="Collection id (created on first add).")]
-
-
-class EventName(StrEnum):
-    documents_added = "documents_added"
-    documents_updated = "documents_updated"
-    batch_completed = "batch_completed"
 
 
 class ExecutionStatus(StrEnum):
@@ -186,7 +185,7 @@ def collections_delete(
 @_needs_prefect
 def collections_notify(
     collection_id: CollectionId,
-    event_type: EventName,
+    event_type: EventType,
     count: Annotated[Optional[int], typer.Option(help="How many documents (default 1).")] = None,
 ) -> int:
     from prefect_cluster_triggers.deployments._cli_clustering import collections_notify as notify
