@@ -121,10 +121,10 @@ class Evaluator:
                     await self._sweep_one(client, deployment, automations)
                 except Exception:  # one broken trigger must not starve the others
                     _logger.exception("evaluating deployment %s failed; retrying at the next sweep", deployment.name)
-            readable = [d for d in deployments if _record_of(d) is not None]  # a broken one was logged above
-            trigger_ids = {d.id: _record_of(d).trigger_id for d in readable}
+            records = {d.id: r for d in deployments if (r := _record_of(d)) is not None}  # a broken one was logged above
+            trigger_ids = {deployment_id: r.trigger_id for deployment_id, r in records.items()}
             await snapshots.recount_missed(client, trigger_ids, now=datetime.now(timezone.utc))
-            await dashboard.publish_changed(client, await lifecycle.statuses(client, readable))
+            await dashboard.publish_changed(client, await lifecycle.statuses(client, [d for d in deployments if d.id in records]))
 
     async def _sweep_one(self, client: PrefectClient, deployment: Any, automations: dict[str, Any]) -> None:
         record = TriggerRecord.model_validate(deployment.parameters["trigger"])

@@ -37,7 +37,7 @@ from pydantic import BaseModel
 
 from prefect_cluster_triggers.deployments._client import prefect_client
 from prefect_cluster_triggers.deployments.errors import ContractError, Problem
-from prefect_cluster_triggers.deployments.snapshots import delete_variable, variables_named
+from prefect_cluster_triggers.deployments.snapshots import delete_variable, variables_named, variables_where
 from prefect_cluster_triggers.deployments.translate import TRIGGER_TAG
 from prefect_cluster_triggers.flows.errors import ClusterTriggersError, Conflict
 
@@ -47,7 +47,6 @@ MAX_KEY_LENGTH = 255
 _WAIT_FOR_FIRST = 30.0
 _POLL = 0.25
 _MAX_VALUE = 5000  # Prefect's limit on a variable's value, in characters of JSON
-_PAGE = 200
 
 Answer = TypeVar("Answer", bound=BaseModel)
 
@@ -99,16 +98,8 @@ async def once(namespace_id: str, key: str, asked: str, work: Callable[[str], Aw
 async def expire(client: PrefectClient, *, now: datetime | None = None) -> int:
     """Delete the keys older than KEY_LIFETIME; how many."""
     cutoff = (now or datetime.now(timezone.utc)) - KEY_LIFETIME
-    old: list[str] = []
-    offset = 0
-    while True:
-        response = await client.request("POST", "/variables/filter", json={
-            "variables": {"tags": {"all_": [KEY_TAG]}}, "offset": offset, "limit": _PAGE})
-        page = response.json()
-        old += [v["id"] for v in page if datetime.fromisoformat(v["created"]) < cutoff]
-        offset += len(page)
-        if len(page) < _PAGE:
-            break
+    old = [v["id"] for v in await variables_where(client, {"tags": {"all_": [KEY_TAG]}})
+           if datetime.fromisoformat(v["created"]) < cutoff]
     for variable_id in old:
         await delete_variable(client, UUID(variable_id))
     return len(old)

@@ -34,7 +34,7 @@ from prefect.exceptions import ObjectAlreadyExists
 
 from prefect_cluster_triggers.deployments.contract import TriggerStatus
 from prefect_cluster_triggers.deployments.settings import get_settings
-from prefect_cluster_triggers.deployments.snapshots import delete_variable, variables_named
+from prefect_cluster_triggers.deployments.snapshots import delete_variable, variables_named, variables_where
 from prefect_cluster_triggers.deployments.status import trigger_status
 from prefect_cluster_triggers.deployments.translate import FLOW_NAME, TRIGGER_TAG, namespace_tag
 from prefect_cluster_triggers.flows.errors import QuotaExceeded
@@ -148,15 +148,10 @@ async def _take_one(client: PrefectClient, namespace_id: str, trigger_id: str, f
 async def _slots(client: PrefectClient, namespace_id: str) -> list[Slot]:
     """Every slot variable of the namespace."""
     prefix = _name(namespace_id, "")
-    found: list[Slot] = []
-    while True:
-        response = await client.request("POST", "/variables/filter", json={
-            "variables": {"name": {"like_": f"{prefix}%"}}, "offset": len(found), "limit": _PAGE})
-        page = response.json()
-        found += [Slot(int(v["name"].removeprefix(prefix)), v["value"]["trigger_id"], UUID(v["id"]),
-                       datetime.fromisoformat(v["created"])) for v in page if v["name"].startswith(prefix)]
-        if len(page) < _PAGE:
-            return found
+    found = await variables_where(client, {"name": {"like_": f"{prefix}%"}})
+    return [Slot(int(v["name"].removeprefix(prefix)), v["value"]["trigger_id"], UUID(v["id"]),
+                 datetime.fromisoformat(v["created"]))
+            for v in found if v["name"].startswith(prefix)]  # LIKE's `_` matches any character
 
 
 async def _active(client: PrefectClient, namespace_id: str, slots: list[Slot], now: datetime) -> set[str]:

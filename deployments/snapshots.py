@@ -120,6 +120,18 @@ async def variables_named(client: PrefectClient, names: list[str]) -> list[dict[
     return found
 
 
+async def variables_where(client: PrefectClient, variables: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every variable matching a `/variables/filter` filter, as Prefect stores them, page by page."""
+    found: list[dict[str, Any]] = []
+    while True:
+        response = await client.request("POST", "/variables/filter",
+                                        json={"variables": variables, "offset": len(found), "limit": _PAGE})
+        page = response.json()
+        found += page
+        if len(page) < _PAGE:
+            return found
+
+
 async def delete_variable(client: PrefectClient, variable_id: Any) -> bool:
     """Delete a variable by id, which a re-created variable of the same name does not share;
     False when it was gone already (deleted by another caller)."""
