@@ -4,17 +4,31 @@ A `PrefectClient` opens its connections and asks the server for a CSRF token (an
 version) when it starts; made per request, that was most of a `GET`'s cost and, under a
 burst, a new connection per call. `cluster-triggers api` therefore holds one client for its
 whole life (`shared_client`); the CLI, which makes one call per process, makes its own.
+
+On SQLite, Prefect's server answers a write that lost a race with another with 503 at once,
+and Prefect's client waits 2, 4, 8, 16 and 32 s before trying again: in a burst of 60
+creates the last one waited over a minute for a database that was idle most of that time.
+`retry_lost_races` tries such a write again after a short random pause instead.
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
+import time
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
+from typing import AsyncIterator, Awaitable, Callable, TypeVar
 
 import httpx
 from prefect.client.orchestration import PrefectClient, get_client
+from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
 _CONNECTIONS = 8  # Prefect's default pool is 16: a burst of requests would queue for connections
+_LOST_RACE = 503  # what Prefect's server answers for SQLite's "database is locked"
+_PAUSE_CAP = 1.0  # seconds: full-jitter backoff, 50 ms doubling up to this
+_RACE_DEADLINE = 50.0  # seconds of lost races before the 503 is the answer
+
+T = TypeVar("T")
 
 _shared: PrefectClient | None = None
 
@@ -40,3 +54,27 @@ async def shared_client() -> AsyncIterator[PrefectClient]:
             yield client
         finally:
             _shared = None
+
+
+async def retry_lost_races(write: Callable[[], Awaitable[T]]) -> T:
+    """`write()` (one Prefect write), tried again after a pause of up to `_PAUSE_CAP` while it loses races.
+
+    Prefect's own retries are switched off for these calls only (the setting is task-local),
+    so its exponential pauses do not stack on ours; a dropped connection, which Prefect's
+    client retries, is retried here the same way (Prefect's deployment create is an upsert). PostgreSQL never answers 503 for a
+    conflict, so there this is the plain call.
+    """
+    deadline = time.monotonic() + _RACE_DEADLINE
+    attempt = 0
+    with temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 0}):
+        while True:
+            try:
+                return await write()
+            except httpx.HTTPStatusError as exc:
+                if exc.response.status_code != _LOST_RACE or time.monotonic() > deadline:
+                    raise
+            except httpx.TransportError:  # a dropped connection, which Prefect's client would retry too
+                if time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(random.uniform(0, min(_PAUSE_CAP, 0.05 * 2**attempt)))
+            attempt += 1

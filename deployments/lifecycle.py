@@ -45,7 +45,7 @@ from prefect_cluster_triggers.deployments.contract import (
 )
 from prefect_cluster_triggers.deployments.errors import ContractError, Problem
 from prefect_cluster_triggers.deployments.settings import get_settings
-from prefect_cluster_triggers.deployments._client import prefect_client
+from prefect_cluster_triggers.deployments._client import prefect_client, retry_lost_races
 from prefect_cluster_triggers.deployments.access import namespace_id_of
 from prefect_cluster_triggers.deployments.announcements import announce
 from prefect_cluster_triggers.deployments.automations import sync_automation, wake_webhook_id
@@ -322,7 +322,7 @@ async def _create_deployment(client: PrefectClient, fields: dict[str, Any], pull
     from prefect.utilities.callables import parameter_schema
 
     flow_id, _ = await asyncio.gather(_flow_id(client), _ensure_work_pool(client, fields["work_pool"]["name"]))
-    return await client.create_deployment(
+    return await retry_lost_races(lambda: client.create_deployment(
         flow_id=flow_id,
         name=fields["name"],
         entrypoint=ENTRYPOINT,
@@ -338,7 +338,7 @@ async def _create_deployment(client: PrefectClient, fields: dict[str, Any], pull
         paused=fields["paused"],
         concurrency_limit=fields["concurrency_limit"]["limit"],
         concurrency_options=ConcurrencyOptions(collision_strategy=ConcurrencyLimitStrategy.ENQUEUE),
-    )
+    ))
 
 
 async def _fix_result_store(client: PrefectClient) -> None:

@@ -40,6 +40,7 @@ from prefect.exceptions import ObjectAlreadyExists
 from pydantic import BaseModel, Field
 
 from prefect_cluster_triggers.blocks._naming import prefect_name
+from prefect_cluster_triggers.deployments._client import retry_lost_races
 from prefect_cluster_triggers.deployments._models import UtcDateTime
 from prefect_cluster_triggers.deployments.contract import ConditionalScheduleConfig, EventScheduleConfig
 from prefect_cluster_triggers.deployments.settings import get_settings
@@ -90,7 +91,12 @@ async def save(client: PrefectClient, name: str, value: BaseModel) -> None:
 
 
 async def save_value(client: PrefectClient, name: str, data: Any) -> None:
-    """Create or replace one variable holding `data` (JSON)."""
+    """Create or replace one variable holding `data` (JSON); under a burst of writes on SQLite, without
+    Prefect's long pauses (see `retry_lost_races`)."""
+    await retry_lost_races(lambda: _save_value(client, name, data))
+
+
+async def _save_value(client: PrefectClient, name: str, data: Any) -> None:
     try:
         await client.update_variable(VariableUpdate(name=name, value=data))
         return
