@@ -34,6 +34,8 @@ BATCH_ROWS = 65_536
 """Rows per read batch: big enough for Arrow's speed, small enough for memory."""
 WRITE_ROWS = 16_384
 """Rows per written batch (and per commit of an upsert): 48 MB at 768 dimensions."""
+PART_ROWS = 262_144
+"""Rows per part of a run's assignment: one Dask task each (800 MB read at 768 dimensions)."""
 _ROWS_PER_FILE = 131_072
 """Rows per data file of a bulk load: bounds the writer's memory (about 400 MB at 768 dimensions)."""
 
@@ -156,24 +158,36 @@ class LanceDocuments:
             deleted += table.delete(f"id IN ({quoted})").num_deleted_rows
         return deleted
 
-    def batches(self, *, ids: bool = True, with_payloads: bool = False,
-                batch_rows: int = BATCH_ROWS) -> Iterator[DocumentBatch]:
-        """The documents of one table version, streamed: memory is bounded, whatever the table's size.
+    def batches(self, *, ids: bool = True, with_payloads: bool = False, batch_rows: int = BATCH_ROWS,
+                version: int | None = None, offset: int | None = None, limit: int | None = None) -> Iterator[DocumentBatch]:
+        """The documents of one table version (the latest, or `version`), rows [offset, offset + limit) when
+        given, streamed: memory is bounded, whatever the table's size.
 
         `ids=False` scans the vectors alone (condition checks): decoding a million ids into
         Python strings costs more than the arithmetic on their vectors.
         """
-        table = self._table()
-        if table is None:
+        dataset = self._dataset(version)
+        if dataset is None:
             return
         columns = ["id"] * ids + ["vector"] + ["payload"] * with_payloads
-        dim = table.schema.field("vector").type.list_size
-        for batch in table.to_lance().to_batches(columns=columns, batch_size=batch_rows):
-            if batch.num_rows == 0:
-                continue
-            vectors = batch.column("vector").values.to_numpy(zero_copy_only=False).reshape(-1, dim)
-            payloads = batch.column("payload").to_pylist() if with_payloads else []
-            yield DocumentBatch(batch.column("id").to_pylist() if ids else [], vectors, payloads)
+        for batch in dataset.to_batches(columns=columns, batch_size=batch_rows, offset=offset, limit=limit,
+                                        scan_in_order=True):
+            if batch.num_rows:
+                yield _document_batch(batch, ids=ids, with_payloads=with_payloads)
+
+    def snapshot(self) -> LanceSnapshot:
+        """The table as it is now, pinned: a run samples and assigns the same documents even while others write."""
+        dataset = self._dataset(None)
+        if dataset is None:
+            return LanceSnapshot(self, None, 0, None)
+        return LanceSnapshot(self, dataset.version, dataset.count_rows(), dataset.schema.field("vector").type.list_size)
+
+    def _dataset(self, version: int | None) -> Any:
+        table = self._table()
+        if table is None:
+            return None
+        dataset = table.to_lance()
+        return dataset if version is None else dataset.checkout_version(version)
 
     def _table(self) -> Any:
         import lancedb
@@ -189,6 +203,57 @@ class LanceDocuments:
         database = lancedb.connect(self.uri, storage_options=self.storage_options)
         # exist_ok: a concurrent first writer may create it at the same moment; both then upsert.
         return database.create_table(self.table_name, schema=schema(dim), exist_ok=True)
+
+
+@dataclass(frozen=True)
+class LancePart:
+    """Rows [offset, offset + limit) of one version of a table: what one Dask task reads, on its own worker."""
+
+    documents: LanceDocuments
+    version: int
+    offset: int
+    limit: int
+
+    def batches(self, *, ids: bool = True, with_payloads: bool = False) -> Iterator[DocumentBatch]:
+        return self.documents.batches(ids=ids, with_payloads=with_payloads, version=self.version,
+                                      offset=self.offset, limit=self.limit)
+
+
+@dataclass(frozen=True)
+class LanceSnapshot:
+    """One version of a table, as a run reads it: a random sample by row number, and parts of `PART_ROWS`."""
+
+    documents: LanceDocuments
+    version: int | None  # None: the table does not exist yet
+    count: int
+    dimension: int | None
+
+    def parts(self) -> list[LancePart]:
+        if self.version is None:
+            return []
+        return [LancePart(self.documents, self.version, start, min(PART_ROWS, self.count - start))
+                for start in range(0, self.count, PART_ROWS)]
+
+    def sample(self, size: int, *, random_state: int = 42) -> tuple[list[str], np.ndarray, list[str | None], int]:
+        """A uniform sample of at most `size` documents (ids, vectors, payloads) by random row numbers, and the count."""
+        if self.version is None or self.count == 0:
+            return [], np.empty((0, 0), np.float32), [], 0
+        if size >= self.count:
+            batches = list(self.documents.batches(with_payloads=True, version=self.version))
+            return ([i for b in batches for i in b.ids], np.concatenate([b.vectors for b in batches]),
+                    [p for b in batches for p in b.payloads], self.count)
+        rows = np.sort(np.random.default_rng(random_state).choice(self.count, size=size, replace=False))
+        taken = self.documents._dataset(self.version).take(rows, columns=["id", "vector", "payload"])
+        batch = _document_batch(taken.combine_chunks().to_batches()[0], ids=True, with_payloads=True)
+        return batch.ids, batch.vectors, batch.payloads, self.count
+
+
+def _document_batch(batch: pa.RecordBatch, *, ids: bool, with_payloads: bool) -> DocumentBatch:
+    vectors = batch.column("vector")
+    dim = vectors.type.list_size
+    return DocumentBatch(batch.column("id").to_pylist() if ids else [],
+                         vectors.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim),
+                         batch.column("payload").to_pylist() if with_payloads else [])
 
 
 def _check(batch: pa.RecordBatch, offset: int, dim: int) -> None:

@@ -110,25 +110,24 @@ class ResultFiles:
         self.filesystem = filesystem or fs.LocalFileSystem()
         self.root = root.split("://", 1)[-1].rstrip("/")
 
-    def write(self, owner: str, run_id: str, record: dict[str, Any], centroids: np.ndarray, ids: Any,
-              cluster: np.ndarray, distance: np.ndarray) -> str:
-        """Write one run and make it the latest."""
+    @contextmanager
+    def new_run(self, owner: str, run_id: str) -> Iterator[PendingRun]:
+        """A run being written: members streamed in as they are assigned, then `commit` makes it the latest.
+
+        Leaving the block without a commit (an error, a killed run) removes the members
+        written so far; LATEST never moved, so readers keep the previous complete run.
+        """
         run = f"{self.root}/{owner}/runs/{run_id}"
         if self.filesystem.get_file_info(f"{run}/run.json").type != fs.FileType.NotFound:
             raise FileExistsError(f"results of run {run_id} already exist; a run's results never change")
         self.filesystem.create_dir(run, recursive=True)
-        members = pa.table({"id": pa.array([str(i) for i in ids], pa.string()),
-                            "cluster": pa.array(np.asarray(cluster, dtype=np.int32)),
-                            "distance": pa.array(np.asarray(distance, dtype=np.float32))})
-        centroids = np.ascontiguousarray(centroids, dtype=np.float32)
-        centres = pa.table({"cluster": pa.array(np.arange(len(centroids), dtype=np.int32)),
-                            "centroid": pa.FixedSizeListArray.from_arrays(pa.array(centroids.reshape(-1)),
-                                                                          max(centroids.shape[1], 1))})
-        self._put(f"{run}/members.parquet", _parquet(members))
-        self._put(f"{run}/centroids.parquet", _parquet(centres))
-        self._put(f"{run}/run.json", json.dumps(record, indent=2).encode())
-        self._put(f"{self.root}/{owner}/LATEST", run_id.encode())
-        return run
+        pending = PendingRun(self, owner, run, f"{run}/members.parquet.{uuid.uuid4().hex}.partial")
+        try:
+            yield pending
+        finally:
+            pending.close()
+            if not pending.committed and self.filesystem.get_file_info(pending.staging).type == fs.FileType.File:
+                self.filesystem.delete_file(pending.staging)
 
     def latest(self, owner: str) -> StoredRun:
         """The latest complete run of `owner`.
@@ -168,6 +167,46 @@ class ResultFiles:
             if isinstance(exc, FileNotFoundError) or "not found" in str(exc).lower() or "NoSuchKey" in str(exc):
                 raise FileNotFoundError(path) from None
             raise
+
+
+MEMBERS_SCHEMA = pa.schema([("id", pa.string()), ("cluster", pa.int32()), ("distance", pa.float32())])
+
+
+class PendingRun:
+    """A run's results while they are written (see `ResultFiles.new_run`)."""
+
+    def __init__(self, files: ResultFiles, owner: str, path: str, staging: str) -> None:
+        self.files, self.owner, self.path, self.staging = files, owner, path, staging
+        self._sink = files.filesystem.open_output_stream(staging)
+        self._writer: pq.ParquetWriter | None = pq.ParquetWriter(self._sink, MEMBERS_SCHEMA, compression="zstd")
+        self.committed = False
+
+    def write_members(self, ids: Any, cluster: np.ndarray, distance: np.ndarray) -> None:
+        """Append one batch of members: document ids, stable cluster ids (-1 noise), distances (NaN noise)."""
+        assert self._writer is not None, "the run was committed already"
+        self._writer.write_batch(pa.record_batch(
+            [pa.array(ids, pa.string()), pa.array(np.asarray(cluster, dtype=np.int32)),
+             pa.array(np.asarray(distance, dtype=np.float32))], schema=MEMBERS_SCHEMA))
+
+    def commit(self, record: dict[str, Any], centroids: np.ndarray) -> str:
+        """Put the members in place, write the centroids and the record, then move LATEST to this run."""
+        self.close()
+        self.files.filesystem.move(self.staging, f"{self.path}/members.parquet")
+        centroids = np.ascontiguousarray(centroids, dtype=np.float32)
+        centres = pa.table({"cluster": pa.array(np.arange(len(centroids), dtype=np.int32)),
+                            "centroid": pa.FixedSizeListArray.from_arrays(pa.array(centroids.reshape(-1)),
+                                                                          max(centroids.shape[1], 1))})
+        self.files._put(f"{self.path}/centroids.parquet", _parquet(centres))
+        self.files._put(f"{self.path}/run.json", json.dumps(record, indent=2).encode())
+        self.files._put(f"{self.files.root}/{self.owner}/LATEST", self.path.rsplit("/", 1)[1].encode())
+        self.committed = True
+        return self.path
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._sink.close()
+            self._writer = None
 
 
 def _parquet(table: pa.Table) -> bytes:

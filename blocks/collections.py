@@ -21,18 +21,18 @@ from prefect_cluster_triggers.blocks._lance_documents import (
     WRITE_ROWS,
     DocumentBatch,
     LanceDocuments,
+    LanceSnapshot,
     WriteCounts,
     record_batch,
 )
+from prefect_cluster_triggers.blocks._stream_snapshot import StreamSnapshot
 from prefect_cluster_triggers.blocks._naming import DOCS_URL, load_or_save, prefect_name
 from prefect_cluster_triggers.blocks.collection_events import notify_collection
 from prefect_cluster_triggers.blocks.object_store import ObjectStore, default_object_store
 from prefect_cluster_triggers.blocks.postgres_collection import PostgresCollection
 from prefect_cluster_triggers.blocks.result_store import default_result_store
 from prefect_cluster_triggers.deployments.settings import get_settings, storage_root
-from prefect_cluster_triggers.flows.engine import Documents
 from prefect_cluster_triggers.flows.errors import DataError, NotFound, SourceUnavailable
-from prefect_cluster_triggers.flows.keywords import payload_text
 
 
 class DocumentSource(Protocol):
@@ -46,6 +46,10 @@ class DocumentSource(Protocol):
 
     def count(self) -> int | None:
         """The number of documents, when known without reading them."""
+        ...
+
+    def snapshot(self) -> LanceSnapshot | StreamSnapshot:
+        """The collection as one run reads it: a fit sample and the parts every document is assigned in."""
         ...
 
 
@@ -116,6 +120,9 @@ class LanceCollection(Block):
     def batches(self, *, ids: bool = True, with_payloads: bool = False) -> Iterator[DocumentBatch]:
         return self._documents().batches(ids=ids, with_payloads=with_payloads)
 
+    def snapshot(self) -> LanceSnapshot:
+        return self._documents().snapshot()
+
     def _documents(self) -> LanceDocuments:
         options = self.object_store.lance_options() if self.object_store else {}
         return LanceDocuments(self.uri, self.table, options)
@@ -157,6 +164,9 @@ class HttpCollection(Block):
 
     def count(self) -> int | None:
         return None  # known only by reading every page
+
+    def snapshot(self) -> StreamSnapshot:
+        return StreamSnapshot(self)
 
     def batches(self, *, ids: bool = True, with_payloads: bool = False) -> Iterator[DocumentBatch]:
         """One batch per page (ids always: the page has them), so a large collection never sits in memory twice."""
@@ -266,28 +276,6 @@ def open_collection(collection_id: str) -> LanceCollection:
                                object_store=default_object_store() if root.startswith("s3://") else None)
 
     return load_or_save(LanceCollection, prefect_name(collection_id), make)
-
-
-def read_documents(source: DocumentSource) -> Documents:
-    """All of a collection in one float32 matrix (filled batch by batch: one copy, not two, when the size is known)."""
-    ids: list[str] = []
-    texts: list[str] = []
-    known = source.count()
-    matrix: np.ndarray | None = None
-    parts: list[np.ndarray] = []
-    for batch in source.batches(with_payloads=True):
-        if matrix is None and known:
-            matrix = np.empty((known, batch.vectors.shape[1]), dtype=np.float32)
-        if matrix is not None and len(ids) + len(batch.ids) <= len(matrix):
-            matrix[len(ids) : len(ids) + len(batch.ids)] = batch.vectors
-        else:
-            parts.append(np.array(batch.vectors, dtype=np.float32))
-        ids += batch.ids
-        texts += [payload_text(json.loads(p)) if p else "" for p in batch.payloads]
-    if matrix is not None:
-        parts.insert(0, matrix[: min(len(ids), len(matrix))])
-    vectors = (parts[0] if len(parts) == 1 else np.concatenate(parts)) if parts else np.empty((0, 0), np.float32)
-    return Documents(ids, vectors, texts if any(texts) else ())
 
 
 def load_collection(collection_id: str) -> DocumentSource:

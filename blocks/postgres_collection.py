@@ -24,6 +24,7 @@ from pydantic import Field, SecretStr
 
 from prefect_cluster_triggers.blocks._lance_documents import DocumentBatch
 from prefect_cluster_triggers.blocks._naming import DOCS_URL
+from prefect_cluster_triggers.blocks._stream_snapshot import StreamSnapshot
 from prefect_cluster_triggers.flows.errors import DataError, NotFound, SourceUnavailable
 
 
@@ -67,6 +68,9 @@ class PostgresCollection(Block):
     def count(self) -> int:
         with self._connect() as connection, self._explained():
             return connection.execute(sql.SQL("SELECT count(*) FROM {}").format(self._table())).fetchone()[0]
+
+    def snapshot(self) -> StreamSnapshot:
+        return StreamSnapshot(self)
 
     def batches(self, *, ids: bool = True, with_payloads: bool = False) -> Iterator[DocumentBatch]:
         """The table's rows in batches, read by one server-side cursor in one read-only transaction."""

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
-import numpy as np
 from prefect.blocks.core import Block
 from pydantic import Field
 
@@ -38,10 +37,6 @@ class ResultStore(Block):
     @property
     def files(self) -> ResultFiles:
         return ResultFiles(self.uri, self.object_store.filesystem() if self.object_store else None)
-
-    def write_run(self, owner: str, run_id: str, record: dict[str, Any], centroids: np.ndarray, ids: Any,
-                  cluster: np.ndarray, distance: np.ndarray) -> str:
-        return self.files.write(owner, run_id, record, centroids, ids, cluster, distance)
 
     def latest(self, owner: str) -> StoredRun:
         return self.files.latest(owner)

@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     )
     s3_endpoint_url: str | None = Field(None, description="Endpoint of an S3-compatible server; AWS when empty.")
     s3_region: str = Field("us-east-1", description="Region of the storage bucket.")
+    dask_address: str | None = Field(
+        None, description="Scheduler of a Dask cluster (`tcp://host:8786`) on which runs assign their documents, one "
+        "task per part of a collection; unset, a run does that work in its own process."
+    )
     data_dir: Path = Field(
         Path.home() / ".cluster-triggers",
         description="Where local collections and clustering results live by default.",

@@ -87,7 +87,7 @@ def check_feasible(config: _AlgorithmConfig, n_documents: int, *, memory_bytes: 
         raise ClusteringRefused(f"{config.algorithm} needs at least {name}={count} documents, got {n_documents}")
     bytes_per_pair = _QUADRATIC_BYTES_PER_PAIR.get(type(config))
     if bytes_per_pair is not None:
-        budget = memory_bytes if memory_bytes is not None else _available_memory()
+        budget = memory_bytes if memory_bytes is not None else available_memory()
         needed = bytes_per_pair * n_documents**2
         if needed > budget:
             most = int((budget / bytes_per_pair) ** 0.5)
@@ -117,7 +117,8 @@ def _min_documents(config: _AlgorithmConfig) -> tuple[str, int] | None:
     return None
 
 
-def _available_memory() -> int:
+def available_memory() -> int:
+    """Bytes of memory available to this process now (Linux's MemAvailable)."""
     try:
         with open("/proc/meminfo", encoding="ascii") as meminfo:
             for line in meminfo:

@@ -1,6 +1,7 @@
 """The shared clustering flow: every execution of every trigger is one run of this flow.
 
-load documents -> preprocess -> cluster -> score -> persist results -> publish. The run's
+open collections -> sample and fit -> assign and persist -> publish, in memory bounded by
+the fit sample and one batch, whatever the collection's size (see `flows.engine`). The run's
 state is the execution record (the trigger's counters are read from flow runs), its
 artifacts show the history of each trigger or cluster in the Prefect UI, and its events
 (`cluster.execution.completed` / `.failed`) let other automations react.
@@ -8,6 +9,7 @@ artifacts show the history of each trigger or cluster in the Prefect UI, and its
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -26,7 +28,7 @@ from prefect.utilities.annotations import quote
 
 from prefect_cluster_triggers.blocks._naming import prefect_name
 from prefect_cluster_triggers.blocks.cluster_definition import load_cluster_definition
-from prefect_cluster_triggers.blocks.collections import load_collection, read_documents
+from prefect_cluster_triggers.blocks.collections import load_collection
 from prefect_cluster_triggers.blocks.result_store import ResultStore, default_result_store
 from prefect_cluster_triggers.deployments._models import format_utc
 from prefect_cluster_triggers.deployments.announcements import announce
@@ -34,8 +36,10 @@ from prefect_cluster_triggers.deployments.contract import ExecutionConfig, valid
 from prefect_cluster_triggers.deployments.errors import ContractError, Problem
 from prefect_cluster_triggers.deployments.translate import CONDITION_TAG, EVENT_TAG, FLOW_NAME, MANUAL_TAG, TriggerRecord
 from prefect_cluster_triggers.flows import engine
-from prefect_cluster_triggers.flows.clusterers import Clustering
-from prefect_cluster_triggers.flows.engine import Documents, Outcome, PreviousClusters
+from prefect_cluster_triggers.deployments.settings import get_settings
+from prefect_cluster_triggers.flows.assignment import assign_parts
+from prefect_cluster_triggers.flows.engine import Documents, Fitted, PreviousClusters, Summary
+from prefect_cluster_triggers.flows.keywords import payload_text
 from prefect_cluster_triggers.flows.errors import ClusterTriggersError, DataError, NotFound
 from prefect_cluster_triggers.flows.trigger_state import record_run, stopped_reason, wait_until_due
 
@@ -65,40 +69,32 @@ def _retry_io_only(task: Any, task_run: Any, state: State) -> bool:
     return False
 
 
-@task(name="load documents", retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_io_only, cache_policy=NO_CACHE)
-def load_documents(collection_ids: list[str]) -> Documents:
-    parts = [read_documents(load_collection(collection_id)) for collection_id in collection_ids]
-    if len(parts) == 1:
-        return parts[0]
-    dims = {collection_id: part.vectors.shape[1] for collection_id, part in zip(collection_ids, parts) if len(part.ids)}
-    if len(set(dims.values())) > 1:
-        raise DataError(f"the collections have different dimensions: {dims}")
-    texts = [text for part in parts for text in (part.texts or [""] * len(part.ids))]
-    return Documents(
-        [i for part in parts for i in part.ids],
-        np.concatenate([part.vectors for part in parts if len(part.ids)] or [np.empty((0, 0), np.float32)]),
-        texts if any(texts) else (),
-    )
+@task(name="open collections", retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_io_only,
+      cache_policy=NO_CACHE)
+def open_collections(collection_ids: list[str]) -> list[Any]:
+    """Each collection pinned as this run reads it (a Lance table at its current version)."""
+    return [load_collection(collection_id).snapshot() for collection_id in collection_ids]
 
 
-@task(name="preprocess", cache_policy=NO_CACHE)
-def preprocess(documents: Documents, config: ExecutionConfig) -> tuple[np.ndarray, np.ndarray]:
-    return engine.prepare(documents, config.config)
+@task(name="sample and fit", retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_io_only, cache_policy=NO_CACHE)
+def fit(snapshots: list[Any], config: ExecutionConfig, previous: PreviousClusters | None) -> Fitted:
+    sample, num_documents = _sample(snapshots, config)
+    return engine.fit_model(sample, config.config, num_documents=num_documents, previous=previous)
 
 
-@task(name="cluster", cache_policy=NO_CACHE)
-def cluster(full: np.ndarray, fit_space: np.ndarray, config: ExecutionConfig) -> Clustering:
-    return engine.fit(full, fit_space, config.config)
-
-
-@task(name="score", cache_policy=NO_CACHE)
-def score(full: np.ndarray, clustering: Clustering, texts: Any, previous: PreviousClusters | None) -> Outcome:
-    return engine.score(full, clustering, texts, previous)
-
-
-@task(name="persist results", retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
-def persist(store: ResultStore, results_id: str, run_id: str, record: dict[str, Any], ids: Any, outcome: Outcome) -> None:
-    store.write_run(results_id, run_id, record, outcome.centroids, ids, outcome.cluster_of, outcome.distance)
+@task(name="assign and persist", retries=2, retry_delay_seconds=1, retry_condition_fn=_retry_io_only,
+      cache_policy=NO_CACHE)
+def assign_and_persist(store: ResultStore, results_id: str, record: dict[str, Any], snapshots: list[Any],
+                       fitted: Fitted) -> dict[str, Any]:
+    """Assign every document (in this process, or on the Dask cluster of `CLUSTER_TRIGGERS_DASK_ADDRESS`),
+    streaming the members into the run's results; make them the latest once complete."""
+    parts = [part for snapshot in snapshots for part in snapshot.parts()]
+    with store.files.new_run(results_id, record["run_id"]) as run:
+        tally = assign_parts(fitted.model, parts, run.write_members, dask_address=get_settings().dask_address)
+        summary = engine.summarize(fitted, tally)
+        record = _with_summary(record, fitted, summary)
+        run.commit(record, fitted.model.centroids)
+    return record
 
 
 @task(name="publish", retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
@@ -186,21 +182,41 @@ def _run(results_id: str, config: ExecutionConfig, cluster_id: str | None, trigg
 
     store = default_result_store()
     previous = _previous_clusters(store, results_id)
-    documents = load_documents(list(config.collection_ids))
-    lap("load_ms")
-    # quote(): Prefect would otherwise walk every document id looking for upstream futures.
-    full, fit_space = preprocess(quote(documents), config)
-    lap("preprocess_ms")
-    clustering = cluster(full, fit_space, config)
-    lap("cluster_ms")
-    outcome = score(full, clustering, quote(documents.texts), previous)
-    lap("score_ms")
-    run_id = str(flow_run.id)
-    record = _record(run_id, results_id, config, cluster_id, trigger_id, documents, outcome, timings)
-    persist(store, results_id, run_id, record, quote(documents.ids), outcome)
-    lap("persist_ms")
+    snapshots = open_collections(list(config.collection_ids))
+    lap("open_ms")
+    fitted = fit(quote(snapshots), config, previous)
+    lap("fit_ms")
+    record = _record(str(flow_run.id), results_id, config, cluster_id, trigger_id, timings)
+    # quote(): Prefect would otherwise walk the model and the snapshots looking for upstream futures.
+    record = assign_and_persist(store, results_id, record, quote(snapshots), quote(fitted))
+    lap("assign_ms")
+    record["timings_ms"] = dict(timings)
     publish(results_id, record)
     return record
+
+
+def _sample(snapshots: list[Any], config: ExecutionConfig) -> tuple[Documents, int]:
+    """A uniform sample of all the collections together, of the algorithm's fit size, and their document count.
+
+    Each collection is sampled on its own, then the samples are cut in proportion to the
+    collections' sizes, so every document had the same chance whichever collection holds it.
+    """
+    dims = {cid: s.dimension for cid, s in zip(config.collection_ids, snapshots) if s.dimension is not None}
+    if len(set(dims.values())) > 1:
+        raise DataError(f"the collections have different dimensions: {dims}")
+    size = engine.default_sample_size(config.config, next(iter(dims.values()), 1))
+    drawn = [snapshot.sample(size) for snapshot in snapshots]
+    total = sum(count for *_, count in drawn)
+    ids: list[str] = []
+    vectors: list[np.ndarray] = []
+    texts: list[str] = []
+    for part_ids, part_vectors, payloads, count in drawn:
+        keep = len(part_ids) if total <= size else min(len(part_ids), round(size * count / total))
+        ids += part_ids[:keep]
+        vectors.append(part_vectors[:keep])
+        texts += [payload_text(json.loads(p)) if p else "" for p in payloads[:keep]]
+    matrix = np.concatenate([v for v in vectors if len(v)]) if any(len(v) for v in vectors) else np.empty((0, 0))
+    return Documents(ids, matrix, texts if any(texts) else ()), total
 
 
 def _resolve_config(execution_config: dict[str, Any] | None, cluster_id: str | None) -> ExecutionConfig:
@@ -220,16 +236,8 @@ def _previous_clusters(store: ResultStore, results_id: str) -> PreviousClusters 
     return PreviousClusters(ids, latest.centroids, int(latest.record["next_cluster_id"]))
 
 
-def _record(
-    run_id: str,
-    results_id: str,
-    config: ExecutionConfig,
-    cluster_id: str | None,
-    trigger_id: str | None,
-    documents: Documents,
-    outcome: Outcome,
-    timings: dict[str, float],
-) -> dict[str, Any]:
+def _record(run_id: str, results_id: str, config: ExecutionConfig, cluster_id: str | None, trigger_id: str | None,
+            timings: dict[str, float]) -> dict[str, Any]:
     return {
         "run_id": run_id,
         "results_id": results_id,
@@ -240,17 +248,25 @@ def _record(
         "collection_ids": list(config.collection_ids),
         "algorithm": config.config.algorithm,
         "parameters": config.config.model_dump(mode="json"),
-        "num_documents": len(documents.ids),
-        "dimension": int(documents.vectors.shape[1]),
-        "num_clusters": len(outcome.cluster_ids),
-        "num_noise": int(np.count_nonzero(outcome.cluster_of < 0)),
-        "metrics": outcome.metrics,
-        "mean_similarity": outcome.mean_similarity,
         "timings_ms": dict(timings),
-        "next_cluster_id": outcome.next_cluster_id,
+    }
+
+
+def _with_summary(record: dict[str, Any], fitted: Fitted, summary: Summary) -> dict[str, Any]:
+    """The record with what the whole run measured; `sample` says what the algorithm was fitted on."""
+    return {
+        **record,
+        "num_documents": summary.num_documents,
+        "dimension": int(fitted.model.centroids.shape[1]) if len(fitted.model.centroids) else None,
+        "num_clusters": len(fitted.model.cluster_ids),
+        "num_noise": summary.num_noise,
+        "sample": {"used": fitted.sampled, "size": fitted.sample_size},
+        "metrics": summary.metrics,
+        "mean_similarity": summary.mean_similarity,
+        "next_cluster_id": fitted.next_cluster_id,
         "clusters": [
             {"id": int(cid), "num_members": int(n), "keywords": words}
-            for cid, n, words in zip(outcome.cluster_ids, outcome.num_members, outcome.keywords)
+            for cid, n, words in zip(fitted.model.cluster_ids, summary.num_members, fitted.keywords)
         ],
     }
 

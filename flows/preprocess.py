@@ -6,6 +6,8 @@ chunked, so a 200k x 384 float32 collection costs 300 MB once, not three times.
 
 from __future__ import annotations
 
+from typing import Any, Iterable, Sequence
+
 import numpy as np
 from sklearn.decomposition import PCA
 
@@ -23,19 +25,20 @@ def normalize_rows(vectors: np.ndarray) -> np.ndarray:
     return vectors
 
 
-def reduce_dimensions(vectors: np.ndarray, reduce: Reduce, *, random_state: int = 42) -> np.ndarray:
-    """Project onto the top principal components, or return the vectors untouched.
+def reduce_dimensions(vectors: np.ndarray, reduce: Reduce, *, random_state: int = 42) -> tuple[np.ndarray, PCA | None]:
+    """Project onto the top principal components (returning the fitted PCA, which projects
+    every later batch the same way), or return the vectors untouched and None.
 
     `n_components` is clamped to what the data supports, so the HDBSCAN default (16) also
     works on low-dimensional collections.
     """
     if reduce.method == "none" or reduce.n_components is None:
-        return vectors
+        return vectors, None
     n_components = min(reduce.n_components, vectors.shape[1], len(vectors))
     if n_components >= vectors.shape[1]:
-        return vectors
+        return vectors, None
     pca = PCA(n_components=n_components, svd_solver="randomized", random_state=random_state)
-    return pca.fit_transform(vectors).astype(np.float32, copy=False)
+    return pca.fit_transform(vectors).astype(np.float32, copy=False), pca
 
 
 def sample_rows(n_rows: int, sample_size: int | None, *, random_state: int = 42) -> np.ndarray | None:
@@ -44,3 +47,52 @@ def sample_rows(n_rows: int, sample_size: int | None, *, random_state: int = 42)
         return None
     rng = np.random.default_rng(random_state)
     return np.sort(rng.choice(n_rows, size=sample_size, replace=False))
+
+
+def reservoir(batches: Iterable[tuple[Sequence[str], np.ndarray, Sequence[Any]]], size: int, *,
+              random_state: int = 42) -> tuple[list[str], np.ndarray, list[Any], int]:
+    """A uniform sample of at most `size` rows of a stream of (ids, vectors, extras) batches, in one pass.
+
+    Bottom-k sampling: every row draws a random key and the `size` smallest keys are kept, so
+    memory is the sample's whatever the stream's length. Returns the sample's ids, vectors and
+    extras in stream order (all of a short stream comes back as it was), and how many rows
+    the stream had.
+    """
+    rng = np.random.default_rng(random_state)
+    held: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (keys, vectors, positions) until `size` is passed
+    keys = vectors = positions = None  # then the `size` rows with the smallest keys
+    ids: list[str] = []
+    extras: list[Any] = []
+    seen = 0
+    for batch_ids, batch_vectors, batch_extras in batches:
+        batch_keys = rng.random(len(batch_ids))
+        batch_extras = list(batch_extras) if len(batch_extras) else [None] * len(batch_ids)
+        rows = np.arange(len(batch_ids))
+        if keys is None:
+            held.append((batch_keys, np.asarray(batch_vectors, dtype=np.float32), seen + rows))
+            ids += list(batch_ids)
+            extras += batch_extras
+            seen += len(batch_ids)
+            if seen > size:
+                all_keys = np.concatenate([k for k, _, _ in held])
+                chosen = np.argpartition(all_keys, size - 1)[:size]
+                keys, positions = all_keys[chosen], np.concatenate([p for _, _, p in held])[chosen]
+                vectors = np.concatenate([v for _, v, _ in held])[chosen]
+                ids, extras, held = [ids[i] for i in chosen], [extras[i] for i in chosen], []
+            continue
+        entering = rows[batch_keys < keys.max()]
+        if len(entering):
+            merged = np.concatenate([keys, batch_keys[entering]])
+            chosen = np.argpartition(merged, size - 1)[:size]
+            freed = np.flatnonzero(~np.isin(np.arange(size), chosen[chosen < size], assume_unique=True))
+            incoming = entering[chosen[chosen >= size] - size]
+            keys[freed], vectors[freed], positions[freed] = batch_keys[incoming], batch_vectors[incoming], seen + incoming
+            for slot, row in zip(freed.tolist(), incoming.tolist()):
+                ids[slot], extras[slot] = batch_ids[row], batch_extras[row]
+        seen += len(batch_ids)
+    if keys is None:  # the whole stream fitted
+        if not held:
+            return [], np.empty((0, 0), np.float32), [], 0
+        return ids, np.concatenate([v for _, v, _ in held]), extras, seen
+    order = np.argsort(positions, kind="stable")
+    return [ids[i] for i in order], vectors[order], [extras[i] for i in order], seen

@@ -142,7 +142,7 @@ def test_nan_from_a_collection_fails_the_run(cli, prefect_api: str, tmp_path: Pa
         config = {"collection_ids": ["col_nan"], "config": {"algorithm": "kmeans", "n_clusters": 2}}
         state = cluster_collection(execution_config=config, return_state=True)
     assert state.is_failed()
-    assert state.message == "document 'bad' (row 1) has a NaN or infinite value"
+    assert state.message == "document 'bad' has a NaN or infinite value"
 
 
 def test_cluster_command_reports_a_failed_run_in_one_line(cli, tmp_path: Path) -> None:

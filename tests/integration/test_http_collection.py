@@ -7,7 +7,8 @@ import time
 import pytest
 from pydantic import SecretStr
 
-from prefect_cluster_triggers.blocks.collections import HttpCollection, read_documents
+from prefect_cluster_triggers.blocks.collections import HttpCollection
+from tests.integration._documents import read_documents
 from prefect_cluster_triggers.flows.errors import DataError, SourceUnavailable
 from tests.integration.http_server import serve_pages
 

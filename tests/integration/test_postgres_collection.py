@@ -17,7 +17,7 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
 from prefect_cluster_triggers.blocks import collection_block_name
-from prefect_cluster_triggers.blocks.collections import read_documents
+from tests.integration._documents import read_documents
 from prefect_cluster_triggers.blocks.postgres_collection import PostgresCollection
 from prefect_cluster_triggers.flows.errors import DataError, NotFound
 from tests.seed_examples import CRON

@@ -130,8 +130,10 @@ def test_bad_input_lines_are_named(tmp_path: Path, content: str, message: str) -
 
 
 def _write(store: ResultFiles, run_id: str, value: float) -> None:
-    store.write("trg_1", run_id, {"run_id": run_id, "value": value}, np.full((2, 3), value, np.float32),
-                ["a", "b"], np.array([0, 1]), np.array([0.5, np.nan], np.float32))
+    with store.new_run("trg_1", run_id) as run:
+        run.write_members(["a"], np.array([0]), np.array([0.5], np.float32))
+        run.write_members(["b"], np.array([1]), np.array([np.nan], np.float32))
+        run.commit({"run_id": run_id, "value": value}, np.full((2, 3), value, np.float32))
 
 
 def test_results_latest_moves_only_after_a_complete_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
