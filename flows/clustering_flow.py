@@ -88,11 +88,14 @@ def assign_and_persist(store: ResultStore, results_id: str, record: dict[str, An
                        fitted: Fitted) -> dict[str, Any]:
     """Assign every document (in this process, or on the Dask cluster of `CLUSTER_TRIGGERS_DASK_ADDRESS`),
     streaming the members into the run's results; make them the latest once complete."""
+    started = time.perf_counter()
     parts = [part for snapshot in snapshots for part in snapshot.parts()]
+    address = get_settings().dask_address
     with store.files.new_run(results_id, record["run_id"]) as run:
-        tally = assign_parts(fitted.model, parts, run.write_members, dask_address=get_settings().dask_address)
+        tally = assign_parts(fitted.model, parts, run.write_members, dask_address=address)
         summary = engine.summarize(fitted, tally)
-        record = _with_summary(record, fitted, summary)
+        record = {**_with_summary(record, fitted, summary), "assignment": {"on": address or "in-process", "parts": len(parts)}}
+        record["timings_ms"] = {**record["timings_ms"], "assign_ms": round((time.perf_counter() - started) * 1000, 1)}
         run.commit(record, fitted.model.centroids)
     return record
 
@@ -189,8 +192,6 @@ def _run(results_id: str, config: ExecutionConfig, cluster_id: str | None, trigg
     record = _record(str(flow_run.id), results_id, config, cluster_id, trigger_id, timings)
     # quote(): Prefect would otherwise walk the model and the snapshots looking for upstream futures.
     record = assign_and_persist(store, results_id, record, quote(snapshots), quote(fitted))
-    lap("assign_ms")
-    record["timings_ms"] = dict(timings)
     publish(results_id, record)
     return record
 

@@ -103,7 +103,7 @@ def test_domain_core_imports_no_prefect() -> None:
     code = (
         "import sys, prefect_cluster_triggers.deployments.contract, prefect_cluster_triggers.deployments.fire_times, "
         "prefect_cluster_triggers.deployments.firing, prefect_cluster_triggers.deployments.cli, "
-        "prefect_cluster_triggers.flows.engine, prefect_cluster_triggers.flows.metrics, "
+        "prefect_cluster_triggers.flows.engine, prefect_cluster_triggers.flows.assignment, prefect_cluster_triggers.flows.metrics, "
         "prefect_cluster_triggers.flows.conditions; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'prefect'))"
     )
