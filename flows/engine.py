@@ -39,8 +39,11 @@ centroids (their error shrinks with the square root of the rows per cluster)."""
 SEEDING_ROWS = 16_384
 """Rows on which the k-means++ seedings are run and compared (at least 50 per cluster)."""
 _SAMPLE_MEMORY_SHARE = 16
-"""The default fit sample of the other algorithms takes 1/16 of available memory as float32:
-their fits make several copies (PCA, neighbour graphs, HDBSCAN's trees)."""
+"""The default fit sample of the other algorithms takes at most 1/16 of available memory as
+float32: their fits make several copies (PCA, neighbour graphs, HDBSCAN's trees)..."""
+SAMPLE_ROWS_CAP = 200_000
+"""... and at most this many documents: their fit time grows faster than the documents
+(HDBSCAN on 200k documents after PCA takes about a minute here, on 800k over seven)."""
 _CENTROID_BASED = (KMeansConfig, MiniBatchKMeansConfig)
 
 
@@ -123,7 +126,7 @@ def default_sample_size(config: _AlgorithmConfig, dimension: int) -> int:
         return config.sample_size
     if isinstance(config, MiniBatchKMeansConfig):
         return STREAM_FIT_ROWS
-    return max(10_000, available_memory() // (_SAMPLE_MEMORY_SHARE * 4 * max(dimension, 1)))
+    return max(10_000, min(SAMPLE_ROWS_CAP, available_memory() // (_SAMPLE_MEMORY_SHARE * 4 * max(dimension, 1))))
 
 
 def fit_model(sample: Documents, config: _AlgorithmConfig, *, num_documents: int,
