@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from typing import Any, ClassVar, Iterable, Iterator, Protocol, Sequence
 
 import httpx
@@ -103,8 +104,19 @@ class LanceCollection(Block):
         )
 
     def upsert_batches(self, batches: Iterable[pa.RecordBatch]) -> WriteCounts:
-        """Upsert a stream of record batches (id, vector, payload), one commit each; emit the counts."""
-        counts = self._documents().upsert(batches)
+        """Upsert a stream of record batches (id, vector, payload), one commit each; emit the counts.
+
+        A first load (no documents yet) appends in bulk, and Lance lets two appends commit side
+        by side: two first loads at once, from any machines, would store an id shared by both
+        twice. They therefore take turns on a Prefect global concurrency limit of 1 for the
+        collection; the second then finds documents and merges by id.
+        """
+        documents = self._documents()
+        if documents.count():
+            counts = documents.upsert(batches)
+        else:
+            with _loading_alone(self.collection_id):
+                counts = documents.upsert(batches)
         for event_type, count in (("documents_added", counts.inserted), ("documents_updated", counts.updated)):
             if count:
                 notify_collection(self.collection_id, event_type, count=count)
@@ -258,6 +270,24 @@ def _retry_after(response: httpx.Response) -> float:
         return min(float(response.headers.get("Retry-After", 0)), 60.0)
     except ValueError:
         return 0.0
+
+
+@contextmanager
+def _loading_alone(collection_id: str) -> Iterator[None]:
+    """Hold the collection's load slot (a global concurrency limit of 1, made on first use) for the block."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.concurrency.sync import concurrency
+    from prefect.exceptions import ObjectAlreadyExists
+
+    name = f"cluster-collection-first-load-{prefect_name(collection_id)}"
+    with get_client(sync_client=True) as client:
+        try:
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+        except ObjectAlreadyExists:
+            pass  # made by an earlier load, or by the other first load right now
+    with concurrency(name, occupy=1, strict=True):
+        yield
 
 
 def open_collection(collection_id: str) -> LanceCollection:
