@@ -211,11 +211,13 @@ def _sample(snapshots: list[Any], config: ExecutionConfig) -> tuple[Documents, i
     ids: list[str] = []
     vectors: list[np.ndarray] = []
     texts: list[str] = []
+    rng = np.random.default_rng(42)
     for part_ids, part_vectors, payloads, count in drawn:
         keep = len(part_ids) if total <= size else min(len(part_ids), round(size * count / total))
-        ids += part_ids[:keep]
-        vectors.append(part_vectors[:keep])
-        texts += [payload_text(json.loads(p)) if p else "" for p in payloads[:keep]]
+        rows = np.sort(rng.choice(len(part_ids), size=keep, replace=False))  # samples come in stream order
+        ids += [part_ids[i] for i in rows]
+        vectors.append(part_vectors[rows])
+        texts += [payload_text(json.loads(payloads[i])) if payloads[i] else "" for i in rows]
     matrix = np.concatenate([v for v in vectors if len(v)]) if any(len(v) for v in vectors) else np.empty((0, 0))
     return Documents(ids, matrix, texts if any(texts) else ()), total
 
