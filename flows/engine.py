@@ -100,12 +100,8 @@ class Tally:
     similarity_sum: float = 0.0
 
     def __add__(self, other: Tally) -> Tally:
-        if not len(self.counts):
-            return other
-        if not len(other.counts):
-            return self
-        return Tally(self.documents + other.documents, self.counts + other.counts,
-                     self.distance_sums + other.distance_sums,
+        return Tally(self.documents + other.documents, _added(self.counts, other.counts),
+                     _added(self.distance_sums, other.distance_sums),
                      self.squared_distance_sum + other.squared_distance_sum, self.similarity_sum + other.similarity_sum)
 
 
@@ -224,6 +220,11 @@ def check_finite(vectors: np.ndarray, ids: Sequence[str]) -> None:
     if not finite.all():
         row = int(np.flatnonzero(~finite)[0])
         raise DataError(f"document {ids[row]!r} has a NaN or infinite value")
+
+
+def _added(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Per-cluster sums; an empty array is a tally with no clusters yet (the start, or a run with none)."""
+    return right if not len(left) else left if not len(right) else left + right
 
 
 def _cluster(space: np.ndarray, config: _AlgorithmConfig) -> tuple[np.ndarray, np.ndarray]:

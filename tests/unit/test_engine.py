@@ -38,6 +38,7 @@ def _run(vectors: np.ndarray, config: dict, previous: engine.PreviousClusters | 
         cluster_of=np.concatenate([c for c, _, _ in assigned]), distance=np.concatenate([d for _, d, _ in assigned]),
         cluster_ids=fitted.model.cluster_ids, centroids=fitted.model.centroids, next_cluster_id=fitted.next_cluster_id,
         num_members=summary.num_members, mean_similarity=summary.mean_similarity, metrics=summary.metrics,
+        num_documents=summary.num_documents, num_noise=summary.num_noise,
         sample=fitted.sample_size, sampled=fitted.sampled,
     )
 
@@ -165,3 +166,10 @@ def test_reservoir_sample_is_uniform_and_in_stream_order() -> None:
     assert counts.min() > 0.7 * size / 10  # every tenth of the stream is represented
     short_ids, short, _, _ = reservoir(batches[:2], size)
     assert short_ids == [str(i) for i in range(1400)] and (short[:, 0] == np.arange(1400)).all()
+
+
+def test_a_run_without_clusters_counts_every_document_as_noise() -> None:
+    vectors = np.random.default_rng(4).uniform(size=(600, 8)).astype(np.float32)
+    outcome = _run(vectors, {"algorithm": "hdbscan", "min_cluster_size": 300, "reduce": "none"})
+    assert len(outcome.cluster_ids) == 0 and (outcome.cluster_of == -1).all()
+    assert outcome.num_documents == outcome.num_noise == 600  # five batches, all counted
