@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from prefect_cluster_triggers.flows.errors import DataError
+from prefect_cluster_triggers.flows.preprocess import sample_rows
 
 BATCH_ROWS = 16_384
 """Rows per read batch: big enough for numpy's speed, small enough for memory (48 MB at 768 dimensions)."""
@@ -240,11 +241,11 @@ class LanceSnapshot:
         """A uniform sample of at most `size` documents (ids, vectors, payloads) by random row numbers, and the count."""
         if self.version is None or self.count == 0:
             return [], np.empty((0, 0), np.float32), [], 0
-        if size >= self.count:
+        rows = sample_rows(self.count, size, random_state=random_state)
+        if rows is None:  # the whole table
             batches = list(self.documents.batches(with_payloads=True, version=self.version))
             return ([i for b in batches for i in b.ids], np.concatenate([b.vectors for b in batches]),
                     [p for b in batches for p in b.payloads], self.count)
-        rows = np.sort(np.random.default_rng(random_state).choice(self.count, size=size, replace=False))
         taken = self.documents._dataset(self.version).take(rows, columns=["id", "vector", "payload"])
         batch = _document_batch(taken.combine_chunks().to_batches()[0], ids=True, with_payloads=True)
         return batch.ids, batch.vectors, batch.payloads, self.count

@@ -188,7 +188,7 @@ class PendingRun:
             [pa.array(ids, pa.string()), pa.array(np.asarray(cluster, dtype=np.int32)),
              pa.array(np.asarray(distance, dtype=np.float32))], schema=MEMBERS_SCHEMA))
 
-    def commit(self, record: dict[str, Any], centroids: np.ndarray) -> str:
+    def commit(self, record: dict[str, Any], centroids: np.ndarray) -> None:
         """Put the members in place, write the centroids and the record, then move LATEST to this run."""
         self.close()
         self.files.filesystem.move(self.staging, f"{self.path}/members.parquet")
@@ -200,7 +200,6 @@ class PendingRun:
         self.files._put(f"{self.path}/run.json", json.dumps(record, indent=2).encode())
         self.files._put(f"{self.files.root}/{self.owner}/LATEST", self.path.rsplit("/", 1)[1].encode())
         self.committed = True
-        return self.path
 
     def close(self) -> None:
         if self._writer is not None:

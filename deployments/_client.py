@@ -61,8 +61,8 @@ async def retry_lost_races(write: Callable[[], Awaitable[T]]) -> T:
 
     Prefect's own retries are switched off for these calls only (the setting is task-local),
     so its exponential pauses do not stack on ours; a dropped connection, which Prefect's
-    client retries, is retried here the same way (Prefect's deployment create is an upsert). PostgreSQL never answers 503 for a
-    conflict, so there this is the plain call.
+    client retries, is retried here the same way (Prefect's deployment create is an upsert).
+    PostgreSQL never answers 503 for a conflict, so there this is the plain call.
     """
     deadline = time.monotonic() + _RACE_DEADLINE
     attempt = 0

@@ -40,6 +40,7 @@ from prefect_cluster_triggers.deployments.settings import get_settings
 from prefect_cluster_triggers.flows.assignment import assign_parts
 from prefect_cluster_triggers.flows.engine import Documents, Fitted, PreviousClusters, Summary
 from prefect_cluster_triggers.flows.keywords import payload_text
+from prefect_cluster_triggers.flows.preprocess import sample_rows
 from prefect_cluster_triggers.flows.errors import ClusterTriggersError, DataError, NotFound
 from prefect_cluster_triggers.flows.trigger_state import record_run, stopped_reason, wait_until_due
 
@@ -202,7 +203,8 @@ def _sample(snapshots: list[Any], config: ExecutionConfig) -> tuple[Documents, i
     Each collection is sampled on its own, then the samples are cut in proportion to the
     collections' sizes, so every document had the same chance whichever collection holds it.
     """
-    dims = {cid: s.dimension for cid, s in zip(config.collection_ids, snapshots) if s.dimension is not None}
+    read = {cid: s.dimension for cid, s in zip(config.collection_ids, snapshots)}  # a stream's costs a fetch
+    dims = {cid: dim for cid, dim in read.items() if dim is not None}
     if len(set(dims.values())) > 1:
         raise DataError(f"the collections have different dimensions: {dims}")
     size = engine.default_sample_size(config.config, next(iter(dims.values()), 1))
@@ -211,10 +213,10 @@ def _sample(snapshots: list[Any], config: ExecutionConfig) -> tuple[Documents, i
     ids: list[str] = []
     vectors: list[np.ndarray] = []
     texts: list[str] = []
-    rng = np.random.default_rng(42)
     for part_ids, part_vectors, payloads, count in drawn:
         keep = len(part_ids) if total <= size else min(len(part_ids), round(size * count / total))
-        rows = np.sort(rng.choice(len(part_ids), size=keep, replace=False))  # samples come in stream order
+        rows = sample_rows(len(part_ids), keep)  # at random: samples come in stream order
+        rows = np.arange(len(part_ids)) if rows is None else rows
         ids += [part_ids[i] for i in rows]
         vectors.append(part_vectors[rows])
         texts += [payload_text(json.loads(payloads[i])) if payloads[i] else "" for i in rows]

@@ -27,6 +27,7 @@ import numpy as np
 from prefect_cluster_triggers.deployments.clustering_config import KMeansConfig, MiniBatchKMeansConfig, _AlgorithmConfig
 from prefect_cluster_triggers.flows.cluster_ids import stable_cluster_ids
 from prefect_cluster_triggers.flows.clusterers import available_memory, check_feasible, make_clusterer
+from prefect_cluster_triggers.flows.conditions import mean_similarity
 from prefect_cluster_triggers.flows.errors import DataError
 from prefect_cluster_triggers.flows.geometry import cluster_means, nearest_centroid
 from prefect_cluster_triggers.flows.keywords import cluster_keywords
@@ -180,15 +181,12 @@ def assign(model: Model, ids: Sequence[str], vectors: np.ndarray) -> tuple[np.nd
     difference = full[members] - model.centroids[labels[members]]
     distance[members] = np.sqrt(np.einsum("ij,ij->i", difference, difference))
     member_labels, member_distance = labels[members], distance[members].astype(np.float64)
-    unit = model.centroids / np.maximum(np.linalg.norm(model.centroids, axis=1, keepdims=True), 1e-12)
-    norms = np.maximum(np.linalg.norm(full, axis=1), 1e-12)
-    similarity = float(np.sum(np.max(full @ unit.T, axis=1) / norms))
     tally = Tally(
         documents=len(full),
         counts=np.bincount(member_labels, minlength=k).astype(np.int64),
         distance_sums=np.bincount(member_labels, weights=member_distance, minlength=k),
         squared_distance_sum=float(np.sum(member_distance**2)),
-        similarity_sum=similarity,
+        similarity_sum=mean_similarity(full, model.centroids) * len(full),  # cosine_drift's own definition
     )
     return np.where(members, model.cluster_ids[np.maximum(labels, 0)], -1), distance, tally
 
