@@ -2,7 +2,8 @@
 
 The server is `prefect server start` on SQLite; with CLUSTER_TRIGGERS_TEST_DATABASE_URL set
 (CI sets a PostgreSQL URL) it runs on that database instead. Its scheduler loops every 2 s,
-so scheduled runs appear within seconds.
+so scheduled runs appear within seconds. A failed test's report ends with the last lines of
+the session's server, API and worker logs: a CI failure shows what those processes saw.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections import deque
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Iterator
@@ -28,6 +30,30 @@ from prefect_cluster_triggers.deployments.stack import (
 )
 
 
+_LOG_TAIL = 40  # lines of each session log shown under a failed test
+_session_logs: list[Path] = []
+
+
+def _session_log(factory: pytest.TempPathFactory, name: str) -> Path:
+    """A log file for a session-wide process, listed for failed tests' reports."""
+    path = factory.mktemp("logs") / name
+    _session_logs.append(path)
+    return path
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """Add the tails of the session's logs to a failed test's report."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    for log in (path for path in _session_logs if path.exists()):
+        with log.open(errors="replace") as lines:
+            tail = deque(lines, maxlen=_LOG_TAIL)
+        report.sections.append((f"last {_LOG_TAIL} lines of {log.name}", "".join(tail)))
+
+
 @pytest.fixture(scope="session")
 def server_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     env = {
@@ -36,6 +62,7 @@ def server_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
         "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "0.5",
+        "PREFECT_SERVER_LOG_RETRYABLE_ERRORS": "true",  # a 503 (lost race, timed-out statement) shows its cause
     }
     database = os.environ.get("CLUSTER_TRIGGERS_TEST_DATABASE_URL")
     if database:
@@ -46,7 +73,7 @@ def server_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def prefect_api(server_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The API URL of the session's Prefect server; in-process clients and child processes use it."""
-    log = tmp_path_factory.mktemp("logs") / "prefect-server.log"
+    log = _session_log(tmp_path_factory, "prefect-server.log")
     with prefect_server(free_port(), server_env, log=log) as url:
         os.environ["PREFECT_API_URL"] = url
         server_env["PREFECT_API_URL"] = url
@@ -59,7 +86,7 @@ def prefect_worker(prefect_api: str, server_env: dict[str, str], tmp_path_factor
     """A process worker on the triggers' work pool (the server is the session's own); yields its log file."""
     pool = get_settings().work_pool
     create_work_pool(pool, server_env)
-    log = tmp_path_factory.mktemp("logs") / "worker.log"
+    log = _session_log(tmp_path_factory, "worker.log")
     with worker(pool, server_env, log=log):
         yield log
 
@@ -86,7 +113,7 @@ class ApiProcess:
 def api_process(prefect_api: str, server_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiProcess]:
     """The REST API and the evaluator of event and conditional triggers, one per test session."""
     env = {**server_env, **os.environ, "CLUSTER_TRIGGERS_EVALUATOR_SWEEP_SECONDS": "2"}
-    process = ApiProcess(env, tmp_path_factory.mktemp("logs") / "api.log")
+    process = ApiProcess(env, _session_log(tmp_path_factory, "api.log"))
     process.start()
     yield process
     process.stop()
@@ -107,7 +134,7 @@ def object_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
     endpoint = f"http://127.0.0.1:{port}"
     command = [Path(sys.executable).with_name("moto_server"), "-H", "127.0.0.1", "-p", str(port)]
     credentials = {"AWS_ACCESS_KEY_ID": "cluster-triggers-test", "AWS_SECRET_ACCESS_KEY": "test-secret-key"}
-    with child_process(command, {**os.environ, **credentials}, log=tmp_path_factory.mktemp("logs") / "s3.log"):
+    with child_process(command, {**os.environ, **credentials}, log=_session_log(tmp_path_factory, "s3.log")):
         _wait_for_http(endpoint)
         boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **{
             "aws_access_key_id": credentials["AWS_ACCESS_KEY_ID"],
