@@ -237,6 +237,14 @@ class LanceSnapshot:
         return [LancePart(self.documents, self.version, start, min(PART_ROWS, self.count - start))
                 for start in range(0, self.count, PART_ROWS)]
 
+    def pieces(self) -> list[LancePiece]:
+        """The version's fragments: Lance never changes a data file, and a delete writes a new deletion file."""
+        if self.version is None:
+            return []
+        return [LancePiece(fragment, (self.documents.uri, self.documents.table_name,
+                                      tuple(f.path for f in fragment.metadata.files), _deletions(fragment)))
+                for fragment in self.documents._dataset(self.version).get_fragments()]
+
     def sample(self, size: int, *, random_state: int = 42) -> tuple[list[str], np.ndarray, list[str | None], int]:
         """A uniform sample of at most `size` documents (ids, vectors, payloads) by random row numbers, and the count."""
         if self.version is None or self.count == 0:
@@ -249,6 +257,26 @@ class LanceSnapshot:
         taken = self.documents._dataset(self.version).take(rows, columns=["id", "vector", "payload"])
         batch = _document_batch(taken.combine_chunks().to_batches()[0], ids=True, with_payloads=True)
         return batch.ids, batch.vectors, batch.payloads, self.count
+
+
+@dataclass(frozen=True)
+class LancePiece:
+    """One fragment of a table version. Its key (table, data files, deletion file) names its rows
+    exactly: the same key, the same documents, in any process at any time."""
+
+    fragment: Any  # lance.LanceFragment
+    key: tuple[Any, ...]
+
+    def vectors(self) -> Iterator[np.ndarray]:
+        for batch in self.fragment.to_batches(columns=["vector"], batch_size=BATCH_ROWS, batch_readahead=_READ_AHEAD,
+                                              io_buffer_size=_IO_BUFFER):
+            if batch.num_rows:
+                yield _document_batch(batch, ids=False, with_payloads=False).vectors
+
+
+def _deletions(fragment: Any) -> tuple[int, int] | None:
+    deleted = fragment.metadata.deletion_file
+    return None if deleted is None else (deleted.id, deleted.read_version)
 
 
 def _document_batch(batch: pa.RecordBatch, *, ids: bool, with_payloads: bool) -> DocumentBatch:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -34,7 +34,23 @@ class StreamSnapshot:
     def parts(self) -> list[Any]:
         return [self.source]
 
+    def pieces(self) -> list[StreamPiece]:
+        return [StreamPiece(self.source)]
+
     def sample(self, size: int, *, random_state: int = 42) -> tuple[list[str], np.ndarray, list[str | None], int]:
         """A uniform sample of at most `size` documents (ids, vectors, payloads), and how many the stream had."""
         stream = ((b.ids, b.vectors, b.payloads) for b in self.source.batches(with_payloads=True))
         return reservoir(stream, size, random_state=random_state)
+
+
+@dataclass(frozen=True)
+class StreamPiece:
+    """The whole stream as one piece. Nothing tells whether it changed since it was last read,
+    so it has no key and a condition check reads it every time."""
+
+    source: Any  # a DocumentSource
+    key: None = None
+
+    def vectors(self) -> Iterator[np.ndarray]:
+        for batch in self.source.batches(ids=False):
+            yield batch.vectors

@@ -4,19 +4,67 @@ The baseline is the trigger's last successful clustering (its stored centroids a
 figures recorded with them); the metrics and their formulas are in `flows.conditions`.
 A check streams the collections batch by batch (memory is one batch, whatever their size)
 and never touches the results, so a failing check changes nothing but its own record.
+
+Checks repeat (every `check_interval_seconds`, for months) while most of a collection stays
+as it was. A Lance collection is made of immutable fragments, so `cosine_drift` and
+`centroid_shift` keep, per process, the pass over each fragment against the baseline's
+centroids and read again only the fragments written or deleted from since: a check after
+1% new documents reads about 1% of the collection. The values are those of a full pass.
 """
 
 from __future__ import annotations
 
-from typing import Iterator
+import hashlib
+import threading
+from collections import OrderedDict
+from typing import Any, Hashable, Iterable, Iterator
 
 import numpy as np
 
 from prefect_cluster_triggers.blocks.cluster_definition import load_cluster_definition
 from prefect_cluster_triggers.blocks.collections import DocumentSource, load_collection
 from prefect_cluster_triggers.blocks.result_store import default_result_store
-from prefect_cluster_triggers.flows.conditions import Baseline, centroid_shift, cosine_drift, document_growth, silhouette_drop
+from prefect_cluster_triggers.flows.conditions import (
+    Baseline,
+    Pass,
+    centroid_shift_of,
+    cosine_drift_of,
+    document_growth,
+    pass_over,
+    silhouette_drop,
+)
 from prefect_cluster_triggers.flows.errors import DataError, NotFound
+
+_CACHE_BYTES = 64 << 20  # passes kept per process: a pass with sums at 20 x 768 is 123 kB
+
+
+class PassCache:
+    """Passes over collection pieces, by (piece, centroids, with sums); least recently used out first."""
+
+    def __init__(self, max_bytes: int = _CACHE_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._passes: OrderedDict[Hashable, Pass] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()  # checks of several triggers run in threads at once
+
+    def get(self, key: Hashable) -> Pass | None:
+        with self._lock:
+            found = self._passes.get(key)
+            if found is not None:
+                self._passes.move_to_end(key)
+            return found
+
+    def put(self, key: Hashable, value: Pass) -> None:
+        with self._lock:
+            if key in self._passes:
+                return
+            self._passes[key] = value
+            self._bytes += value.nbytes
+            while self._bytes > self.max_bytes and self._passes:
+                self._bytes -= self._passes.popitem(last=False)[1].nbytes
+
+
+_checked_pieces = PassCache()
 
 
 def measure(trigger_id: str, metric: str, collection_ids: list[str] | None, cluster_id: str | None) -> float | None:
@@ -44,12 +92,32 @@ def measure(trigger_id: str, metric: str, collection_ids: list[str] | None, clus
     sources = [load_collection(c) for c in collection_ids]
     if metric == "document_growth":
         return document_growth(sum(_count(source) for source in sources), baseline)
-    blocks = _vectors(sources, latest.centroids.shape[1], collection_ids)
     if metric == "cosine_drift":
-        return cosine_drift(blocks, baseline)
+        return cosine_drift_of(collection_pass(sources, baseline.centroids, collection_ids, with_sums=False), baseline)
     if metric == "centroid_shift":
-        return centroid_shift(blocks, baseline)
-    return silhouette_drop(blocks, baseline, count=sum(_count(source) for source in sources))
+        return centroid_shift_of(collection_pass(sources, baseline.centroids, collection_ids, with_sums=True), baseline)
+    blocks = (vectors for source in sources for piece in source.snapshot().pieces() for vectors in piece.vectors())
+    return silhouette_drop(_checked(blocks, latest.centroids.shape[1], collection_ids), baseline,
+                           count=sum(_count(source) for source in sources))
+
+
+def collection_pass(sources: Iterable[Any], centroids: np.ndarray, collection_ids: list[str], *, with_sums: bool,
+                    cache: PassCache = _checked_pieces) -> Pass:
+    """The pass over every document of `sources` (DocumentSources), reusing the cached passes of
+    pieces read before; the same value as one pass over all their vectors."""
+    digest = (centroids.shape, hashlib.blake2b(np.ascontiguousarray(centroids).tobytes(), digest_size=16).digest())
+    total = pass_over([], centroids, with_sums=with_sums)
+    for source in sources:
+        for piece in source.snapshot().pieces():
+            key = None if piece.key is None else (piece.key, digest, with_sums)
+            found = None if key is None else cache.get(key)
+            if found is None:
+                found = pass_over(_checked(piece.vectors(), centroids.shape[1], collection_ids), centroids,
+                                  with_sums=with_sums)
+                if key is not None:
+                    cache.put(key, found)
+            total = total + found
+    return total
 
 
 def _count(source: DocumentSource) -> int:
@@ -57,11 +125,10 @@ def _count(source: DocumentSource) -> int:
     return known if known is not None else sum(len(batch.vectors) for batch in source.batches(ids=False))
 
 
-def _vectors(sources: list[DocumentSource], dim: int, collection_ids: list[str]) -> Iterator[np.ndarray]:
-    """The collections' vectors, batch by batch; a dimension other than the clustering's is an error."""
-    for source in sources:
-        for batch in source.batches(ids=False):
-            if batch.vectors.shape[1] != dim:
-                raise DataError(f"collections {', '.join(collection_ids)} have dimension {batch.vectors.shape[1]}, "
-                                f"the last clustering {dim}")
-            yield batch.vectors
+def _checked(blocks: Iterable[np.ndarray], dim: int, collection_ids: list[str]) -> Iterator[np.ndarray]:
+    """The blocks as they come; a dimension other than the clustering's is an error."""
+    for block in blocks:
+        if block.shape[1] != dim:
+            raise DataError(f"collections {', '.join(collection_ids)} have dimension {block.shape[1]}, "
+                            f"the last clustering {dim}")
+        yield block

@@ -43,28 +43,49 @@ class Baseline:
 
 
 @dataclass(frozen=True)
-class _Pass:
-    """One streamed pass: similarity total, nearest-centroid counts and member sums."""
+class Pass:
+    """One streamed pass over some documents: similarity total, nearest-centroid counts and member sums.
+
+    Passes over disjoint sets of documents add up to the pass over their union, so the pass
+    over a collection can be assembled from passes over its pieces, and a piece that has not
+    changed since the last check need not be read again (`flows.condition_check`).
+    Without sums (`cosine_drift` needs none) `counts` and `sums` are empty.
+    """
 
     similarity_sum: float
     documents: int
     counts: np.ndarray
     sums: np.ndarray
 
+    def __add__(self, other: Pass) -> Pass:
+        return Pass(self.similarity_sum + other.similarity_sum, self.documents + other.documents,
+                    self.counts + other.counts, self.sums + other.sums)
+
+    @property
+    def nbytes(self) -> int:
+        return self.counts.nbytes + self.sums.nbytes
+
 
 def mean_similarity(vectors: Vectors, centroids: np.ndarray) -> float:
     """Mean cosine similarity of the documents to their nearest centroid (the baseline figure)."""
-    streamed = _stream(vectors, centroids, with_sums=False)
-    return streamed.similarity_sum / max(streamed.documents, 1)
+    return _mean_similarity(pass_over(vectors, centroids, with_sums=False))
 
 
 def cosine_drift(vectors: Vectors, baseline: Baseline) -> float:
-    now = mean_similarity(vectors, baseline.centroids)
-    return (1.0 - now) - (1.0 - baseline.mean_similarity)
+    return cosine_drift_of(pass_over(vectors, baseline.centroids, with_sums=False), baseline)
+
+
+def cosine_drift_of(streamed: Pass, baseline: Baseline) -> float:
+    """cosine_drift from a pass over the documents (with or without sums)."""
+    return (1.0 - _mean_similarity(streamed)) - (1.0 - baseline.mean_similarity)
 
 
 def centroid_shift(vectors: Vectors, baseline: Baseline) -> float:
-    streamed = _stream(vectors, baseline.centroids, with_sums=True)
+    return centroid_shift_of(pass_over(vectors, baseline.centroids, with_sums=True), baseline)
+
+
+def centroid_shift_of(streamed: Pass, baseline: Baseline) -> float:
+    """centroid_shift from a pass over the documents with sums."""
     present = streamed.counts > 0
     if not present.any():
         return 0.0
@@ -112,14 +133,15 @@ def _rows_of(vectors: Vectors, rows: np.ndarray) -> np.ndarray:
     return np.concatenate(picked) if picked else np.empty((0, 0), dtype=np.float32)
 
 
-def _stream(vectors: Vectors, centroids: np.ndarray, *, with_sums: bool) -> _Pass:
+def pass_over(vectors: Vectors, centroids: np.ndarray, *, with_sums: bool) -> Pass:
+    """One pass over the documents against the centroids; with sums for `centroid_shift`."""
     # max_j cos(x, c_j) = max_j (x . c_j) / |x|: the argmax needs only dot products, and only
     # the k-fold smaller maxima are divided, so the block itself is never normalised.
     unit_centroids = _unit(centroids.astype(np.float32, copy=False))
     k, d = unit_centroids.shape
     similarity_sum, documents = 0.0, 0
-    counts = np.zeros(k, dtype=np.int64)
-    sums = np.zeros((k, d), dtype=np.float64)
+    counts = np.zeros(k if with_sums else 0, dtype=np.int64)
+    sums = np.zeros((k if with_sums else 0, d), dtype=np.float64)
     for block in _blocks(vectors):
         documents += len(block)
         dots = block @ unit_centroids.T
@@ -134,7 +156,11 @@ def _stream(vectors: Vectors, centroids: np.ndarray, *, with_sums: bool) -> _Pas
         similarity_sum += float(np.sum(dots[np.arange(len(block)), nearest] / norms, dtype=np.float64))
         counts += np.bincount(nearest[nonzero], minlength=k)
         _add_by_label(sums, nearest[nonzero], block[nonzero] / norms[nonzero, None])
-    return _Pass(similarity_sum, documents, counts, sums)
+    return Pass(similarity_sum, documents, counts, sums)
+
+
+def _mean_similarity(streamed: Pass) -> float:
+    return streamed.similarity_sum / max(streamed.documents, 1)
 
 
 def _add_by_label(sums: np.ndarray, labels: np.ndarray, block: np.ndarray) -> None:

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import silhouette_score
 
+from prefect_cluster_triggers.blocks._lance_documents import LanceDocuments, record_batch
 from prefect_cluster_triggers.flows import conditions
-from prefect_cluster_triggers.flows.conditions import Baseline
+from prefect_cluster_triggers.flows.condition_check import PassCache, collection_pass
+from prefect_cluster_triggers.flows.conditions import Baseline, centroid_shift_of, cosine_drift_of
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -61,3 +63,66 @@ def test_a_memory_map_streams_like_an_array(clustered, tmp_path) -> None:
     vectors.tofile(path)
     mapped = np.memmap(path, dtype=np.float32, mode="r", shape=vectors.shape)
     assert conditions.cosine_drift(mapped, baseline) == pytest.approx(conditions.cosine_drift(vectors, baseline))
+
+
+class _Counting(LanceDocuments):
+    """A Lance collection that counts the rows its condition-check pieces read."""
+
+    read = 0
+
+    def snapshot(self):
+        snapshot = super().snapshot()
+        counting = self
+
+        class _Snapshot:
+            def pieces(self):
+                return [_CountedPiece(piece, counting) for piece in snapshot.pieces()]
+
+        return _Snapshot()
+
+
+class _CountedPiece:
+    def __init__(self, piece, owner: _Counting) -> None:
+        self.key, self._piece, self._owner = piece.key, piece, owner
+
+    def vectors(self):
+        for block in self._piece.vectors():
+            self._owner.read += len(block)
+            yield block
+
+
+def test_a_repeated_check_reads_only_what_changed_and_equals_a_full_pass(clustered, tmp_path) -> None:
+    """Checks reuse the passes over fragments that did not change; after updates, deletes and
+    appends the metrics are those of one pass over the collection as it is."""
+    vectors, baseline = clustered
+    ids = [f"doc-{i}" for i in range(len(vectors))]
+    table = _Counting(str(tmp_path / "db"), "docs")
+    for start in range(0, 5000, 1000):  # five adds, five fragments
+        table.upsert([record_batch(vectors[start : start + 1000], ids[start : start + 1000])])
+    cache = PassCache()
+
+    def check() -> tuple[float, float]:
+        drift = cosine_drift_of(collection_pass([table], baseline.centroids, ["docs"], with_sums=False, cache=cache), baseline)
+        shift = centroid_shift_of(collection_pass([table], baseline.centroids, ["docs"], with_sums=True, cache=cache), baseline)
+        return drift, shift
+
+    def in_memory() -> np.ndarray:
+        return np.concatenate([b.vectors for b in table.batches(ids=False)])
+
+    first = check()
+    assert table.read == 2 * 5000
+    assert check() == first and table.read == 2 * 5000  # nothing changed: nothing read
+
+    rng = np.random.default_rng(3)
+    drifted = (rng.normal(size=(10, 32)) * 4).astype(np.float32)
+    table.upsert([record_batch(drifted, ids[:10])])  # 10 updated
+    table.delete(ids[100:105])  # 5 deleted
+    table.upsert([record_batch((rng.normal(size=(200, 32)) * 4).astype(np.float32), [f"new-{i}" for i in range(200)])])
+    table.read = 0
+    drift, shift = check()
+    now = in_memory()
+    assert len(now) == 5000 - 5 + 200
+    assert drift == pytest.approx(conditions.cosine_drift(now, baseline), abs=1e-9)
+    assert shift == pytest.approx(conditions.centroid_shift(now, baseline), abs=1e-9)
+    assert drift > first[0]
+    assert table.read == 2 * (len(now) - 4000)  # the four fragments nobody wrote to were not read again
