@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -26,6 +27,7 @@ from tests.integration._users import fresh_env, interval_trigger, run_cli, wait_
 REPOSITORY = Path(__file__).parents[2]
 CLI = Path(sys.executable).with_name("cluster-triggers")
 PAIRS = 20
+USERS = 4  # pairs at once
 
 
 def test_every_trigger_created_right_after_an_add_clusters_the_whole_collection(tmp_path: Path) -> None:
@@ -40,17 +42,22 @@ def test_every_trigger_created_right_after_an_add_clusters_the_whole_collection(
     try:
         _wait_health(f"http://127.0.0.1:{prefect_port}/api/health", stack)
         other_shell = fresh_env(tmp_path / "other-home", PREFECT_API_URL=f"http://127.0.0.1:{prefect_port}/api")
-        waited = []
-        for i in range(PAIRS):
+
+        def pair(i: int) -> bool:
+            """Add then create, as one user would; whether the add said it waited for the setup."""
             shell = env if i % 2 == 0 else other_shell
             added = run_cli(CLI, shell, "collections", "add", f"col_life_{i}", "--vectors", str(vectors), "--ids", str(ids))
             assert added.returncode == 0, added.stderr
             created = run_cli(CLI, shell, "create", "-", "--id", f"life-{i}", input=interval_trigger(f"col_life_{i}"))
             assert created.returncode == 0, created.stderr
-            waited.append("finish setting up" in added.stderr)
-            if i == 0:  # requests made before the ready line are answered, after the setup
-                answer = httpx.get(f"http://127.0.0.1:{api_port}/v1/clusters/triggers/life-0", timeout=300)
-                assert answer.status_code == 401  # it reached the API's key check, not a refused socket
+            return "finish setting up" in added.stderr
+
+        with ThreadPoolExecutor(USERS) as users:  # several users at once, the first ones during the setup
+            pairs = [users.submit(pair, i) for i in range(PAIRS)]
+            pairs[0].result()  # the REST API listens from here on; requests wait until the setup is done
+            answer = httpx.get(f"http://127.0.0.1:{api_port}/v1/clusters/triggers/life-0", timeout=300)
+            waited = [done.result() for done in pairs]
+        assert answer.status_code == 401  # it reached the API's key check, not a refused socket
         text = log.read_text()
         assert waited[0], "the first add ran before the stack was ready: it should have waited for it"
         assert text.count("\nready:") == 1
