@@ -22,6 +22,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 from prefect.events import emit_event
+from prefect.exceptions import CancelledRun, FailedRun
 from prefect.runtime import flow_run
 from prefect.states import Cancelled, Failed, State
 from prefect.utilities.annotations import quote
@@ -48,15 +49,26 @@ from prefect_cluster_triggers.flows.trigger_state import record_run, stopped_rea
 class _RefusalsWithoutTraceback(logging.Filter):
     """Prefect's task engine logs every task exception with its traceback. For a refusal we
     explain ourselves (bad data, a missing collection, an impossible request) the message is
-    the whole story: the run's logs, the UI and the `cluster` command show it in one line."""
+    the whole story: the run's logs, the UI and the `cluster` command show it in one line.
+
+    A worker's flow process then ends by raising the run's final state: a run that returned
+    the Failed state it chose raises `FailedRun`, which Prefect logs as "Engine execution
+    exited with unexpected exception" with a traceback (a skipped run: `CancelledRun`). That
+    state and its message were logged just before ("Finished in state Failed(...)"), so the
+    line is dropped. A flow that raised keeps its traceback (Prefect re-raises that exception
+    itself, not `FailedRun`).
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], (FailedRun, CancelledRun)):
+            return False
         if record.exc_info and isinstance(record.exc_info[1], (ClusterTriggersError, ContractError)):
             record.exc_info, record.exc_text = None, None
         return True
 
 
-logging.getLogger("prefect.task_runs").addFilter(_RefusalsWithoutTraceback())
+for _engine_logger in ("prefect.task_runs", "prefect.flow_runs"):
+    logging.getLogger(_engine_logger).addFilter(_RefusalsWithoutTraceback())
 
 
 def _retry_io_only(task: Any, task_run: Any, state: State) -> bool:

@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags, LogFilter, LogFilterFlowRunId
 
 from prefect_cluster_triggers.blocks.collections import open_collection
 from prefect_cluster_triggers.blocks.result_store import default_result_store
@@ -67,10 +67,12 @@ def test_start_immediately_runs_at_once_and_status_comes_from_the_run(cli, colle
 
 def test_five_failures_in_a_row_make_it_failed_and_resume_recovers(cli, tmp_path: Path) -> None:
     _create(_interval("col_does_not_exist", start_immediately=False), "trg_failing")
+    runs = []
     for attempt in range(5):
         assert _get("trg_failing").status == "active", attempt
         execution = lifecycle.run_sync(lifecycle.execute_trigger("trg_failing", wait=True, timeout_seconds=60))
         assert execution.status == "failed"
+        runs.append(execution.job_id)
     trigger = _wait_for("trg_failing", lambda t: t.status == "failed", timeout=30)
     assert (trigger.consecutive_failures, trigger.execution_count) == (5, 5)
     assert "collection 'col_does_not_exist' not found" in trigger.last_execution_error
@@ -85,6 +87,12 @@ def test_five_failures_in_a_row_make_it_failed_and_resume_recovers(cli, tmp_path
     assert resumed["status"] == "active"
     trigger = _wait_for("trg_failing", lambda t: t.next_scheduled_at is not None, timeout=30)
     assert trigger.next_scheduled_at > datetime.now(timezone.utc) + timedelta(minutes=55)
+
+    # What the Prefect UI shows for a worker's refused run: the reason in one line, no traceback.
+    with get_client(sync_client=True) as client:
+        logs = [log.message for log in client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[runs[0]])))]
+    assert any(m.startswith("Finished in state Failed(") and "not found" in m for m in logs), logs
+    assert not any("Traceback" in m or "unexpected exception" in m for m in logs), logs
 
 
 def test_pause_stops_runs_and_resume_brings_them_back(collection: str) -> None:
