@@ -21,6 +21,7 @@ leaves every batch it committed, none half-written, and the add can simply be ru
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
@@ -56,11 +57,17 @@ class WriteCounts:
 
 @dataclass(frozen=True)
 class DocumentBatch:
-    """One streamed batch: ids, a float32 matrix (documents x dim) and the payloads' JSON texts."""
+    """One streamed batch: ids, a float32 matrix (documents x dim) and the payloads' JSON texts.
+
+    `piece` names the stored piece every row of the batch comes from (a Lance fragment's key,
+    see `LancePiece`), so a run can leave per-piece condition passes that later checks reuse;
+    None for sources that cannot tell.
+    """
 
     ids: list[str]
     vectors: np.ndarray
     payloads: list[str | None]
+    piece: str | None = None
 
 
 def schema(dim: int) -> pa.Schema:
@@ -162,9 +169,9 @@ class LanceDocuments:
         return deleted
 
     def batches(self, *, ids: bool = True, with_payloads: bool = False, batch_rows: int = BATCH_ROWS,
-                version: int | None = None, offset: int | None = None, limit: int | None = None) -> Iterator[DocumentBatch]:
-        """The documents of one table version (the latest, or `version`), rows [offset, offset + limit) when
-        given, streamed: memory is bounded, whatever the table's size.
+                version: int | None = None) -> Iterator[DocumentBatch]:
+        """The documents of one table version (the latest, or `version`), streamed: memory is
+        bounded, whatever the table's size.
 
         `ids=False` scans the vectors alone (condition checks): decoding a million ids into
         Python strings costs more than the arithmetic on their vectors.
@@ -172,9 +179,8 @@ class LanceDocuments:
         dataset = self._dataset(version)
         if dataset is None:
             return
-        columns = ["id"] * ids + ["vector"] + ["payload"] * with_payloads
-        for batch in dataset.to_batches(columns=columns, batch_size=batch_rows, offset=offset, limit=limit,
-                                        scan_in_order=True, batch_readahead=_READ_AHEAD, io_buffer_size=_IO_BUFFER):
+        for batch in dataset.to_batches(columns=_columns(ids, with_payloads), batch_size=batch_rows, scan_in_order=True,
+                                        batch_readahead=_READ_AHEAD, io_buffer_size=_IO_BUFFER):
             if batch.num_rows:
                 yield _document_batch(batch, ids=ids, with_payloads=with_payloads)
 
@@ -209,17 +215,35 @@ class LanceDocuments:
 
 
 @dataclass(frozen=True)
-class LancePart:
-    """Rows [offset, offset + limit) of one version of a table: what one Dask task reads, on its own worker."""
+class FragmentRows:
+    """Live rows [offset, offset + limit) of one fragment, and the fragment's key (see `LancePiece`)."""
 
-    documents: LanceDocuments
-    version: int
+    fragment_id: int
+    key: str
     offset: int
     limit: int
 
+
+@dataclass(frozen=True)
+class LancePart:
+    """Rows of one version of a table, fragment by fragment: what one Dask task reads, on its own worker.
+
+    Every batch comes from one fragment and says which (`DocumentBatch.piece`), so the run can
+    leave a pass per fragment for the condition checks that follow it.
+    """
+
+    documents: LanceDocuments
+    version: int
+    rows: tuple[FragmentRows, ...]
+
     def batches(self, *, ids: bool = True, with_payloads: bool = False) -> Iterator[DocumentBatch]:
-        return self.documents.batches(ids=ids, with_payloads=with_payloads, version=self.version,
-                                      offset=self.offset, limit=self.limit)
+        dataset = self.documents._dataset(self.version)
+        for rows in self.rows:
+            for batch in dataset.get_fragment(rows.fragment_id).to_batches(
+                    columns=_columns(ids, with_payloads), batch_size=BATCH_ROWS, offset=rows.offset, limit=rows.limit,
+                    batch_readahead=_READ_AHEAD, io_buffer_size=_IO_BUFFER):
+                if batch.num_rows:
+                    yield _document_batch(batch, ids=ids, with_payloads=with_payloads, piece=rows.key)
 
 
 @dataclass(frozen=True)
@@ -232,18 +256,30 @@ class LanceSnapshot:
     dimension: int | None
 
     def parts(self) -> list[LancePart]:
+        """Parts of about `PART_ROWS` rows in table order; a fragment may span two parts, and a part many fragments."""
         if self.version is None:
             return []
-        return [LancePart(self.documents, self.version, start, min(PART_ROWS, self.count - start))
-                for start in range(0, self.count, PART_ROWS)]
+        parts: list[LancePart] = []
+        pending: list[FragmentRows] = []
+        room = PART_ROWS
+        for fragment in self._fragments():
+            key, live, offset = self._key(fragment), fragment.metadata.num_rows, 0
+            while offset < live:
+                taken = min(room, live - offset)
+                pending.append(FragmentRows(fragment.fragment_id, key, offset, taken))
+                offset, room = offset + taken, room - taken
+                if room == 0:
+                    parts.append(LancePart(self.documents, self.version, tuple(pending)))
+                    pending, room = [], PART_ROWS
+        if pending:
+            parts.append(LancePart(self.documents, self.version, tuple(pending)))
+        return parts
 
     def pieces(self) -> list[LancePiece]:
         """The version's fragments: Lance never changes a data file, and a delete writes a new deletion file."""
         if self.version is None:
             return []
-        return [LancePiece(fragment, (self.documents.uri, self.documents.table_name,
-                                      tuple(f.path for f in fragment.metadata.files), _deletions(fragment)))
-                for fragment in self.documents._dataset(self.version).get_fragments()]
+        return [LancePiece(fragment, self._key(fragment)) for fragment in self._fragments()]
 
     def sample(self, size: int, *, random_state: int = 42) -> tuple[list[str], np.ndarray, list[str | None], int]:
         """A uniform sample of at most `size` documents (ids, vectors, payloads) by random row numbers, and the count."""
@@ -258,6 +294,14 @@ class LanceSnapshot:
         batch = _document_batch(taken.combine_chunks().to_batches()[0], ids=True, with_payloads=True)
         return batch.ids, batch.vectors, batch.payloads, self.count
 
+    def _fragments(self) -> list[Any]:
+        return [f for f in self.documents._dataset(self.version).get_fragments() if f.metadata.num_rows]
+
+    def _key(self, fragment: Any) -> str:
+        deleted = fragment.metadata.deletion_file
+        return json.dumps([self.documents.uri, self.documents.table_name, [f.path for f in fragment.metadata.files],
+                           None if deleted is None else [deleted.id, deleted.read_version]])
+
 
 @dataclass(frozen=True)
 class LancePiece:
@@ -265,7 +309,7 @@ class LancePiece:
     exactly: the same key, the same documents, in any process at any time."""
 
     fragment: Any  # lance.LanceFragment
-    key: tuple[Any, ...]
+    key: str
 
     def vectors(self) -> Iterator[np.ndarray]:
         for batch in self.fragment.to_batches(columns=["vector"], batch_size=BATCH_ROWS, batch_readahead=_READ_AHEAD,
@@ -274,17 +318,16 @@ class LancePiece:
                 yield _document_batch(batch, ids=False, with_payloads=False).vectors
 
 
-def _deletions(fragment: Any) -> tuple[int, int] | None:
-    deleted = fragment.metadata.deletion_file
-    return None if deleted is None else (deleted.id, deleted.read_version)
+def _columns(ids: bool, with_payloads: bool) -> list[str]:
+    return ["id"] * ids + ["vector"] + ["payload"] * with_payloads
 
 
-def _document_batch(batch: pa.RecordBatch, *, ids: bool, with_payloads: bool) -> DocumentBatch:
+def _document_batch(batch: pa.RecordBatch, *, ids: bool, with_payloads: bool, piece: str | None = None) -> DocumentBatch:
     vectors = batch.column("vector")
     dim = vectors.type.list_size
     return DocumentBatch(batch.column("id").to_pylist() if ids else [],
                          vectors.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim),
-                         batch.column("payload").to_pylist() if with_payloads else [])
+                         batch.column("payload").to_pylist() if with_payloads else [], piece)
 
 
 def _check(batch: pa.RecordBatch, offset: int, dim: int) -> None:

@@ -2,6 +2,8 @@
 
     <owner>/runs/<run id>/members.parquet    id, cluster (-1 noise), distance: one row per document
     <owner>/runs/<run id>/centroids.parquet  cluster (index in run.json's cluster order), centroid
+    <owner>/runs/<run id>/passes.parquet     piece, documents, similarity_sum, counts, sums: the condition
+                                             pass over each Lance fragment against the centroids
     <owner>/runs/<run id>/run.json           metadata, metrics, timings, clusters (ids, sizes, keywords)
     <owner>/LATEST                           the run id readers see
 
@@ -21,7 +23,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import Any, BinaryIO, Callable, Iterator, Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +32,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from pyarrow import fs
 
+from prefect_cluster_triggers.flows.conditions import Pass
 from prefect_cluster_triggers.flows.errors import NotFound
 
 
@@ -41,6 +44,21 @@ class StoredRun:
     centroids: np.ndarray
     filesystem: fs.FileSystem
     path: str
+
+    def passes(self) -> dict[str, Pass]:
+        """The run's condition pass over each fragment it read, by the fragment's key (see
+        `flows.condition_check`); empty for a run that left none (stream sources only)."""
+        path = f"{self.path}/passes.parquet"
+        if self.filesystem.get_file_info(path).type == fs.FileType.NotFound:
+            return {}
+        table = pq.read_table(path, filesystem=self.filesystem)
+        k, d = self.centroids.shape
+        columns = {name: table.column(name).combine_chunks() for name in table.column_names}
+        counts = columns["counts"].values.to_numpy().reshape(-1, k)
+        sums = columns["sums"].values.to_numpy().reshape(-1, k, d)
+        return {piece: Pass(similarity, documents, counts[row], sums[row]) for row, (piece, documents, similarity) in
+                enumerate(zip(columns["piece"].to_pylist(), columns["documents"].to_pylist(),
+                              columns["similarity_sum"].to_pylist()))}
 
     def members(self) -> list[dict[str, Any]]:
         table = pq.read_table(f"{self.path}/members.parquet", filesystem=self.filesystem)
@@ -188,8 +206,9 @@ class PendingRun:
             [pa.array(ids, pa.string()), pa.array(np.asarray(cluster, dtype=np.int32)),
              pa.array(np.asarray(distance, dtype=np.float32))], schema=MEMBERS_SCHEMA))
 
-    def commit(self, record: dict[str, Any], centroids: np.ndarray) -> None:
-        """Put the members in place, write the centroids and the record, then move LATEST to this run."""
+    def commit(self, record: dict[str, Any], centroids: np.ndarray, passes: Mapping[str, Pass] | None = None) -> None:
+        """Put the members in place, write the centroids (and the passes, if any) and the record,
+        then move LATEST to this run."""
         self.close()
         self.files.filesystem.move(self.staging, f"{self.path}/members.parquet")
         centroids = np.ascontiguousarray(centroids, dtype=np.float32)
@@ -197,6 +216,8 @@ class PendingRun:
                             "centroid": pa.FixedSizeListArray.from_arrays(pa.array(centroids.reshape(-1)),
                                                                           max(centroids.shape[1], 1))})
         self.files._put(f"{self.path}/centroids.parquet", _parquet(centres))
+        if passes:
+            self.files._put(f"{self.path}/passes.parquet", _parquet(_passes_table(passes)))
         self.files._put(f"{self.path}/run.json", json.dumps(record, indent=2).encode())
         self.files._put(f"{self.files.root}/{self.owner}/LATEST", self.path.rsplit("/", 1)[1].encode())
         self.committed = True
@@ -206,6 +227,19 @@ class PendingRun:
             self._writer.close()
             self._sink.close()
             self._writer = None
+
+
+def _passes_table(passes: Mapping[str, Pass]) -> pa.Table:
+    pieces = list(passes)
+    counts = np.stack([passes[p].counts for p in pieces]).astype(np.int64)
+    sums = np.stack([passes[p].sums for p in pieces]).astype(np.float64)
+    return pa.table({
+        "piece": pa.array(pieces, pa.string()),
+        "documents": pa.array([passes[p].documents for p in pieces], pa.int64()),
+        "similarity_sum": pa.array([passes[p].similarity_sum for p in pieces], pa.float64()),
+        "counts": pa.FixedSizeListArray.from_arrays(pa.array(counts.reshape(-1)), counts.shape[1]),
+        "sums": pa.FixedSizeListArray.from_arrays(pa.array(sums.reshape(-1)), sums.shape[1] * sums.shape[2]),
+    })
 
 
 def _parquet(table: pa.Table) -> bytes:

@@ -39,7 +39,7 @@ def assign_part(model: Model, part: Any, sink: MembersSink) -> Tally:
     """One part, batch by batch: what a Dask task runs, and what the in-process run runs for every part."""
     tally = Tally()
     for batch in part.batches(with_payloads=False):
-        cluster_of, distance, batch_tally = assign(model, batch.ids, batch.vectors)
+        cluster_of, distance, batch_tally = assign(model, batch.ids, batch.vectors, batch.piece)
         sink(batch.ids, cluster_of, distance)
         tally += batch_tally
     return tally

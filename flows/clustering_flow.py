@@ -109,7 +109,7 @@ def assign_and_persist(store: ResultStore, results_id: str, record: dict[str, An
         summary = engine.summarize(fitted, tally)
         record = {**_with_summary(record, fitted, summary), "assignment": {"on": address or "in-process", "parts": len(parts)}}
         record["timings_ms"] = {**record["timings_ms"], "assign_ms": round((time.perf_counter() - started) * 1000, 1)}
-        run.commit(record, fitted.model.centroids)
+        run.commit(record, fitted.model.centroids, tally.passes)
     return record
 
 

@@ -6,10 +6,15 @@ A check streams the collections batch by batch (memory is one batch, whatever th
 and never touches the results, so a failing check changes nothing but its own record.
 
 Checks repeat (every `check_interval_seconds`, for months) while most of a collection stays
-as it was. A Lance collection is made of immutable fragments, so `cosine_drift` and
-`centroid_shift` keep, per process, the pass over each fragment against the baseline's
-centroids and read again only the fragments written or deleted from since: a check after
-1% new documents reads about 1% of the collection. The values are those of a full pass.
+as it was. A Lance collection is made of immutable fragments, and `cosine_drift` and
+`centroid_shift` add up over them (`conditions.Pass`), so a fragment's pass against the
+baseline's centroids is computed once and read again only when the fragment is written or
+deleted from. The clustering run computes those passes as it assigns every document and
+stores them with its results (`StoredRun.passes`); a check takes them from there the first
+time it meets that run, in whatever process and on whatever machine, and keeps them and the
+passes it computes itself in memory. So the first check after a clustering reads only the
+fragments written since it, and each later check only those written since the one before.
+The values are those of a full pass.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import numpy as np
 
 from prefect_cluster_triggers.blocks.cluster_definition import load_cluster_definition
 from prefect_cluster_triggers.blocks.collections import DocumentSource, load_collection
+from prefect_cluster_triggers.blocks._result_files import StoredRun
 from prefect_cluster_triggers.blocks.result_store import default_result_store
 from prefect_cluster_triggers.flows.conditions import (
     Baseline,
@@ -46,6 +52,16 @@ class PassCache:
         self._passes: OrderedDict[Hashable, Pass] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()  # checks of several triggers run in threads at once
+        self._seeded: set[tuple[str, bool]] = set()
+
+    def seed(self, run: StoredRun, digest: Hashable, *, with_sums: bool) -> None:
+        """Take the passes a clustering run stored, once per run and kind of pass in this process."""
+        with self._lock:
+            if (run.path, with_sums) in self._seeded:
+                return
+            self._seeded.add((run.path, with_sums))
+        for piece, stored in run.passes().items():
+            self.put((piece, digest, with_sums), stored if with_sums else _without_sums(stored))
 
     def get(self, key: Hashable) -> Pass | None:
         with self._lock:
@@ -93,19 +109,24 @@ def measure(trigger_id: str, metric: str, collection_ids: list[str] | None, clus
     if metric == "document_growth":
         return document_growth(sum(_count(source) for source in sources), baseline)
     if metric == "cosine_drift":
-        return cosine_drift_of(collection_pass(sources, baseline.centroids, collection_ids, with_sums=False), baseline)
+        return cosine_drift_of(collection_pass(sources, baseline.centroids, collection_ids, with_sums=False,
+                                               stored=latest), baseline)
     if metric == "centroid_shift":
-        return centroid_shift_of(collection_pass(sources, baseline.centroids, collection_ids, with_sums=True), baseline)
+        return centroid_shift_of(collection_pass(sources, baseline.centroids, collection_ids, with_sums=True,
+                                                 stored=latest), baseline)
     blocks = (vectors for source in sources for piece in source.snapshot().pieces() for vectors in piece.vectors())
     return silhouette_drop(_checked(blocks, latest.centroids.shape[1], collection_ids), baseline,
                            count=sum(_count(source) for source in sources))
 
 
 def collection_pass(sources: Iterable[Any], centroids: np.ndarray, collection_ids: list[str], *, with_sums: bool,
-                    cache: PassCache = _checked_pieces) -> Pass:
-    """The pass over every document of `sources` (DocumentSources), reusing the cached passes of
-    pieces read before; the same value as one pass over all their vectors."""
+                    cache: PassCache = _checked_pieces, stored: StoredRun | None = None) -> Pass:
+    """The pass over every document of `sources` (DocumentSources), reusing the passes of pieces
+    read before and those `stored` by the clustering run whose `centroids` these are; the same
+    value as one pass over all their vectors."""
     digest = (centroids.shape, hashlib.blake2b(np.ascontiguousarray(centroids).tobytes(), digest_size=16).digest())
+    if stored is not None:
+        cache.seed(stored, digest, with_sums=with_sums)
     total = pass_over([], centroids, with_sums=with_sums)
     for source in sources:
         for piece in source.snapshot().pieces():
@@ -118,6 +139,11 @@ def collection_pass(sources: Iterable[Any], centroids: np.ndarray, collection_id
                     cache.put(key, found)
             total = total + found
     return total
+
+
+def _without_sums(full: Pass) -> Pass:
+    """A pass with sums as `cosine_drift` keeps it (what `pass_over(..., with_sums=False)` gives)."""
+    return Pass(full.similarity_sum, full.documents, np.zeros(0, np.int64), np.zeros((0, full.sums.shape[1])))
 
 
 def _count(source: DocumentSource) -> int:

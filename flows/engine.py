@@ -27,7 +27,7 @@ import numpy as np
 from prefect_cluster_triggers.deployments.clustering_config import KMeansConfig, MiniBatchKMeansConfig, _AlgorithmConfig
 from prefect_cluster_triggers.flows.cluster_ids import stable_cluster_ids
 from prefect_cluster_triggers.flows.clusterers import available_memory, check_feasible, make_clusterer
-from prefect_cluster_triggers.flows.conditions import mean_similarity
+from prefect_cluster_triggers.flows.conditions import Pass, pass_over
 from prefect_cluster_triggers.flows.errors import DataError
 from prefect_cluster_triggers.flows.geometry import cluster_means, nearest_centroid
 from prefect_cluster_triggers.flows.keywords import cluster_keywords
@@ -92,18 +92,28 @@ class Fitted:
 
 @dataclass
 class Tally:
-    """Sufficient statistics of assigned documents; tallies of batches add up to the collection's."""
+    """Sufficient statistics of assigned documents; tallies of batches add up to the collection's.
+
+    `passes` holds, per stored piece the documents came from (a Lance fragment's key), the
+    condition pass against the run's centroids: stored with the run, it spares the condition
+    checks that follow a full read of what has not changed since.
+    """
 
     documents: int = 0
     counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     distance_sums: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
     squared_distance_sum: float = 0.0
     similarity_sum: float = 0.0
+    passes: dict[str, Pass] = field(default_factory=dict)
 
     def __add__(self, other: Tally) -> Tally:
+        passes = dict(self.passes)
+        for piece, found in other.passes.items():  # a fragment may span two parts
+            passes[piece] = passes[piece] + found if piece in passes else found
         return Tally(self.documents + other.documents, _added(self.counts, other.counts),
                      _added(self.distance_sums, other.distance_sums),
-                     self.squared_distance_sum + other.squared_distance_sum, self.similarity_sum + other.similarity_sum)
+                     self.squared_distance_sum + other.squared_distance_sum, self.similarity_sum + other.similarity_sum,
+                     passes)
 
 
 @dataclass(frozen=True)
@@ -161,8 +171,12 @@ def fit_model(sample: Documents, config: _AlgorithmConfig, *, num_documents: int
     )
 
 
-def assign(model: Model, ids: Sequence[str], vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, Tally]:
-    """One batch's stable cluster id (-1 = noise) and distance to its centroid (NaN for noise), and its tally."""
+def assign(model: Model, ids: Sequence[str], vectors: np.ndarray,
+           piece: str | None = None) -> tuple[np.ndarray, np.ndarray, Tally]:
+    """One batch's stable cluster id (-1 = noise) and distance to its centroid (NaN for noise), and its tally.
+
+    `piece`: the stored piece all the batch's rows come from (`DocumentBatch.piece`), if known.
+    """
     full = np.array(vectors, dtype=np.float32)
     check_finite(full, ids)
     if model.normalize:
@@ -171,6 +185,8 @@ def assign(model: Model, ids: Sequence[str], vectors: np.ndarray) -> tuple[np.nd
     if k == 0:
         noise = np.full(len(full), -1, np.int64)
         return noise, np.full(len(full), np.nan, np.float32), Tally(len(full), np.zeros(0, np.int64))
+    # The pass of cosine_drift and centroid_shift, on the vectors as stored: what a check computes.
+    condition_pass = pass_over(vectors, model.centroids, with_sums=piece is not None)
     space = full if model.basis is None else model.basis.transform(full).astype(np.float32, copy=False)
     labels, _ = nearest_centroid(space, model.fit_centroids)
     if model.kept is not None:
@@ -186,7 +202,8 @@ def assign(model: Model, ids: Sequence[str], vectors: np.ndarray) -> tuple[np.nd
         counts=np.bincount(member_labels, minlength=k).astype(np.int64),
         distance_sums=np.bincount(member_labels, weights=member_distance, minlength=k),
         squared_distance_sum=float(np.sum(member_distance**2)),
-        similarity_sum=mean_similarity(full, model.centroids) * len(full),  # cosine_drift's own definition
+        similarity_sum=condition_pass.similarity_sum,
+        passes={} if piece is None else {piece: condition_pass},
     )
     return np.where(members, model.cluster_ids[np.maximum(labels, 0)], -1), distance, tally
 

@@ -6,8 +6,12 @@ import numpy as np
 import pytest
 from sklearn.metrics import silhouette_score
 
+from prefect_cluster_triggers.blocks import _lance_documents
 from prefect_cluster_triggers.blocks._lance_documents import LanceDocuments, record_batch
-from prefect_cluster_triggers.flows import conditions
+from prefect_cluster_triggers.blocks._result_files import ResultFiles
+from prefect_cluster_triggers.deployments.clustering_config import KMeansConfig
+from prefect_cluster_triggers.flows import conditions, engine
+from prefect_cluster_triggers.flows.assignment import assign_parts
 from prefect_cluster_triggers.flows.condition_check import PassCache, collection_pass
 from prefect_cluster_triggers.flows.conditions import Baseline, centroid_shift_of, cosine_drift_of
 
@@ -126,3 +130,48 @@ def test_a_repeated_check_reads_only_what_changed_and_equals_a_full_pass(cluster
     assert shift == pytest.approx(conditions.centroid_shift(now, baseline), abs=1e-9)
     assert drift > first[0]
     assert table.read == 2 * (len(now) - 4000)  # the four fragments nobody wrote to were not read again
+
+
+def test_the_first_check_after_a_clustering_reads_only_what_was_written_since(clustered, tmp_path, monkeypatch) -> None:
+    """A clustering run stores its pass over each fragment with its results; a check in a process
+    that has never read the collection takes them from there and reads only the fragments
+    written since, with the values of a full pass."""
+    vectors, _ = clustered
+    ids = [f"doc-{i}" for i in range(len(vectors))]
+    table = _Counting(str(tmp_path / "db"), "docs")
+    for start in range(0, 5000, 1000):  # five adds, five fragments
+        table.upsert([record_batch(vectors[start : start + 1000], ids[start : start + 1000])])
+    monkeypatch.setattr(_lance_documents, "PART_ROWS", 700)  # fragments span parts, parts span fragments
+    snapshot = LanceDocuments.snapshot(table)
+    sample = engine.Documents(ids, vectors)
+    fitted = engine.fit_model(sample, KMeansConfig(algorithm="kmeans", n_clusters=4), num_documents=5000, previous=None)
+    files = ResultFiles(str(tmp_path / "results"))
+    with files.new_run("trigger", "run-1") as run:
+        tally = assign_parts(fitted.model, snapshot.parts(), run.write_members)
+        run.commit({"run_id": "run-1"}, fitted.model.centroids, tally.passes)
+    assert len(tally.passes) == 5 and sum(p.documents for p in tally.passes.values()) == 5000
+
+    latest = files.latest("trigger")
+    baseline = Baseline(latest.centroids, tally.similarity_sum / 5000, 5000, None)
+
+    def check(cache: PassCache) -> tuple[float, float]:
+        drift = cosine_drift_of(collection_pass([table], latest.centroids, ["docs"], with_sums=False, cache=cache,
+                                                stored=latest), baseline)
+        shift = centroid_shift_of(collection_pass([table], latest.centroids, ["docs"], with_sums=True, cache=cache,
+                                                  stored=latest), baseline)
+        return drift, shift
+
+    assert check(PassCache()) == pytest.approx((0.0, 0.0), abs=1e-6) and table.read == 0  # nothing read at all
+
+    rng = np.random.default_rng(3)
+    table.upsert([record_batch((rng.normal(size=(10, 32)) * 4).astype(np.float32), ids[:10])])  # 10 updated
+    table.delete(ids[1100:1105])  # 5 deleted
+    table.upsert([record_batch((rng.normal(size=(200, 32)) * 4).astype(np.float32), [f"new-{i}" for i in range(200)])])
+    drift, shift = check(PassCache())  # a new process
+    now = np.concatenate([b.vectors for b in table.batches(ids=False)])
+    assert drift == pytest.approx(conditions.cosine_drift(now, baseline), abs=1e-7) and drift > 0.01
+    assert shift == pytest.approx(conditions.centroid_shift(now, baseline), abs=1e-7) and shift > 0
+    # The first two fragments were written to (the update deleted 10 rows of one, the delete 5 of the other),
+    # the updates and the new documents are two new fragments: each metric reads those four, and not the
+    # three fragments nobody wrote to.
+    assert table.read == 2 * (990 + 995 + 10 + 200)
