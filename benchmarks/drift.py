@@ -10,6 +10,8 @@ in fragments) against 20 centroids. Timings, each the best of --repeat runs, in 
   costs, or of a Lance collection every fragment of which was rewritten since the clustering;
 * first check after a clustering, in a new process: the run's stored passes (read from its
   results, as `measure` does) and nothing else read;
+* the same after 10 documents updated and 5 deleted, across the collection: the new rows
+  and the deleted ones (found by row address, read from the run's version) alone are read;
 * the same after --added new documents: those alone are read;
 * next check: after --added more, in the same process (its own passes kept).
 
@@ -101,6 +103,17 @@ def main() -> None:
             add()
             added_once = True
 
+    changed_once = False
+
+    def change_once() -> None:  # 10 updated and 5 deleted, spread over every fragment
+        nonlocal changed_once
+        if not changed_once:
+            picked = rng.choice(args.documents, size=15, replace=False)
+            table.upsert([record_batch(rng.normal(size=(10, args.dim)).astype(np.float32), [str(i) for i in picked[:10]])])
+            table.delete([str(i) for i in picked[10:]])
+            changed_once = True
+
+    after_changed = _best(args.repeat, lambda: check(PassCache()), before=change_once)
     after_added = _best(args.repeat, lambda: check(PassCache()), before=add_once)
     check(warm)
     following = _best(args.repeat, lambda: check(warm), before=add)
@@ -121,7 +134,8 @@ def main() -> None:
     print(f"{'bare  (C @ X.T, max)':58s} {bare:7.3f} s")
     print(line("full pass (nothing stored or cached: every fragment read)", full))
     print(line("first check after a clustering, new process", after_run))
-    print(line(f"first check after a clustering and +{args.added}, new process", after_added))
+    print(line("... and 10 documents updated, 5 deleted, new process", after_changed))
+    print(line(f"... and +{args.added} new documents, new process", after_added))
     print(line(f"next check (+{args.added} more), same process", following))
     print(f"the run's assignment of {sum(len(b.ids) for b in batches)} documents: storing passes {with_passes:.3f} s, "
           f"without {without:.3f} s ({with_passes / without:.2f}x)")

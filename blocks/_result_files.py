@@ -2,8 +2,9 @@
 
     <owner>/runs/<run id>/members.parquet    id, cluster (-1 noise), distance: one row per document
     <owner>/runs/<run id>/centroids.parquet  cluster (index in run.json's cluster order), centroid
-    <owner>/runs/<run id>/passes.parquet     piece, documents, similarity_sum, counts, sums: the condition
-                                             pass over each Lance fragment against the centroids
+    <owner>/runs/<run id>/passes.parquet     key, files, version, documents, similarity_sum, counts, sums:
+                                             the condition pass over each Lance fragment (its state,
+                                             see PieceState) against the centroids
     <owner>/runs/<run id>/run.json           metadata, metrics, timings, clusters (ids, sizes, keywords)
     <owner>/LATEST                           the run id readers see
 
@@ -32,6 +33,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from pyarrow import fs
 
+from prefect_cluster_triggers.blocks._lance_documents import PieceState
 from prefect_cluster_triggers.flows.conditions import Pass
 from prefect_cluster_triggers.flows.errors import NotFound
 
@@ -45,8 +47,8 @@ class StoredRun:
     filesystem: fs.FileSystem
     path: str
 
-    def passes(self) -> dict[str, Pass]:
-        """The run's condition pass over each fragment it read, by the fragment's key (see
+    def passes(self) -> dict[PieceState, Pass]:
+        """The run's condition pass over each fragment it read, by the fragment's state (see
         `flows.condition_check`); empty for a run that left none (stream sources only)."""
         path = f"{self.path}/passes.parquet"
         if self.filesystem.get_file_info(path).type == fs.FileType.NotFound:
@@ -56,9 +58,9 @@ class StoredRun:
         columns = {name: table.column(name).combine_chunks() for name in table.column_names}
         counts = columns["counts"].values.to_numpy().reshape(-1, k)
         sums = columns["sums"].values.to_numpy().reshape(-1, k, d)
-        return {piece: Pass(similarity, documents, counts[row], sums[row]) for row, (piece, documents, similarity) in
-                enumerate(zip(columns["piece"].to_pylist(), columns["documents"].to_pylist(),
-                              columns["similarity_sum"].to_pylist()))}
+        states = zip(columns["key"].to_pylist(), columns["files"].to_pylist(), columns["version"].to_pylist())
+        return {PieceState(*state): Pass(similarity, documents, counts[row], sums[row]) for row, (state, documents, similarity)
+                in enumerate(zip(states, columns["documents"].to_pylist(), columns["similarity_sum"].to_pylist()))}
 
     def members(self) -> list[dict[str, Any]]:
         table = pq.read_table(f"{self.path}/members.parquet", filesystem=self.filesystem)
@@ -206,7 +208,8 @@ class PendingRun:
             [pa.array(ids, pa.string()), pa.array(np.asarray(cluster, dtype=np.int32)),
              pa.array(np.asarray(distance, dtype=np.float32))], schema=MEMBERS_SCHEMA))
 
-    def commit(self, record: dict[str, Any], centroids: np.ndarray, passes: Mapping[str, Pass] | None = None) -> None:
+    def commit(self, record: dict[str, Any], centroids: np.ndarray,
+               passes: Mapping[PieceState, Pass] | None = None) -> None:
         """Put the members in place, write the centroids (and the passes, if any) and the record,
         then move LATEST to this run."""
         self.close()
@@ -229,12 +232,14 @@ class PendingRun:
             self._writer = None
 
 
-def _passes_table(passes: Mapping[str, Pass]) -> pa.Table:
+def _passes_table(passes: Mapping[PieceState, Pass]) -> pa.Table:
     pieces = list(passes)
     counts = np.stack([passes[p].counts for p in pieces]).astype(np.int64)
     sums = np.stack([passes[p].sums for p in pieces]).astype(np.float64)
     return pa.table({
-        "piece": pa.array(pieces, pa.string()),
+        "key": pa.array([p.key for p in pieces], pa.string()),
+        "files": pa.array([p.files for p in pieces], pa.string()),
+        "version": pa.array([p.version for p in pieces], pa.int64()),
         "documents": pa.array([passes[p].documents for p in pieces], pa.int64()),
         "similarity_sum": pa.array([passes[p].similarity_sum for p in pieces], pa.float64()),
         "counts": pa.FixedSizeListArray.from_arrays(pa.array(counts.reshape(-1)), counts.shape[1]),

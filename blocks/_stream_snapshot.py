@@ -46,10 +46,10 @@ class StreamSnapshot:
 @dataclass(frozen=True)
 class StreamPiece:
     """The whole stream as one piece. Nothing tells whether it changed since it was last read,
-    so it has no key and a condition check reads it every time."""
+    so it has no state and a condition check reads it every time."""
 
     source: Any  # a DocumentSource
-    key: None = None
+    state: None = None
 
     def vectors(self) -> Iterator[np.ndarray]:
         for batch in self.source.batches(ids=False):

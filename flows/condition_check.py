@@ -14,7 +14,9 @@ stores them with its results (`StoredRun.passes`); a check takes them from there
 time it meets that run, in whatever process and on whatever machine, and keeps them and the
 passes it computes itself in memory. So the first check after a clustering reads only the
 fragments written since it, and each later check only those written since the one before.
-The values are those of a full pass.
+A fragment that lost rows (a delete, or an update: Lance deletes the old row and writes the
+new one to a new fragment) is brought up to date by taking away the pass over the rows
+deleted, read from the version its pass was computed at. The values are those of a full pass.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 
 from prefect_cluster_triggers.blocks.cluster_definition import load_cluster_definition
 from prefect_cluster_triggers.blocks.collections import DocumentSource, load_collection
+from prefect_cluster_triggers.blocks._lance_documents import PieceState
 from prefect_cluster_triggers.blocks._result_files import StoredRun
 from prefect_cluster_triggers.blocks.result_store import default_result_store
 from prefect_cluster_triggers.flows.conditions import (
@@ -45,39 +48,58 @@ _CACHE_BYTES = 64 << 20  # passes kept per process: a pass with sums at 20 x 768
 
 
 class PassCache:
-    """Passes over collection pieces, by (piece, centroids, with sums); least recently used out first."""
+    """Passes over Lance fragments by fragment state and kind of pass (centroids, with sums or not);
+    least recently used out first.
+
+    Besides a state's own pass, it finds the newest pass kept over the same data files: a
+    fragment deleted from since is brought up to date by taking away the rows deleted.
+    """
 
     def __init__(self, max_bytes: int = _CACHE_BYTES) -> None:
         self.max_bytes = max_bytes
-        self._passes: OrderedDict[Hashable, Pass] = OrderedDict()
+        self._passes: OrderedDict[tuple[str, Hashable], tuple[PieceState, Pass]] = OrderedDict()
+        self._newest: dict[tuple[str, Hashable], PieceState] = {}  # by data files: the newest state kept
         self._bytes = 0
         self._lock = threading.Lock()  # checks of several triggers run in threads at once
-        self._seeded: set[tuple[str, bool]] = set()
+        self._seeded: set[tuple[str, Hashable]] = set()
 
-    def seed(self, run: StoredRun, digest: Hashable, *, with_sums: bool) -> None:
+    def seed(self, run: StoredRun, kind: Hashable, *, with_sums: bool) -> None:
         """Take the passes a clustering run stored, once per run and kind of pass in this process."""
         with self._lock:
-            if (run.path, with_sums) in self._seeded:
+            if (run.path, kind) in self._seeded:
                 return
-            self._seeded.add((run.path, with_sums))
-        for piece, stored in run.passes().items():
-            self.put((piece, digest, with_sums), stored if with_sums else _without_sums(stored))
+            self._seeded.add((run.path, kind))
+        for state, stored in run.passes().items():
+            self.put(state, kind, stored if with_sums else _without_sums(stored))
 
-    def get(self, key: Hashable) -> Pass | None:
+    def get(self, state: PieceState, kind: Hashable) -> Pass | None:
         with self._lock:
-            found = self._passes.get(key)
-            if found is not None:
-                self._passes.move_to_end(key)
-            return found
+            found = self._passes.get((state.key, kind))
+            if found is None:
+                return None
+            self._passes.move_to_end((state.key, kind))
+            return found[1]
 
-    def put(self, key: Hashable, value: Pass) -> None:
+    def earlier(self, state: PieceState, kind: Hashable) -> tuple[PieceState, Pass] | None:
+        """The newest pass kept over the same data files as `state`, in another deletion state."""
         with self._lock:
-            if key in self._passes:
+            newest = self._newest.get((state.files, kind))
+            return None if newest is None else self._passes.get((newest.key, kind))
+
+    def put(self, state: PieceState, kind: Hashable, value: Pass) -> None:
+        with self._lock:
+            if (state.key, kind) in self._passes:
                 return
-            self._passes[key] = value
+            self._passes[state.key, kind] = (state, value)
+            newest = self._newest.get((state.files, kind))
+            if newest is None or newest.version <= state.version:
+                self._newest[state.files, kind] = state
             self._bytes += value.nbytes
             while self._bytes > self.max_bytes and self._passes:
-                self._bytes -= self._passes.popitem(last=False)[1].nbytes
+                (_, dropped_kind), (dropped, evicted) = self._passes.popitem(last=False)
+                self._bytes -= evicted.nbytes
+                if self._newest.get((dropped.files, dropped_kind)) == dropped:
+                    del self._newest[dropped.files, dropped_kind]
 
 
 _checked_pieces = PassCache()
@@ -124,19 +146,26 @@ def collection_pass(sources: Iterable[Any], centroids: np.ndarray, collection_id
     """The pass over every document of `sources` (DocumentSources), reusing the passes of pieces
     read before and those `stored` by the clustering run whose `centroids` these are; the same
     value as one pass over all their vectors."""
-    digest = (centroids.shape, hashlib.blake2b(np.ascontiguousarray(centroids).tobytes(), digest_size=16).digest())
+    kind = (centroids.shape, hashlib.blake2b(np.ascontiguousarray(centroids).tobytes(), digest_size=16).digest(),
+            with_sums)
     if stored is not None:
-        cache.seed(stored, digest, with_sums=with_sums)
-    total = pass_over([], centroids, with_sums=with_sums)
+        cache.seed(stored, kind, with_sums=with_sums)
+
+    def over(blocks: Iterable[np.ndarray]) -> Pass:
+        return pass_over(_checked(blocks, centroids.shape[1], collection_ids), centroids, with_sums=with_sums)
+
+    total = over([])
     for source in sources:
         for piece in source.snapshot().pieces():
-            key = None if piece.key is None else (piece.key, digest, with_sums)
-            found = None if key is None else cache.get(key)
+            if piece.state is None:  # a stream: read whole every time
+                total = total + over(piece.vectors())
+                continue
+            found = cache.get(piece.state, kind)
             if found is None:
-                found = pass_over(_checked(piece.vectors(), centroids.shape[1], collection_ids), centroids,
-                                  with_sums=with_sums)
-                if key is not None:
-                    cache.put(key, found)
+                earlier = cache.earlier(piece.state, kind)
+                removed = None if earlier is None else piece.deleted_since(earlier[0])
+                found = over(piece.vectors()) if removed is None else earlier[1] - over(removed)
+                cache.put(piece.state, kind, found)
             total = total + found
     return total
 

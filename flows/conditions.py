@@ -47,8 +47,9 @@ class Pass:
     """One streamed pass over some documents: similarity total, nearest-centroid counts and member sums.
 
     Passes over disjoint sets of documents add up to the pass over their union, so the pass
-    over a collection can be assembled from passes over its pieces, and a piece that has not
-    changed since the last check need not be read again (`flows.condition_check`).
+    over a collection can be assembled from passes over its pieces, a piece that has not
+    changed since the last check need not be read again, and one that lost rows needs only
+    those read (`flows.condition_check`).
     Without sums (`cosine_drift` needs none) `counts` and `sums` are empty.
     """
 
@@ -60,6 +61,11 @@ class Pass:
     def __add__(self, other: Pass) -> Pass:
         return Pass(self.similarity_sum + other.similarity_sum, self.documents + other.documents,
                     self.counts + other.counts, self.sums + other.sums)
+
+    def __sub__(self, other: Pass) -> Pass:
+        """The pass over these documents without `other`'s (a subset of them: rows deleted since)."""
+        return Pass(self.similarity_sum - other.similarity_sum, self.documents - other.documents,
+                    self.counts - other.counts, self.sums - other.sums)
 
     @property
     def nbytes(self) -> int:

@@ -20,7 +20,7 @@ noise); every other document goes to its nearest centroid in the space the algor
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Hashable, Sequence
 
 import numpy as np
 
@@ -94,7 +94,7 @@ class Fitted:
 class Tally:
     """Sufficient statistics of assigned documents; tallies of batches add up to the collection's.
 
-    `passes` holds, per stored piece the documents came from (a Lance fragment's key), the
+    `passes` holds, per stored piece the documents came from (a Lance fragment's state), the
     condition pass against the run's centroids: stored with the run, it spares the condition
     checks that follow a full read of what has not changed since.
     """
@@ -104,7 +104,7 @@ class Tally:
     distance_sums: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
     squared_distance_sum: float = 0.0
     similarity_sum: float = 0.0
-    passes: dict[str, Pass] = field(default_factory=dict)
+    passes: dict[Hashable, Pass] = field(default_factory=dict)
 
     def __add__(self, other: Tally) -> Tally:
         passes = dict(self.passes)
@@ -172,7 +172,7 @@ def fit_model(sample: Documents, config: _AlgorithmConfig, *, num_documents: int
 
 
 def assign(model: Model, ids: Sequence[str], vectors: np.ndarray,
-           piece: str | None = None) -> tuple[np.ndarray, np.ndarray, Tally]:
+           piece: Hashable | None = None) -> tuple[np.ndarray, np.ndarray, Tally]:
     """One batch's stable cluster id (-1 = noise) and distance to its centroid (NaN for noise), and its tally.
 
     `piece`: the stored piece all the batch's rows come from (`DocumentBatch.piece`), if known.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import numpy as np
 import pytest
 from sklearn.metrics import silhouette_score
@@ -87,12 +89,17 @@ class _Counting(LanceDocuments):
 
 class _CountedPiece:
     def __init__(self, piece, owner: _Counting) -> None:
-        self.key, self._piece, self._owner = piece.key, piece, owner
+        self.state, self._piece, self._owner = piece.state, piece, owner
 
     def vectors(self):
         for block in self._piece.vectors():
             self._owner.read += len(block)
             yield block
+
+    def deleted_since(self, earlier):
+        removed = self._piece.deleted_since(earlier)
+        self._owner.read += sum(len(block) for block in removed or [])
+        return removed
 
 
 def test_a_repeated_check_reads_only_what_changed_and_equals_a_full_pass(clustered, tmp_path) -> None:
@@ -129,7 +136,10 @@ def test_a_repeated_check_reads_only_what_changed_and_equals_a_full_pass(cluster
     assert drift == pytest.approx(conditions.cosine_drift(now, baseline), abs=1e-9)
     assert shift == pytest.approx(conditions.centroid_shift(now, baseline), abs=1e-9)
     assert drift > first[0]
-    assert table.read == 2 * (len(now) - 4000)  # the four fragments nobody wrote to were not read again
+    # Each metric reads the 15 rows deleted from the first fragment (the update deleted 10, the delete 5) and the
+    # two new fragments (the 10 updated documents, the 200 new ones); not the 985 rows left in the first
+    # fragment, nor the four fragments nobody wrote to.
+    assert table.read == 2 * (15 + 10 + 200)
 
 
 def test_the_first_check_after_a_clustering_reads_only_what_was_written_since(clustered, tmp_path, monkeypatch) -> None:
@@ -171,7 +181,37 @@ def test_the_first_check_after_a_clustering_reads_only_what_was_written_since(cl
     now = np.concatenate([b.vectors for b in table.batches(ids=False)])
     assert drift == pytest.approx(conditions.cosine_drift(now, baseline), abs=1e-7) and drift > 0.01
     assert shift == pytest.approx(conditions.centroid_shift(now, baseline), abs=1e-7) and shift > 0
-    # The first two fragments were written to (the update deleted 10 rows of one, the delete 5 of the other),
-    # the updates and the new documents are two new fragments: each metric reads those four, and not the
-    # three fragments nobody wrote to.
-    assert table.read == 2 * (990 + 995 + 10 + 200)
+    # The update deleted 10 rows of the first fragment, the delete 5 of the second, and the updates and the new
+    # documents are two new fragments: each metric reads those 225 rows and nothing else.
+    assert table.read == 2 * (10 + 5 + 10 + 200)
+
+
+def test_a_fragment_read_whole_when_its_deleted_rows_cannot_or_need_not_be_read(clustered, tmp_path) -> None:
+    """More rows deleted from a fragment than are left: what is left is read. The version a pass was
+    computed at cleaned up since: the fragment is read whole. Either way the values are exact."""
+    vectors, baseline = clustered
+    ids = [f"doc-{i}" for i in range(len(vectors))]
+    table = _Counting(str(tmp_path / "db"), "docs")
+    for start in range(0, 5000, 1000):
+        table.upsert([record_batch(vectors[start : start + 1000], ids[start : start + 1000])])
+    cache = PassCache()
+
+    def check() -> float:
+        return centroid_shift_of(collection_pass([table], baseline.centroids, ["docs"], with_sums=True, cache=cache),
+                                 baseline)
+
+    check()
+    table.delete(ids[:600])
+    table.read = 0
+    shift = check()
+    assert table.read == 400
+    now = np.concatenate([b.vectors for b in table.batches(ids=False)])
+    assert shift == pytest.approx(conditions.centroid_shift(now, baseline), abs=1e-9)
+
+    table._dataset(None).cleanup_old_versions(older_than=timedelta(0), delete_unverified=True)
+    table.delete(ids[1000:1003])
+    table.read = 0
+    shift = check()
+    assert table.read == 997
+    now = np.concatenate([b.vectors for b in table.batches(ids=False)])
+    assert shift == pytest.approx(conditions.centroid_shift(now, baseline), abs=1e-9)
