@@ -21,7 +21,6 @@ leaves every batch it committed, none half-written, and the add can simply be ru
 from __future__ import annotations
 
 import itertools
-import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
@@ -29,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from prefect_cluster_triggers.blocks._fragment_pieces import PieceState, pieces_of, removed_since
 from prefect_cluster_triggers.flows.errors import DataError
 from prefect_cluster_triggers.flows.preprocess import sample_rows
 
@@ -59,31 +59,15 @@ class WriteCounts:
 class DocumentBatch:
     """One streamed batch: ids, a float32 matrix (documents x dim) and the payloads' JSON texts.
 
-    `piece` is the state of the stored piece every row of the batch comes from (a Lance
-    fragment), so a run can leave per-piece condition passes that later checks reuse; None
-    for sources that cannot tell.
+    `piece` is the state of the stored piece every row of the batch comes from (Lance
+    fragments, see `_fragment_pieces`), so a run can leave per-piece condition passes that
+    later checks reuse; None for sources that cannot tell.
     """
 
     ids: list[str]
     vectors: np.ndarray
     payloads: list[str | None]
     piece: PieceState | None = None
-
-
-@dataclass(frozen=True)
-class PieceState:
-    """Which rows a Lance fragment holds at some version, as condition checks tell pieces apart.
-
-    Lance never changes a data file, and a delete (or an update, which deletes the old row)
-    writes a new deletion file. So `key` (table, data files, deletion file) names the rows
-    exactly, in any process at any time; `files` (table and data files alone) names a set
-    that only loses rows as versions go by; and `version` is one table version at which the
-    fragment was in this state, where the rows deleted since can still be read.
-    """
-
-    key: str
-    files: str
-    version: int
 
 
 def schema(dim: int) -> pa.Schema:
@@ -232,7 +216,7 @@ class LanceDocuments:
 
 @dataclass(frozen=True)
 class FragmentRows:
-    """Live rows [offset, offset + limit) of one fragment, and the fragment's key (see `LancePiece`)."""
+    """Live rows [offset, offset + limit) of one fragment, and the state of the piece it belongs to."""
 
     fragment_id: int
     state: PieceState
@@ -244,8 +228,8 @@ class FragmentRows:
 class LancePart:
     """Rows of one version of a table, fragment by fragment: what one Dask task reads, on its own worker.
 
-    Every batch comes from one fragment and says which (`DocumentBatch.piece`), so the run can
-    leave a pass per fragment for the condition checks that follow it.
+    Every batch comes from one fragment and names the piece it belongs to (`DocumentBatch.piece`),
+    so the run can leave a pass per piece for the condition checks that follow it.
     """
 
     documents: LanceDocuments
@@ -273,29 +257,26 @@ class LanceSnapshot:
 
     def parts(self) -> list[LancePart]:
         """Parts of about `PART_ROWS` rows in table order; a fragment may span two parts, and a part many fragments."""
-        if self.version is None:
-            return []
         parts: list[LancePart] = []
         pending: list[FragmentRows] = []
         room = PART_ROWS
-        for fragment in self._fragments():
-            state, live, offset = self._state(fragment), fragment.metadata.num_rows, 0
-            while offset < live:
-                taken = min(room, live - offset)
-                pending.append(FragmentRows(fragment.fragment_id, state, offset, taken))
-                offset, room = offset + taken, room - taken
-                if room == 0:
-                    parts.append(LancePart(self.documents, self.version, tuple(pending)))
-                    pending, room = [], PART_ROWS
+        for state, fragments in self._pieces():
+            for fragment in fragments:
+                live, offset = fragment.metadata.num_rows, 0
+                while offset < live:
+                    taken = min(room, live - offset)
+                    pending.append(FragmentRows(fragment.fragment_id, state, offset, taken))
+                    offset, room = offset + taken, room - taken
+                    if room == 0:
+                        parts.append(LancePart(self.documents, self.version, tuple(pending)))
+                        pending, room = [], PART_ROWS
         if pending:
             parts.append(LancePart(self.documents, self.version, tuple(pending)))
         return parts
 
     def pieces(self) -> list[LancePiece]:
-        """The version's fragments, each with its state (see `PieceState`)."""
-        if self.version is None:
-            return []
-        return [LancePiece(self.documents, fragment, self._state(fragment)) for fragment in self._fragments()]
+        """The version's fragments grouped into pieces, each with its state (see `_fragment_pieces`)."""
+        return [LancePiece(self.documents, fragments, state) for state, fragments in self._pieces()]
 
     def sample(self, size: int, *, random_state: int = 42) -> tuple[list[str], np.ndarray, list[str | None], int]:
         """A uniform sample of at most `size` documents (ids, vectors, payloads) by random row numbers, and the count."""
@@ -310,59 +291,52 @@ class LanceSnapshot:
         batch = _document_batch(taken.combine_chunks().to_batches()[0], ids=True, with_payloads=True)
         return batch.ids, batch.vectors, batch.payloads, self.count
 
-    def _fragments(self) -> list[Any]:
-        return [f for f in self.documents._dataset(self.version).get_fragments() if f.metadata.num_rows]
-
-    def _state(self, fragment: Any) -> PieceState:
-        files = [self.documents.uri, self.documents.table_name, [f.path for f in fragment.metadata.files]]
-        deleted = fragment.metadata.deletion_file
-        deletions = None if deleted is None else [deleted.id, deleted.read_version]
-        return PieceState(json.dumps([*files, deletions]), json.dumps(files), self.version)
+    def _pieces(self) -> list[tuple[PieceState, list[Any]]]:
+        if self.version is None:
+            return []
+        fragments = [f for f in self.documents._dataset(self.version).get_fragments() if f.metadata.num_rows]
+        return pieces_of(self.documents.uri, self.documents.table_name, self.version, fragments)
 
 
 @dataclass(frozen=True)
 class LancePiece:
-    """One fragment of a table version, as a condition check reads it."""
+    """A piece of a table version (one large fragment, or small ones), as a condition check reads it."""
 
     documents: LanceDocuments
-    fragment: Any  # lance.LanceFragment
+    fragments: list[Any]  # lance.LanceFragment
     state: PieceState
 
     def vectors(self) -> Iterator[np.ndarray]:
-        for batch in self.fragment.to_batches(columns=["vector"], batch_size=BATCH_ROWS, batch_readahead=_READ_AHEAD,
-                                              io_buffer_size=_IO_BUFFER):
-            if batch.num_rows:
-                yield _document_batch(batch, ids=False, with_payloads=False).vectors
+        for fragment in self.fragments:
+            yield from _vectors(fragment)
 
-    def deleted_since(self, earlier: PieceState) -> list[np.ndarray] | None:
-        """The vectors of the rows deleted from this fragment since its `earlier` state (same files).
-
-        Found by row address, which costs a few milliseconds for 131,072 rows, and read from
-        the earlier version. None when that is not worth it or not possible: more rows went
-        than are left (reading what is left is cheaper), the earlier version was cleaned up,
-        or the states are not an earlier and a later one of the same fragment.
+    def changes_since(self, earlier: PieceState) -> tuple[Iterator[np.ndarray], list[np.ndarray]] | None:
+        """What brings a pass over this piece in its `earlier` state up to date: the vectors to add
+        (its fragments new since, streamed) and to take away (its rows deleted since, read from
+        the earlier version). None when reading the piece whole is cheaper, or the only way
+        (see `_fragment_pieces.removed_since`).
         """
-        try:
-            before = self.documents._dataset(earlier.version).get_fragment(self.fragment.fragment_id)
-        except (OSError, ValueError):  # the version is gone (cleanup_old_versions)
+        live_now = {f.fragment_id: f for f in self.fragments}
+        removed = removed_since(earlier, self.state, live_now,
+                                lambda: self.documents._dataset(earlier.version))
+        if removed is None:
             return None
-        if before is None or [f.path for f in before.metadata.files] != [f.path for f in self.fragment.metadata.files]:
+        known = {f.fragment_id for f in earlier.fragments}
+        added = [f for f in self.fragments if f.fragment_id not in known]
+        if sum(len(rows) for _, rows in removed) + sum(f.metadata.num_rows for f in added) >= sum(
+                f.metadata.num_rows for f in self.fragments):
             return None
-        then, now = _row_addresses(before), _row_addresses(self.fragment)
-        gone = np.setdiff1d(then, now, assume_unique=True)
-        if len(gone) > len(now) or len(then) - len(gone) != len(now):  # not a later state of the same rows
-            return None
-        offsets = np.searchsorted(then, gone)  # `take` counts the rows live at that version
-        return [_document_batch(before.take(offsets[start : start + BATCH_ROWS], columns=["vector"]).combine_chunks()
-                                .to_batches()[0], ids=False, with_payloads=False).vectors
-                for start in range(0, len(offsets), BATCH_ROWS)]
+        taken = [_document_batch(old.take(rows[start : start + BATCH_ROWS], columns=["vector"]).combine_chunks()
+                                 .to_batches()[0], ids=False, with_payloads=False).vectors
+                 for old, rows in removed for start in range(0, len(rows), BATCH_ROWS)]
+        return (vectors for fragment in added for vectors in _vectors(fragment)), taken
 
 
-def _row_addresses(fragment: Any) -> np.ndarray:
-    """The addresses of a fragment's live rows, ascending (no column is read)."""
-    return np.concatenate([np.zeros(0, np.uint64)] + [
-        batch.column("_rowaddr").to_numpy() for batch in fragment.to_batches(columns=[], with_row_address=True,
-                                                                             batch_size=1 << 20)])
+def _vectors(fragment: Any) -> Iterator[np.ndarray]:
+    for batch in fragment.to_batches(columns=["vector"], batch_size=BATCH_ROWS, batch_readahead=_READ_AHEAD,
+                                     io_buffer_size=_IO_BUFFER):
+        if batch.num_rows:
+            yield _document_batch(batch, ids=False, with_payloads=False).vectors
 
 
 def _columns(ids: bool, with_payloads: bool) -> list[str]:

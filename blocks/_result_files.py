@@ -2,9 +2,9 @@
 
     <owner>/runs/<run id>/members.parquet    id, cluster (-1 noise), distance: one row per document
     <owner>/runs/<run id>/centroids.parquet  cluster (index in run.json's cluster order), centroid
-    <owner>/runs/<run id>/passes.parquet     key, files, version, documents, similarity_sum, counts, sums:
-                                             the condition pass over each Lance fragment (its state,
-                                             see PieceState) against the centroids
+    <owner>/runs/<run id>/passes.parquet     place, version, fragments, documents, similarity_sum, counts,
+                                             sums: the condition pass over each piece of the Lance
+                                             collections (see `_fragment_pieces`) against the centroids
     <owner>/runs/<run id>/run.json           metadata, metrics, timings, clusters (ids, sizes, keywords)
     <owner>/LATEST                           the run id readers see
 
@@ -33,7 +33,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from pyarrow import fs
 
-from prefect_cluster_triggers.blocks._lance_documents import PieceState
+from prefect_cluster_triggers.blocks._fragment_pieces import PieceState
 from prefect_cluster_triggers.flows.conditions import Pass
 from prefect_cluster_triggers.flows.errors import NotFound
 
@@ -48,7 +48,7 @@ class StoredRun:
     path: str
 
     def passes(self) -> dict[PieceState, Pass]:
-        """The run's condition pass over each fragment it read, by the fragment's state (see
+        """The run's condition pass over each piece it read, by the piece's state (see
         `flows.condition_check`); empty for a run that left none (stream sources only)."""
         path = f"{self.path}/passes.parquet"
         if self.filesystem.get_file_info(path).type == fs.FileType.NotFound:
@@ -58,8 +58,8 @@ class StoredRun:
         columns = {name: table.column(name).combine_chunks() for name in table.column_names}
         counts = columns["counts"].values.to_numpy().reshape(-1, k)
         sums = columns["sums"].values.to_numpy().reshape(-1, k, d)
-        states = zip(columns["key"].to_pylist(), columns["files"].to_pylist(), columns["version"].to_pylist())
-        return {PieceState(*state): Pass(similarity, documents, counts[row], sums[row]) for row, (state, documents, similarity)
+        states = zip(columns["place"].to_pylist(), columns["version"].to_pylist(), columns["fragments"].to_pylist())
+        return {PieceState.from_stored(*state): Pass(similarity, documents, counts[row], sums[row]) for row, (state, documents, similarity)
                 in enumerate(zip(states, columns["documents"].to_pylist(), columns["similarity_sum"].to_pylist()))}
 
     def members(self) -> list[dict[str, Any]]:
@@ -237,9 +237,9 @@ def _passes_table(passes: Mapping[PieceState, Pass]) -> pa.Table:
     counts = np.stack([passes[p].counts for p in pieces]).astype(np.int64)
     sums = np.stack([passes[p].sums for p in pieces]).astype(np.float64)
     return pa.table({
-        "key": pa.array([p.key for p in pieces], pa.string()),
-        "files": pa.array([p.files for p in pieces], pa.string()),
+        "place": pa.array([p.place for p in pieces], pa.string()),
         "version": pa.array([p.version for p in pieces], pa.int64()),
+        "fragments": pa.array([p.fragments_json() for p in pieces], pa.string()),
         "documents": pa.array([passes[p].documents for p in pieces], pa.int64()),
         "similarity_sum": pa.array([passes[p].similarity_sum for p in pieces], pa.float64()),
         "counts": pa.FixedSizeListArray.from_arrays(pa.array(counts.reshape(-1)), counts.shape[1]),

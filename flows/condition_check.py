@@ -6,17 +6,16 @@ A check streams the collections batch by batch (memory is one batch, whatever th
 and never touches the results, so a failing check changes nothing but its own record.
 
 Checks repeat (every `check_interval_seconds`, for months) while most of a collection stays
-as it was. A Lance collection is made of immutable fragments, and `cosine_drift` and
-`centroid_shift` add up over them (`conditions.Pass`), so a fragment's pass against the
-baseline's centroids is computed once and read again only when the fragment is written or
-deleted from. The clustering run computes those passes as it assigns every document and
-stores them with its results (`StoredRun.passes`); a check takes them from there the first
-time it meets that run, in whatever process and on whatever machine, and keeps them and the
-passes it computes itself in memory. So the first check after a clustering reads only the
-fragments written since it, and each later check only those written since the one before.
-A fragment that lost rows (a delete, or an update: Lance deletes the old row and writes the
-new one to a new fragment) is brought up to date by taking away the pass over the rows
-deleted, read from the version its pass was computed at. The values are those of a full pass.
+as it was. `cosine_drift` and `centroid_shift` add up over any split of the documents
+(`conditions.Pass`), and a Lance collection splits into pieces of immutable fragments
+(`blocks._fragment_pieces`), so a piece's pass against the baseline's centroids is computed
+once and brought up to date from what changed in it. The clustering run computes those
+passes as it assigns every document and stores them with its results (`StoredRun.passes`);
+a check takes them from there the first time it meets that run, in whatever process and on
+whatever machine, and keeps them and the passes it computes itself in memory. So the first
+check after a clustering reads only the fragments written since it, and the rows deleted
+since (an update deletes the old row too), read from the version the pass was computed at;
+each later check only what changed since the one before. The values are those of a full pass.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ import numpy as np
 
 from prefect_cluster_triggers.blocks.cluster_definition import load_cluster_definition
 from prefect_cluster_triggers.blocks.collections import DocumentSource, load_collection
-from prefect_cluster_triggers.blocks._lance_documents import PieceState
+from prefect_cluster_triggers.blocks._fragment_pieces import PieceState
 from prefect_cluster_triggers.blocks._result_files import StoredRun
 from prefect_cluster_triggers.blocks.result_store import default_result_store
 from prefect_cluster_triggers.flows.conditions import (
@@ -48,17 +47,17 @@ _CACHE_BYTES = 64 << 20  # passes kept per process: a pass with sums at 20 x 768
 
 
 class PassCache:
-    """Passes over Lance fragments by fragment state and kind of pass (centroids, with sums or not);
+    """Passes over Lance pieces by piece state and kind of pass (centroids, with sums or not);
     least recently used out first.
 
-    Besides a state's own pass, it finds the newest pass kept over the same data files: a
-    fragment deleted from since is brought up to date by taking away the rows deleted.
+    Besides a state's own pass, it finds the newest pass kept over the same piece in another
+    state, which what changed since brings up to date.
     """
 
     def __init__(self, max_bytes: int = _CACHE_BYTES) -> None:
         self.max_bytes = max_bytes
         self._passes: OrderedDict[tuple[str, Hashable], tuple[PieceState, Pass]] = OrderedDict()
-        self._newest: dict[tuple[str, Hashable], PieceState] = {}  # by data files: the newest state kept
+        self._newest: dict[tuple[str, Hashable], PieceState] = {}  # by place: the newest state kept
         self._bytes = 0
         self._lock = threading.Lock()  # checks of several triggers run in threads at once
         self._seeded: set[tuple[str, Hashable]] = set()
@@ -81,9 +80,9 @@ class PassCache:
             return found[1]
 
     def earlier(self, state: PieceState, kind: Hashable) -> tuple[PieceState, Pass] | None:
-        """The newest pass kept over the same data files as `state`, in another deletion state."""
+        """The newest pass kept over the same piece as `state`, in another state."""
         with self._lock:
-            newest = self._newest.get((state.files, kind))
+            newest = self._newest.get((state.place, kind))
             return None if newest is None else self._passes.get((newest.key, kind))
 
     def put(self, state: PieceState, kind: Hashable, value: Pass) -> None:
@@ -91,15 +90,15 @@ class PassCache:
             if (state.key, kind) in self._passes:
                 return
             self._passes[state.key, kind] = (state, value)
-            newest = self._newest.get((state.files, kind))
+            newest = self._newest.get((state.place, kind))
             if newest is None or newest.version <= state.version:
-                self._newest[state.files, kind] = state
+                self._newest[state.place, kind] = state
             self._bytes += value.nbytes
             while self._bytes > self.max_bytes and self._passes:
                 (_, dropped_kind), (dropped, evicted) = self._passes.popitem(last=False)
                 self._bytes -= evicted.nbytes
-                if self._newest.get((dropped.files, dropped_kind)) == dropped:
-                    del self._newest[dropped.files, dropped_kind]
+                if self._newest.get((dropped.place, dropped_kind)) == dropped:
+                    del self._newest[dropped.place, dropped_kind]
 
 
 _checked_pieces = PassCache()
@@ -163,8 +162,12 @@ def collection_pass(sources: Iterable[Any], centroids: np.ndarray, collection_id
             found = cache.get(piece.state, kind)
             if found is None:
                 earlier = cache.earlier(piece.state, kind)
-                removed = None if earlier is None else piece.deleted_since(earlier[0])
-                found = over(piece.vectors()) if removed is None else earlier[1] - over(removed)
+                changes = None if earlier is None else piece.changes_since(earlier[0])
+                if changes is None:
+                    found = over(piece.vectors())
+                else:
+                    added, removed = changes
+                    found = earlier[1] + over(added) - over(removed)
                 cache.put(piece.state, kind, found)
             total = total + found
     return total

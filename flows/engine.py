@@ -94,7 +94,7 @@ class Fitted:
 class Tally:
     """Sufficient statistics of assigned documents; tallies of batches add up to the collection's.
 
-    `passes` holds, per stored piece the documents came from (a Lance fragment's state), the
+    `passes` holds, per stored piece the documents came from (Lance fragments), the
     condition pass against the run's centroids: stored with the run, it spares the condition
     checks that follow a full read of what has not changed since.
     """
@@ -108,7 +108,7 @@ class Tally:
 
     def __add__(self, other: Tally) -> Tally:
         passes = dict(self.passes)
-        for piece, found in other.passes.items():  # a fragment may span two parts
+        for piece, found in other.passes.items():  # a piece may span two parts
             passes[piece] = passes[piece] + found if piece in passes else found
         return Tally(self.documents + other.documents, _added(self.counts, other.counts),
                      _added(self.distance_sums, other.distance_sums),

@@ -53,9 +53,9 @@ def test_a_run_on_dask_gives_the_in_process_answer(dask_address: str, truth: np.
     assert adjusted_rand_score(local, remote) >= 0.99
     assert (local == remote).all()  # the same stable ids, document by document
     assert [c["id"] for c in runs[0].record["clusters"]] == [c["id"] for c in runs[1].record["clusters"]]
-    # The condition passes stored for the checks that follow: one per fragment, every document, the same on Dask.
+    # The condition passes stored for the checks that follow: one per piece, every document, the same on Dask.
     here_passes, there_passes = (r.passes() for r in runs)
-    assert here_passes.keys() == there_passes.keys() and len(here_passes) == 3  # 300,000 rows bulk-loaded
+    assert here_passes.keys() == there_passes.keys() and len(here_passes) == 3  # fragments of 131,072, 131,072, 37,856
     assert sum(p.documents for p in there_passes.values()) == _N
     for piece, stored in here_passes.items():
         assert there_passes[piece].similarity_sum == pytest.approx(stored.similarity_sum, rel=1e-9)

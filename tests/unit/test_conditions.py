@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import silhouette_score
 
-from prefect_cluster_triggers.blocks import _lance_documents
+from prefect_cluster_triggers.blocks import _fragment_pieces, _lance_documents
 from prefect_cluster_triggers.blocks._lance_documents import LanceDocuments, record_batch
 from prefect_cluster_triggers.blocks._result_files import ResultFiles
 from prefect_cluster_triggers.deployments.clustering_config import KMeansConfig
@@ -92,14 +92,20 @@ class _CountedPiece:
         self.state, self._piece, self._owner = piece.state, piece, owner
 
     def vectors(self):
-        for block in self._piece.vectors():
+        return self._counted(self._piece.vectors())
+
+    def changes_since(self, earlier):
+        changes = self._piece.changes_since(earlier)
+        if changes is None:
+            return None
+        added, removed = changes
+        self._owner.read += sum(len(block) for block in removed)
+        return self._counted(added), removed
+
+    def _counted(self, blocks):
+        for block in blocks:
             self._owner.read += len(block)
             yield block
-
-    def deleted_since(self, earlier):
-        removed = self._piece.deleted_since(earlier)
-        self._owner.read += sum(len(block) for block in removed or [])
-        return removed
 
 
 def test_a_repeated_check_reads_only_what_changed_and_equals_a_full_pass(clustered, tmp_path) -> None:
@@ -152,6 +158,7 @@ def test_the_first_check_after_a_clustering_reads_only_what_was_written_since(cl
     for start in range(0, 5000, 1000):  # five adds, five fragments
         table.upsert([record_batch(vectors[start : start + 1000], ids[start : start + 1000])])
     monkeypatch.setattr(_lance_documents, "PART_ROWS", 700)  # fragments span parts, parts span fragments
+    monkeypatch.setattr(_fragment_pieces, "ALONE_ROWS", 1000)  # each of the five is a piece of its own
     snapshot = LanceDocuments.snapshot(table)
     sample = engine.Documents(ids, vectors)
     fitted = engine.fit_model(sample, KMeansConfig(algorithm="kmeans", n_clusters=4), num_documents=5000, previous=None)
@@ -182,13 +189,15 @@ def test_the_first_check_after_a_clustering_reads_only_what_was_written_since(cl
     assert drift == pytest.approx(conditions.cosine_drift(now, baseline), abs=1e-7) and drift > 0.01
     assert shift == pytest.approx(conditions.centroid_shift(now, baseline), abs=1e-7) and shift > 0
     # The update deleted 10 rows of the first fragment, the delete 5 of the second, and the updates and the new
-    # documents are two new fragments: each metric reads those 225 rows and nothing else.
+    # documents are two new (small) fragments: each metric reads those 225 rows and nothing else.
     assert table.read == 2 * (10 + 5 + 10 + 200)
 
 
-def test_a_fragment_read_whole_when_its_deleted_rows_cannot_or_need_not_be_read(clustered, tmp_path) -> None:
+def test_a_fragment_read_whole_when_its_deleted_rows_cannot_or_need_not_be_read(clustered, tmp_path,
+                                                                               monkeypatch) -> None:
     """More rows deleted from a fragment than are left: what is left is read. The version a pass was
     computed at cleaned up since: the fragment is read whole. Either way the values are exact."""
+    monkeypatch.setattr(_fragment_pieces, "ALONE_ROWS", 1000)  # each fragment is a piece of its own
     vectors, baseline = clustered
     ids = [f"doc-{i}" for i in range(len(vectors))]
     table = _Counting(str(tmp_path / "db"), "docs")
@@ -215,3 +224,30 @@ def test_a_fragment_read_whole_when_its_deleted_rows_cannot_or_need_not_be_read(
     assert table.read == 997
     now = np.concatenate([b.vectors for b in table.batches(ids=False)])
     assert shift == pytest.approx(conditions.centroid_shift(now, baseline), abs=1e-9)
+
+
+def test_small_fragments_share_a_piece_and_what_changed_in_it_is_all_that_is_read(clustered, tmp_path) -> None:
+    """A collection filled by many small adds: its passes are kept per 64 fragments, not per fragment,
+    and a new fragment, a deleted row or a fragment deleted whole is all a check reads of a piece."""
+    vectors, baseline = clustered
+    table = _Counting(str(tmp_path / "db"), "docs")
+    for add in range(130):  # 130 fragments of 5 documents: pieces of fragment ids 0-63, 64-127, 128-191
+        table.upsert([record_batch(vectors[5 * add : 5 * add + 5], [f"doc-{5 * add + i}" for i in range(5)])])
+    files = ResultFiles(str(tmp_path / "results"))
+    with files.new_run("trigger", "run-1") as run:
+        tally = assign_parts(engine.Model(True, None, baseline.centroids, baseline.centroids,
+                                          np.arange(len(baseline.centroids)), None),
+                             LanceDocuments.snapshot(table).parts(), run.write_members)
+        run.commit({"run_id": "run-1"}, baseline.centroids, tally.passes)
+    latest = files.latest("trigger")
+    assert len(latest.passes()) == 3
+
+    table.upsert([record_batch(vectors[1000:1005], [f"new-{i}" for i in range(5)])])  # fragment 130, third piece
+    table.delete(["doc-50"])  # one row of fragment 10, first piece
+    table.delete([f"doc-{5 * 70 + i}" for i in range(5)])  # fragment 70 whole, second piece
+    drift = cosine_drift_of(collection_pass([table], latest.centroids, ["docs"], with_sums=False, cache=PassCache(),
+                                            stored=latest), baseline)
+    assert table.read == 5 + 1 + 5
+    now = np.concatenate([b.vectors for b in table.batches(ids=False)])
+    assert len(now) == 650 + 5 - 1 - 5
+    assert drift == pytest.approx(conditions.cosine_drift(now, baseline), abs=1e-9)
