@@ -222,14 +222,15 @@ class FragmentRows:
     state: PieceState
     offset: int
     limit: int
+    whole: bool  # every live row of the fragment
 
 
 @dataclass(frozen=True)
 class LancePart:
-    """Rows of one version of a table, fragment by fragment: what one Dask task reads, on its own worker.
+    """Rows of one version of a table, piece by piece: what one Dask task reads, on its own worker.
 
-    Every batch comes from one fragment and names the piece it belongs to (`DocumentBatch.piece`),
-    so the run can leave a pass per piece for the condition checks that follow it.
+    Every batch comes from one piece and names it (`DocumentBatch.piece`), so the run can leave
+    a pass per piece for the condition checks that follow it.
     """
 
     documents: LanceDocuments
@@ -238,12 +239,10 @@ class LancePart:
 
     def batches(self, *, ids: bool = True, with_payloads: bool = False) -> Iterator[DocumentBatch]:
         dataset = self.documents._dataset(self.version)
-        for rows in self.rows:
-            for batch in dataset.get_fragment(rows.fragment_id).to_batches(
-                    columns=_columns(ids, with_payloads), batch_size=BATCH_ROWS, offset=rows.offset, limit=rows.limit,
-                    batch_readahead=_READ_AHEAD, io_buffer_size=_IO_BUFFER):
-                if batch.num_rows:
-                    yield _document_batch(batch, ids=ids, with_payloads=with_payloads, piece=rows.state)
+        columns = _columns(ids, with_payloads)
+        for state, rows in itertools.groupby(self.rows, key=lambda r: r.state):
+            for batch in _coalesced(_read(dataset, list(rows), columns)):
+                yield _document_batch(batch, ids=ids, with_payloads=with_payloads, piece=state)
 
 
 @dataclass(frozen=True)
@@ -260,12 +259,12 @@ class LanceSnapshot:
         parts: list[LancePart] = []
         pending: list[FragmentRows] = []
         room = PART_ROWS
-        for state, fragments in self._pieces():
+        for state, fragments in self._pieces(self._open()):
             for fragment in fragments:
                 live, offset = fragment.metadata.num_rows, 0
                 while offset < live:
                     taken = min(room, live - offset)
-                    pending.append(FragmentRows(fragment.fragment_id, state, offset, taken))
+                    pending.append(FragmentRows(fragment.fragment_id, state, offset, taken, taken == live))
                     offset, room = offset + taken, room - taken
                     if room == 0:
                         parts.append(LancePart(self.documents, self.version, tuple(pending)))
@@ -276,7 +275,8 @@ class LanceSnapshot:
 
     def pieces(self) -> list[LancePiece]:
         """The version's fragments grouped into pieces, each with its state (see `_fragment_pieces`)."""
-        return [LancePiece(self.documents, fragments, state) for state, fragments in self._pieces()]
+        dataset = self._open()
+        return [LancePiece(self.documents, dataset, fragments, state) for state, fragments in self._pieces(dataset)]
 
     def sample(self, size: int, *, random_state: int = 42) -> tuple[list[str], np.ndarray, list[str | None], int]:
         """A uniform sample of at most `size` documents (ids, vectors, payloads) by random row numbers, and the count."""
@@ -291,10 +291,13 @@ class LanceSnapshot:
         batch = _document_batch(taken.combine_chunks().to_batches()[0], ids=True, with_payloads=True)
         return batch.ids, batch.vectors, batch.payloads, self.count
 
-    def _pieces(self) -> list[tuple[PieceState, list[Any]]]:
-        if self.version is None:
+    def _open(self) -> Any:
+        return None if self.version is None else self.documents._dataset(self.version)
+
+    def _pieces(self, dataset: Any) -> list[tuple[PieceState, list[Any]]]:
+        if dataset is None:
             return []
-        fragments = [f for f in self.documents._dataset(self.version).get_fragments() if f.metadata.num_rows]
+        fragments = [f for f in dataset.get_fragments() if f.metadata.num_rows]
         return pieces_of(self.documents.uri, self.documents.table_name, self.version, fragments)
 
 
@@ -303,12 +306,12 @@ class LancePiece:
     """A piece of a table version (one large fragment, or small ones), as a condition check reads it."""
 
     documents: LanceDocuments
+    dataset: Any  # lance.LanceDataset, at the snapshot's version
     fragments: list[Any]  # lance.LanceFragment
     state: PieceState
 
     def vectors(self) -> Iterator[np.ndarray]:
-        for fragment in self.fragments:
-            yield from _vectors(fragment)
+        return _vectors(self.dataset, self.fragments)
 
     def changes_since(self, earlier: PieceState) -> tuple[Iterator[np.ndarray], list[np.ndarray]] | None:
         """What brings a pass over this piece in its `earlier` state up to date: the vectors to add
@@ -317,8 +320,7 @@ class LancePiece:
         (see `_fragment_pieces.removed_since`).
         """
         live_now = {f.fragment_id: f for f in self.fragments}
-        removed = removed_since(earlier, self.state, live_now,
-                                lambda: self.documents._dataset(earlier.version))
+        removed = removed_since(earlier, self.state, live_now, lambda: self.dataset.checkout_version(earlier.version))
         if removed is None:
             return None
         known = {f.fragment_id for f in earlier.fragments}
@@ -329,14 +331,53 @@ class LancePiece:
         taken = [_document_batch(old.take(rows[start : start + BATCH_ROWS], columns=["vector"]).combine_chunks()
                                  .to_batches()[0], ids=False, with_payloads=False).vectors
                  for old, rows in removed for start in range(0, len(rows), BATCH_ROWS)]
-        return (vectors for fragment in added for vectors in _vectors(fragment)), taken
+        return _vectors(self.dataset, added), taken
 
 
-def _vectors(fragment: Any) -> Iterator[np.ndarray]:
-    for batch in fragment.to_batches(columns=["vector"], batch_size=BATCH_ROWS, batch_readahead=_READ_AHEAD,
-                                     io_buffer_size=_IO_BUFFER):
-        if batch.num_rows:
+def _vectors(dataset: Any, fragments: list[Any]) -> Iterator[np.ndarray]:
+    if fragments:
+        for batch in _coalesced(_scan(dataset, fragments, ["vector"])):
             yield _document_batch(batch, ids=False, with_payloads=False).vectors
+
+
+def _read(dataset: Any, rows: list[FragmentRows], columns: list[str]) -> Iterator[pa.RecordBatch]:
+    """The rows in order: runs of whole fragments in one scan, part of a fragment by offset and limit."""
+    for whole, run in itertools.groupby(rows, key=lambda r: r.whole):
+        if whole:
+            yield from _scan(dataset, [dataset.get_fragment(r.fragment_id) for r in run], columns)
+        else:
+            for r in run:
+                yield from dataset.get_fragment(r.fragment_id).to_batches(
+                    columns=columns, batch_size=BATCH_ROWS, offset=r.offset, limit=r.limit,
+                    batch_readahead=_READ_AHEAD, io_buffer_size=_IO_BUFFER)
+
+
+def _scan(dataset: Any, fragments: list[Any], columns: list[str]) -> Iterator[pa.RecordBatch]:
+    """Whole fragments in order, in one scan: over many small fragments it is 5x faster than
+    reading them one by one (2,000 fragments of 100 rows: 0.15 s against 0.7 s)."""
+    return dataset.scanner(columns=columns, fragments=fragments, batch_size=BATCH_ROWS, scan_in_order=True,
+                           batch_readahead=_READ_AHEAD, io_buffer_size=_IO_BUFFER).to_batches()
+
+
+def _coalesced(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """Batches of about `BATCH_ROWS` rows: Lance gives one batch per fragment at most, and a
+    collection filled by small adds has fragments of a few rows (one numpy call and one
+    Parquet row group each, otherwise)."""
+    pending: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in batches:
+        if batch.num_rows:
+            pending.append(batch)
+            rows += batch.num_rows
+        if rows >= BATCH_ROWS:
+            yield _joined(pending)
+            pending, rows = [], 0
+    if pending:
+        yield _joined(pending)
+
+
+def _joined(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    return batches[0] if len(batches) == 1 else pa.concat_batches(batches)
 
 
 def _columns(ids: bool, with_payloads: bool) -> list[str]:
