@@ -16,8 +16,12 @@ in fragments) against 20 centroids. Timings, each the best of --repeat runs, in 
 * next check: after --added more, in the same process (its own passes kept).
 
 The checks give the exact full-pass value (checked here). Prints each time and the ratios to
-bare (target <= 1.5) and to the floor; then what storing the passes adds to the clustering
-run's assignment (the same batches assigned with and without).
+bare (target <= 1.5) and to the floor; then a `silhouette_drop` check (SILHOUETTE_SAMPLE
+rows taken by row number, then scored) against scoring the same number of rows already in
+memory; a run's fit sample (131,072 rows by number, the table having had updates and
+deletes) taken fragment by fragment against Lance's `dataset.take` of the same rows; then
+what storing the passes adds to the clustering run's assignment (the same batches assigned
+with and without).
 
     .venv/bin/python benchmarks/drift.py [--documents 1000000] [--dim 128] [--added 10000]
 """
@@ -35,8 +39,10 @@ from prefect_cluster_triggers.blocks._lance_documents import BATCH_ROWS, LanceDo
 from prefect_cluster_triggers.blocks._result_files import ResultFiles
 from prefect_cluster_triggers.flows.assignment import assign_parts
 from prefect_cluster_triggers.flows.condition_check import PassCache, collection_pass
-from prefect_cluster_triggers.flows.conditions import Baseline, cosine_drift, cosine_drift_of
-from prefect_cluster_triggers.flows.engine import Model, assign
+from prefect_cluster_triggers.flows.conditions import Baseline, cosine_drift, cosine_drift_of, silhouette_drop
+from prefect_cluster_triggers.flows.engine import STREAM_FIT_ROWS, Model, assign
+from prefect_cluster_triggers.flows.metrics import SILHOUETTE_SAMPLE
+from prefect_cluster_triggers.flows.preprocess import sample_of, sample_rows
 
 
 def _best(repeat: int, function, before=lambda: None) -> float:
@@ -121,6 +127,16 @@ def main() -> None:
     assert abs(check(warm) - cosine_drift(everything, baseline)) < 1e-9, "the check must equal a full pass"
     assert abs(check(PassCache()) - cosine_drift(everything, baseline)) < 1e-9, "the check must equal a full pass"
 
+    silhouette_baseline = Baseline(centroids, 0.5, args.documents, 0.1)
+    scored = _best(args.repeat, lambda: silhouette_drop(in_memory[:SILHOUETTE_SAMPLE], silhouette_baseline))
+    sampled = _best(args.repeat, lambda: silhouette_drop(sample_of([table.snapshot()], SILHOUETTE_SAMPLE)[1],
+                                                         silhouette_baseline))
+
+    snapshot = table.snapshot()
+    fit_rows = sample_rows(snapshot.count, STREAM_FIT_ROWS)
+    ours = _best(1, lambda: snapshot.sample(STREAM_FIT_ROWS))
+    lances = _best(1, lambda: table._dataset(snapshot.version).take(fit_rows, columns=["id", "vector", "payload"]))
+
     part = table.snapshot().parts()[0]
     batches = list(part.batches())
     with_passes = _best(args.repeat, lambda: [assign(model, b.ids, b.vectors, b.piece) for b in batches])
@@ -137,6 +153,10 @@ def main() -> None:
     print(line("... and 10 documents updated, 5 deleted, new process", after_changed))
     print(line(f"... and +{args.added} new documents, new process", after_added))
     print(line(f"next check (+{args.added} more), same process", following))
+    print(f"silhouette_drop check: {sampled:.3f} s; scoring {SILHOUETTE_SAMPLE} rows in memory {scored:.3f} s "
+          f"({sampled / scored:.2f}x)")
+    print(f"fit sample of {STREAM_FIT_ROWS} rows after updates: by fragment {ours:.3f} s, "
+          f"Lance's dataset.take {lances:.3f} s ({ours / lances:.3f}x)")
     print(f"the run's assignment of {sum(len(b.ids) for b in batches)} documents: storing passes {with_passes:.3f} s, "
           f"without {without:.3f} s ({with_passes / without:.2f}x)")
     path.unlink()

@@ -287,8 +287,8 @@ class LanceSnapshot:
             batches = list(self.documents.batches(with_payloads=True, version=self.version))
             return ([i for b in batches for i in b.ids], np.concatenate([b.vectors for b in batches]),
                     [p for b in batches for p in b.payloads], self.count)
-        taken = self.documents._dataset(self.version).take(rows, columns=["id", "vector", "payload"])
-        batch = _document_batch(taken.combine_chunks().to_batches()[0], ids=True, with_payloads=True)
+        batch = _document_batch(_take(_live(self._open()), rows, ["id", "vector", "payload"]), ids=True,
+                                with_payloads=True)
         return batch.ids, batch.vectors, batch.payloads, self.count
 
     def _open(self) -> Any:
@@ -297,8 +297,7 @@ class LanceSnapshot:
     def _pieces(self, dataset: Any) -> list[tuple[PieceState, list[Any]]]:
         if dataset is None:
             return []
-        fragments = [f for f in dataset.get_fragments() if f.metadata.num_rows]
-        return pieces_of(self.documents.uri, self.documents.table_name, self.version, fragments)
+        return pieces_of(self.documents.uri, self.documents.table_name, self.version, _live(dataset))
 
 
 @dataclass(frozen=True)
@@ -332,6 +331,24 @@ class LancePiece:
                                  .to_batches()[0], ids=False, with_payloads=False).vectors
                  for old, rows in removed for start in range(0, len(rows), BATCH_ROWS)]
         return _vectors(self.dataset, added), taken
+
+
+def _live(dataset: Any) -> list[Any]:
+    """The fragments with rows, in table order (row numbers count through them)."""
+    return [f for f in dataset.get_fragments() if f.metadata.num_rows]
+
+
+def _take(fragments: list[Any], rows: np.ndarray, columns: list[str]) -> pa.RecordBatch:
+    """Rows by number (sorted) across the fragments, fragment by fragment.
+
+    Lance's own `dataset.take` maps row numbers through the deletion files first, which once
+    a collection has had one update or delete took 26 s for 131,072 rows of 1M (0.36 s this
+    way, the same rows).
+    """
+    starts = np.cumsum([0] + [f.metadata.num_rows for f in fragments])
+    which = np.searchsorted(starts, rows, side="right") - 1
+    taken = [fragments[i].take(rows[which == i] - starts[i], columns=columns) for i in np.unique(which)]
+    return pa.concat_tables(taken).combine_chunks().to_batches()[0]
 
 
 def _vectors(dataset: Any, fragments: list[Any]) -> Iterator[np.ndarray]:

@@ -41,7 +41,7 @@ from prefect_cluster_triggers.deployments.settings import get_settings
 from prefect_cluster_triggers.flows.assignment import assign_parts
 from prefect_cluster_triggers.flows.engine import Documents, Fitted, PreviousClusters, Summary
 from prefect_cluster_triggers.flows.keywords import payload_text
-from prefect_cluster_triggers.flows.preprocess import sample_rows
+from prefect_cluster_triggers.flows.preprocess import sample_of
 from prefect_cluster_triggers.flows.errors import ClusterTriggersError, DataError, NotFound
 from prefect_cluster_triggers.flows.trigger_state import record_run, stopped_reason, wait_until_due
 
@@ -210,30 +210,15 @@ def _run(results_id: str, config: ExecutionConfig, cluster_id: str | None, trigg
 
 
 def _sample(snapshots: list[Any], config: ExecutionConfig) -> tuple[Documents, int]:
-    """A uniform sample of all the collections together, of the algorithm's fit size, and their document count.
-
-    Each collection is sampled on its own, then the samples are cut in proportion to the
-    collections' sizes, so every document had the same chance whichever collection holds it.
-    """
+    """A uniform sample of all the collections together, of the algorithm's fit size, and their document count."""
     read = {cid: s.dimension for cid, s in zip(config.collection_ids, snapshots)}  # a stream's costs a fetch
     dims = {cid: dim for cid, dim in read.items() if dim is not None}
     if len(set(dims.values())) > 1:
         raise DataError(f"the collections have different dimensions: {dims}")
-    size = engine.default_sample_size(config.config, next(iter(dims.values()), 1))
-    drawn = [snapshot.sample(size) for snapshot in snapshots]
-    total = sum(count for *_, count in drawn)
-    ids: list[str] = []
-    vectors: list[np.ndarray] = []
-    texts: list[str] = []
-    for part_ids, part_vectors, payloads, count in drawn:
-        keep = len(part_ids) if total <= size else min(len(part_ids), round(size * count / total))
-        rows = sample_rows(len(part_ids), keep)  # at random: samples come in stream order
-        rows = np.arange(len(part_ids)) if rows is None else rows
-        ids += [part_ids[i] for i in rows]
-        vectors.append(part_vectors[rows])
-        texts += [payload_text(json.loads(payloads[i])) if payloads[i] else "" for i in rows]
-    matrix = np.concatenate([v for v in vectors if len(v)]) if any(len(v) for v in vectors) else np.empty((0, 0))
-    return Documents(ids, matrix, texts if any(texts) else ()), total
+    ids, vectors, payloads, total = sample_of(snapshots, engine.default_sample_size(config.config,
+                                                                                   next(iter(dims.values()), 1)))
+    texts = [payload_text(json.loads(payload)) if payload else "" for payload in payloads]
+    return Documents(ids, vectors, texts if any(texts) else ()), total
 
 
 def _resolve_config(execution_config: dict[str, Any] | None, cluster_id: str | None) -> ExecutionConfig:

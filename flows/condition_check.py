@@ -42,8 +42,11 @@ from prefect_cluster_triggers.flows.conditions import (
     silhouette_drop,
 )
 from prefect_cluster_triggers.flows.errors import DataError, NotFound
+from prefect_cluster_triggers.flows.metrics import SILHOUETTE_SAMPLE
+from prefect_cluster_triggers.flows.preprocess import sample_of
 
 _CACHE_BYTES = 64 << 20  # passes kept per process: a pass with sums at 20 x 768 is 123 kB
+_SEEDED_RUNS = 4096  # runs whose stored passes were taken, remembered so each is read once (then again if forgotten)
 
 
 class PassCache:
@@ -60,14 +63,16 @@ class PassCache:
         self._newest: dict[tuple[str, Hashable], PieceState] = {}  # by place: the newest state kept
         self._bytes = 0
         self._lock = threading.Lock()  # checks of several triggers run in threads at once
-        self._seeded: set[tuple[str, Hashable]] = set()
+        self._seeded: OrderedDict[tuple[str, Hashable], None] = OrderedDict()
 
     def seed(self, run: StoredRun, kind: Hashable, *, with_sums: bool) -> None:
         """Take the passes a clustering run stored, once per run and kind of pass in this process."""
         with self._lock:
             if (run.path, kind) in self._seeded:
                 return
-            self._seeded.add((run.path, kind))
+            self._seeded[run.path, kind] = None
+            if len(self._seeded) > _SEEDED_RUNS:  # triggers re-cluster for months
+                self._seeded.popitem(last=False)
         for state, stored in run.passes().items():
             self.put(state, kind, stored if with_sums else _without_sums(stored))
 
@@ -135,9 +140,10 @@ def measure(trigger_id: str, metric: str, collection_ids: list[str] | None, clus
     if metric == "centroid_shift":
         return centroid_shift_of(collection_pass(sources, baseline.centroids, collection_ids, with_sums=True,
                                                  stored=latest), baseline)
-    blocks = (vectors for source in sources for piece in source.snapshot().pieces() for vectors in piece.vectors())
-    return silhouette_drop(_checked(blocks, latest.centroids.shape[1], collection_ids), baseline,
-                           count=sum(_count(source) for source in sources))
+    _, sample, _, _ = sample_of([source.snapshot() for source in sources], SILHOUETTE_SAMPLE)
+    if len(sample):
+        _same_dimension(sample, latest.centroids.shape[1], collection_ids)
+    return silhouette_drop(sample, baseline)
 
 
 def collection_pass(sources: Iterable[Any], centroids: np.ndarray, collection_ids: list[str], *, with_sums: bool,
@@ -186,7 +192,11 @@ def _count(source: DocumentSource) -> int:
 def _checked(blocks: Iterable[np.ndarray], dim: int, collection_ids: list[str]) -> Iterator[np.ndarray]:
     """The blocks as they come; a dimension other than the clustering's is an error."""
     for block in blocks:
-        if block.shape[1] != dim:
-            raise DataError(f"collections {', '.join(collection_ids)} have dimension {block.shape[1]}, "
-                            f"the last clustering {dim}")
-        yield block
+        yield _same_dimension(block, dim, collection_ids)
+
+
+def _same_dimension(block: np.ndarray, dim: int, collection_ids: list[str]) -> np.ndarray:
+    if block.shape[1] != dim:
+        raise DataError(f"collections {', '.join(collection_ids)} have dimension {block.shape[1]}, "
+                        f"the last clustering {dim}")
+    return block

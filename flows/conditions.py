@@ -13,7 +13,8 @@ cosine similarity.
   mean of the current documents nearest to c_j: how far the clusters' centres have moved.
 * document_growth = (n_now - n_then) / n_then.
 * silhouette_drop = silhouette_then - silhouette_now, silhouette_now that of the last
-  clustering's assignment (nearest centroid) on a uniform sample of the current documents.
+  clustering's assignment (nearest centroid) on a uniform sample of the current documents
+  (drawn by the caller: random rows of a Lance table, one reservoir pass over a stream).
 """
 
 from __future__ import annotations
@@ -103,16 +104,14 @@ def document_growth(num_documents: int, baseline: Baseline) -> float:
     return (num_documents - baseline.num_documents) / max(baseline.num_documents, 1)
 
 
-def silhouette_drop(vectors: Vectors, baseline: Baseline, *, count: int | None = None, random_state: int = 42) -> float:
-    """`count` is the number of documents in a stream (a matrix knows its own)."""
-    count = len(vectors) if isinstance(vectors, np.ndarray) else count
-    if count is None:
-        raise ValueError("silhouette_drop of a stream needs its document count")
-    if baseline.silhouette is None or count < 3:
+def silhouette_drop(sample: np.ndarray, baseline: Baseline, *, random_state: int = 42) -> float:
+    """From a uniform sample of the current documents (`SILHOUETTE_SAMPLE` of them are used:
+    the score's cost is quadratic), so a check reads that many documents, not the collection."""
+    if baseline.silhouette is None or len(sample) < 3:
         return 0.0
-    rng = np.random.default_rng(random_state)
-    rows = np.sort(rng.choice(count, size=min(SILHOUETTE_SAMPLE, count), replace=False))
-    sample = _unit(_rows_of(vectors, rows))
+    rows = np.random.default_rng(random_state).choice(len(sample), size=min(SILHOUETTE_SAMPLE, len(sample)),
+                                                      replace=False)
+    sample = _unit(np.asarray(sample, dtype=np.float32)[np.sort(rows)])
     labels = np.argmax(sample @ _unit(baseline.centroids).T, axis=1)
     if not 1 < len(np.unique(labels)) < len(sample):
         return baseline.silhouette  # everything fell into one cluster: no structure left
@@ -126,17 +125,6 @@ def _blocks(vectors: Vectors) -> Iterator[np.ndarray]:
     else:
         for block in vectors:
             yield np.asarray(block, dtype=np.float32)
-
-
-def _rows_of(vectors: Vectors, rows: np.ndarray) -> np.ndarray:
-    """The given (sorted) rows, picked while streaming: one pass, memory of the sample only."""
-    picked, start = [], 0
-    for block in _blocks(vectors):
-        inside = rows[(rows >= start) & (rows < start + len(block))]
-        if len(inside):
-            picked.append(block[inside - start])
-        start += len(block)
-    return np.concatenate(picked) if picked else np.empty((0, 0), dtype=np.float32)
 
 
 def pass_over(vectors: Vectors, centroids: np.ndarray, *, with_sums: bool) -> Pass:

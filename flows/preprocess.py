@@ -96,3 +96,27 @@ def reservoir(batches: Iterable[tuple[Sequence[str], np.ndarray, Sequence[Any]]]
         return ids, np.concatenate([v for _, v, _ in held]), extras, seen
     order = np.argsort(positions, kind="stable")
     return [ids[i] for i in order], vectors[order], [extras[i] for i in order], seen
+
+
+def sample_of(snapshots: Sequence[Any], size: int, *, random_state: int = 42) -> tuple[list[str], np.ndarray, list[Any], int]:
+    """A uniform sample of at most `size` documents of several pinned collections together (ids,
+    vectors, payloads) and their document count.
+
+    Each collection is sampled on its own (`snapshot.sample`: random rows of a Lance table,
+    one reservoir pass over a stream), then the samples are cut in proportion to the
+    collections' sizes, so every document had the same chance whichever collection holds it.
+    """
+    drawn = [snapshot.sample(size, random_state=random_state) for snapshot in snapshots]
+    total = sum(count for *_, count in drawn)
+    ids: list[str] = []
+    vectors: list[np.ndarray] = []
+    payloads: list[Any] = []
+    for part_ids, part_vectors, part_payloads, count in drawn:
+        keep = len(part_ids) if total <= size else min(len(part_ids), round(size * count / total))
+        rows = sample_rows(len(part_ids), keep, random_state=random_state)  # at random: samples come in stream order
+        rows = np.arange(len(part_ids)) if rows is None else rows
+        ids += [part_ids[i] for i in rows]
+        vectors.append(part_vectors[rows])
+        payloads += [part_payloads[i] for i in rows]
+    matrix = np.concatenate([v for v in vectors if len(v)]) if any(len(v) for v in vectors) else np.empty((0, 0))
+    return ids, matrix, payloads, total

@@ -16,6 +16,8 @@ from prefect_cluster_triggers.flows import conditions, engine
 from prefect_cluster_triggers.flows.assignment import assign_parts
 from prefect_cluster_triggers.flows.condition_check import PassCache, collection_pass
 from prefect_cluster_triggers.flows.conditions import Baseline, centroid_shift_of, cosine_drift_of
+from prefect_cluster_triggers.flows.metrics import SILHOUETTE_SAMPLE
+from prefect_cluster_triggers.flows.preprocess import sample_of
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -251,3 +253,17 @@ def test_small_fragments_share_a_piece_and_what_changed_in_it_is_all_that_is_rea
     now = np.concatenate([b.vectors for b in table.batches(ids=False)])
     assert len(now) == 650 + 5 - 1 - 5
     assert drift == pytest.approx(conditions.cosine_drift(now, baseline), abs=1e-9)
+
+
+def test_silhouette_drop_is_measured_on_a_sample_drawn_by_row_number(clustered, tmp_path) -> None:
+    """A quality check takes SILHOUETTE_SAMPLE random rows of a Lance collection, not a pass over it."""
+    vectors, baseline = clustered
+    table = LanceDocuments(str(tmp_path / "db"), "docs")
+    table.upsert([record_batch(vectors, [f"doc-{i}" for i in range(len(vectors))])])
+    ids, sample, _, total = sample_of([table.snapshot()], SILHOUETTE_SAMPLE)
+    assert (len(ids), total) == (SILHOUETTE_SAMPLE, 5000) and len(set(ids)) == SILHOUETTE_SAMPLE
+    assert abs(conditions.silhouette_drop(sample, baseline)) < 0.05
+    noise = (np.random.default_rng(1).normal(size=(2000, 32)) * 4).astype(np.float32)
+    table.upsert([record_batch(noise, [f"new-{i}" for i in range(2000)])])
+    _, sample, _, total = sample_of([table.snapshot()], SILHOUETTE_SAMPLE)
+    assert total == 7000 and conditions.silhouette_drop(sample, baseline) > 0.05

@@ -18,6 +18,7 @@ from prefect_cluster_triggers.blocks._lance_documents import LanceDocuments, Wri
 from prefect_cluster_triggers.blocks._result_files import ResultFiles
 from prefect_cluster_triggers.blocks.document_input import open_input
 from prefect_cluster_triggers.flows.errors import DataError, NotFound
+from prefect_cluster_triggers.flows.preprocess import sample_rows
 
 
 def _docs(tmp_path: Path) -> LanceDocuments:
@@ -177,3 +178,21 @@ def test_concurrent_writers_count_every_insert_and_update_exactly_once(tmp_path:
     assert sum(inserted for inserted, _ in results) == 90  # 3 x 30 new ids, each inserted once
     assert sum(updated for _, updated in results) == 120  # 3 x 40 existing ids, overlapping, each update counted
     assert documents.count() == 190
+
+
+def test_a_sample_after_updates_and_deletes_is_the_rows_at_those_numbers(tmp_path) -> None:
+    """A run's fit sample takes rows by number fragment by fragment; after an update and a delete
+    (new deletion files, a new fragment) they are still the rows a full read finds at those numbers."""
+    rng = np.random.default_rng(0)
+    table = LanceDocuments(str(tmp_path / "db"), "docs")
+    table.upsert([record_batch(rng.normal(size=(3000, 8)).astype(np.float32), [f"d{i}" for i in range(3000)])])
+    table.upsert([record_batch(rng.normal(size=(5, 8)).astype(np.float32), ["d10", "d1500", "d2999", "n1", "n2"])])
+    table.delete(["d7", "d2000"])
+    snapshot = table.snapshot()
+    everything = list(table.batches(with_payloads=True))
+    ids = [i for b in everything for i in b.ids]
+    vectors = np.concatenate([b.vectors for b in everything])
+    picked_ids, picked, _, count = snapshot.sample(500, random_state=3)
+    rows = sample_rows(count, 500, random_state=3)
+    assert count == len(ids) == 3000  # 2 new, 2 deleted
+    assert picked_ids == [ids[r] for r in rows] and np.array_equal(picked, vectors[rows])
