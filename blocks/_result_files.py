@@ -58,8 +58,9 @@ class StoredRun:
         columns = {name: table.column(name).combine_chunks() for name in table.column_names}
         counts = columns["counts"].values.to_numpy().reshape(-1, k)
         sums = columns["sums"].values.to_numpy().reshape(-1, k, d)
-        states = zip(columns["place"].to_pylist(), columns["version"].to_pylist(), columns["fragments"].to_pylist())
-        return {PieceState.from_stored(*state): Pass(similarity, documents, counts[row], sums[row]) for row, (state, documents, similarity)
+        states = [PieceState.from_stored(*stored) for stored in zip(
+            columns["place"].to_pylist(), columns["version"].to_pylist(), columns["fragments"].to_pylist())]
+        return {state: Pass(similarity, documents, counts[row], sums[row]) for row, (state, documents, similarity)
                 in enumerate(zip(states, columns["documents"].to_pylist(), columns["similarity_sum"].to_pylist()))}
 
     def members(self) -> list[dict[str, Any]]:

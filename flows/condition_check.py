@@ -53,8 +53,8 @@ class PassCache:
     """Passes over Lance pieces by piece state and kind of pass (centroids, with sums or not);
     least recently used out first.
 
-    Besides a state's own pass, it finds the newest pass kept over the same piece in another
-    state, which what changed since brings up to date.
+    Besides a state's own pass, it gives the newest pass kept over the same piece in another
+    state, for the check to bring up to date with what changed since.
     """
 
     def __init__(self, max_bytes: int = _CACHE_BYTES) -> None:
