@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Callable
 
 import numpy as np
@@ -57,10 +58,9 @@ class PieceState:
     version: int
     fragments: tuple[FragmentState, ...]
 
-    @property
-    def key(self) -> str:
-        members = [[f.fragment_id, list(f.files), f.deletion] for f in self.fragments]
-        return hashlib.blake2b(json.dumps([self.place, members]).encode(), digest_size=16).hexdigest()
+    @cached_property
+    def key(self) -> str:  # computed once: a check looks a piece up and stores it by its key
+        return hashlib.blake2b(f"{self.place}\n{self.fragments_json()}".encode(), digest_size=16).hexdigest()
 
     def fragments_json(self) -> str:
         """The fragments as stored with a run's passes (`from_stored` reads them back)."""

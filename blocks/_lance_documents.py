@@ -327,8 +327,8 @@ class LancePiece:
         if sum(len(rows) for _, rows in removed) + sum(f.metadata.num_rows for f in added) >= sum(
                 f.metadata.num_rows for f in self.fragments):
             return None
-        taken = [_document_batch(old.take(rows[start : start + BATCH_ROWS], columns=["vector"]).combine_chunks()
-                                 .to_batches()[0], ids=False, with_payloads=False).vectors
+        taken = [_document_batch(_take([old], rows[start : start + BATCH_ROWS], ["vector"]), ids=False,
+                                 with_payloads=False).vectors
                  for old, rows in removed for start in range(0, len(rows), BATCH_ROWS)]
         return _vectors(self.dataset, added), taken
 
