@@ -19,7 +19,7 @@ def private_prefect(prefix: str, **settings: str) -> Iterator[tuple[dict[str, st
     data_dir = Path(tempfile.mkdtemp(prefix=prefix))
     os.environ.update({"CLUSTER_TRIGGERS_DATA_DIR": str(data_dir), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                        **settings})
-    from prefect_cluster_triggers.deployments.stack import free_port, prefect_server
+    from prefect_cluster_triggers.deployments.stack.processes import free_port, prefect_server
 
     env = {**os.environ, "PREFECT_HOME": str(data_dir / "prefect"),
            "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "0.5"}

@@ -29,7 +29,6 @@ from collections import Counter
 from typing import Awaitable, Callable
 
 import httpx
-
 from _private_stack import private_prefect
 
 _QUOTA, _CREATES, _GETS, _LISTS, _SINGLE = 50, 60, 100, 50, 30
@@ -43,8 +42,8 @@ def main() -> int:
     args = parser.parse_args()
     database = {"PREFECT_API_DATABASE_CONNECTION_URL": args.database_url} if args.database_url else {}
     with private_prefect("api-load-", CLUSTER_TRIGGERS_MAX_ACTIVE_TRIGGERS=str(_QUOTA), **database) as (env, data_dir):
-        from prefect_cluster_triggers.deployments.access import KeyStore
-        from prefect_cluster_triggers.deployments.stack import api_server, free_port
+        from prefect_cluster_triggers.deployments.api.keys import KeyStore
+        from prefect_cluster_triggers.deployments.stack.processes import api_server, free_port
 
         key, _ = KeyStore().create(["bench"], created_by="api-load")
         with api_server(free_port(), env, log=data_dir / "api.log") as url:

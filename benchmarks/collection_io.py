@@ -33,13 +33,14 @@ import numpy as np
 _BIN = Path(sys.executable).parent
 _READ = """
 import sys
-from prefect_cluster_triggers.blocks._lance_documents import LanceDocuments
-print(sum(len(b.ids) for b in LanceDocuments(sys.argv[1], "bench").batches()))
+from prefect_cluster_triggers.blocks.files.lance_documents import LanceDocuments
+from prefect_cluster_triggers.core.names import namespace_id_of, owned_name
+print(sum(len(b.ids) for b in LanceDocuments(sys.argv[1], owned_name(namespace_id_of(None), "bench")).batches()))
 """
 _LOAD = "import sys, numpy as np; print(np.load(sys.argv[1]).shape[0])"
 _PARQUET_WRITE = """
 import sys, pyarrow as pa, pyarrow.dataset as ds
-from prefect_cluster_triggers.blocks.document_input import open_input
+from prefect_cluster_triggers.blocks.files.document_input import open_input
 source = open_input(sys.argv[1])
 first = next(source.batches)
 import itertools
@@ -95,7 +96,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=768)
     args = parser.parse_args()
 
-    from prefect_cluster_triggers.deployments.stack import free_port, prefect_server
+    from prefect_cluster_triggers.deployments.stack.processes import free_port, prefect_server
 
     work = Path(tempfile.mkdtemp(prefix="bench-io-", dir=os.environ.get("BENCH_DIR")))
     source = work / "vectors.npy"

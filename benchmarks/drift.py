@@ -35,14 +35,14 @@ from pathlib import Path
 
 import numpy as np
 
-from prefect_cluster_triggers.blocks._lance_documents import BATCH_ROWS, LanceDocuments, record_batch
-from prefect_cluster_triggers.blocks._result_files import ResultFiles
-from prefect_cluster_triggers.flows.assignment import assign_parts
-from prefect_cluster_triggers.flows.condition_check import PassCache, collection_pass
-from prefect_cluster_triggers.flows.conditions import Baseline, cosine_drift, cosine_drift_of, silhouette_drop
-from prefect_cluster_triggers.flows.engine import STREAM_FIT_ROWS, Model, assign
-from prefect_cluster_triggers.flows.metrics import SILHOUETTE_SAMPLE
-from prefect_cluster_triggers.flows.preprocess import sample_of, sample_rows
+from prefect_cluster_triggers.blocks.files.lance_documents import BATCH_ROWS, LanceDocuments, record_batch
+from prefect_cluster_triggers.blocks.files.result_files import ResultFiles
+from prefect_cluster_triggers.deployments.evaluator.condition_check import PassCache, collection_pass
+from prefect_cluster_triggers.flows.engine.assignment import assign_parts
+from prefect_cluster_triggers.flows.engine.conditions import Baseline, cosine_drift, cosine_drift_of, silhouette_drop
+from prefect_cluster_triggers.flows.engine.metrics import SILHOUETTE_SAMPLE
+from prefect_cluster_triggers.flows.engine.pipeline import STREAM_FIT_ROWS, Model, assign
+from prefect_cluster_triggers.flows.engine.preprocess import sample_of, sample_rows
 
 
 def _best(repeat: int, function, before=lambda: None) -> float:
@@ -135,7 +135,7 @@ def main() -> None:
     snapshot = table.snapshot()
     fit_rows = sample_rows(snapshot.count, STREAM_FIT_ROWS)
     ours = _best(1, lambda: snapshot.sample(STREAM_FIT_ROWS))
-    lances = _best(1, lambda: table._dataset(snapshot.version).take(fit_rows, columns=["id", "vector", "payload"]))
+    lances = _best(1, lambda: table.dataset(snapshot.version).take(fit_rows, columns=["id", "vector", "payload"]))
 
     part = table.snapshot().parts()[0]
     batches = list(part.batches())

@@ -8,7 +8,7 @@ this process:
 * first evaluation: the evaluator folds the whole backlog into the trigger's checkpoint
   (once per trigger, ever);
 * evaluation: one evaluation of the trigger as every sweep makes it (median of --repeat);
-* get: `lifecycle.get_trigger` as `cluster-triggers get` and the REST API call it (median).
+* get: `queries.get_trigger` as `cluster-triggers get` and the REST API call it (median).
 
 Prints each time and the ratios large / small (target <= 1.3 for both).
 
@@ -47,15 +47,16 @@ async def _measure(events: int, repeat: int) -> dict[str, dict[str, float]]:
     from prefect.events import emit_event
     from prefect.events.worker import EventsWorker
 
-    from prefect_cluster_triggers.deployments import lifecycle
-    from prefect_cluster_triggers.deployments.contract import validate_request
-    from prefect_cluster_triggers.deployments.evaluator import Evaluator
-    from prefect_cluster_triggers.deployments.firing import collection_resource
-    from prefect_cluster_triggers.deployments.translate import FLOW_NAME, TriggerRecord
+    from prefect_cluster_triggers.core.contract import validate_request
+    from prefect_cluster_triggers.core.firing import collection_resource
+    from prefect_cluster_triggers.core.names import namespace_id_of
+    from prefect_cluster_triggers.deployments.evaluator.service import Evaluator
+    from prefect_cluster_triggers.deployments.prefect_objects.translate import FLOW_NAME, TriggerRecord
+    from prefect_cluster_triggers.deployments.service import commands, queries
 
     sizes = {"small": 10, "large": events}
     for name in sizes:
-        await lifecycle.create_trigger(validate_request({
+        await commands.create_trigger(validate_request({
             "trigger_type": "event",
             "schedule_config": {"event_type": "documents_added", "event_threshold": 10_000_000,
                                 "collection_id": f"col_{name}", "cooldown_seconds": 0},
@@ -63,7 +64,7 @@ async def _measure(events: int, repeat: int) -> dict[str, dict[str, float]]:
         }), trigger_id=f"trg_{name}")
     for name, count in sizes.items():
         for _ in range(count):
-            emit_event(event="cluster.documents_added", resource={"prefect.resource.id": collection_resource(f"col_{name}")},
+            emit_event(event="cluster.documents_added", resource={"prefect.resource.id": collection_resource(namespace_id_of(None), f"col_{name}")},
                        payload={"count": 1})
     await asyncio.to_thread(EventsWorker.drain_all)
     await _until_readable(sizes)
@@ -75,13 +76,13 @@ async def _measure(events: int, repeat: int) -> dict[str, dict[str, float]]:
             record = TriggerRecord.model_validate(deployment.parameters["trigger"])
 
             async def evaluate() -> None:
-                await evaluator._fire_events(client, deployment, record)
+                await evaluator.events.evaluate(client, deployment, record)
 
             times["first evaluation"][name] = await _timed(evaluate)
             times["evaluation"][name] = statistics.median([await _timed(evaluate) for _ in range(repeat)])
             times["get"][name] = statistics.median(
-                [await _timed(lambda: lifecycle.get_trigger(f"trg_{name}")) for _ in range(repeat)])
-            counted = (await lifecycle.get_trigger(f"trg_{name}")).event_counter
+                [await _timed(lambda: queries.get_trigger(f"trg_{name}")) for _ in range(repeat)])
+            counted = (await queries.get_trigger(f"trg_{name}")).event_counter
             assert counted == sizes[name], f"trg_{name} shows {counted}, expected {sizes[name]}"
     return times
 
@@ -93,14 +94,15 @@ async def _until_readable(sizes: dict[str, int]) -> None:
     from prefect.client.orchestration import get_client
     from prefect.events.filters import EventFilter, EventOccurredFilter, EventResourceFilter
 
-    from prefect_cluster_triggers.deployments.firing import collection_resource
+    from prefect_cluster_triggers.core.firing import collection_resource
+    from prefect_cluster_triggers.core.names import namespace_id_of
 
     async with get_client() as client:
         for name, count in sizes.items():
             while True:
                 now = datetime.now(timezone.utc)
                 query = EventFilter(occurred=EventOccurredFilter(since=now - timedelta(hours=1), until=now),
-                                    resource=EventResourceFilter(id=[collection_resource(f"col_{name}")]))
+                                    resource=EventResourceFilter(id=[collection_resource(namespace_id_of(None), f"col_{name}")]))
                 if (await client.read_events(filter=query, limit=1)).total >= count:
                     break
                 await asyncio.sleep(1)

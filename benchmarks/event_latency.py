@@ -25,7 +25,6 @@ from contextlib import ExitStack
 from datetime import datetime, timezone
 
 import numpy as np
-
 from _private_stack import private_prefect
 
 _THRESHOLD = 10
@@ -35,13 +34,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--firings", type=int, default=20)
     args = parser.parse_args()
-    from prefect_cluster_triggers.deployments.settings import get_settings
-    from prefect_cluster_triggers.deployments.stack import api_server, create_work_pool, free_port, worker
+    from prefect_cluster_triggers.core.settings import get_settings
+    from prefect_cluster_triggers.deployments.stack.processes import api_server, create_work_pool, free_port, worker
 
     with ExitStack() as stack:
         env, data_dir = stack.enter_context(private_prefect("event-latency-"))
-        create_work_pool(get_settings().work_pool, env)
-        stack.enter_context(worker(get_settings().work_pool, env, log=data_dir / "worker.log"))
+        create_work_pool(get_settings().target.work_pool, env)
+        stack.enter_context(worker(get_settings().target.work_pool, env, log=data_dir / "worker.log"))
         stack.enter_context(api_server(free_port(), env, log=data_dir / "api.log"))
         ours, baseline = asyncio.run(_measure(args.firings))
     created = [c for c, _ in ours]
@@ -59,14 +58,14 @@ async def _measure(firings: int) -> tuple[list[tuple[float, float]], list[float]
 
     from prefect_cluster_triggers.blocks.collection_events import notify_collection
     from prefect_cluster_triggers.blocks.collections import open_collection
-    from prefect_cluster_triggers.deployments import lifecycle
-    from prefect_cluster_triggers.deployments.contract import validate_request
-    from prefect_cluster_triggers.deployments.translate import EVENT_TAG, FLOW_NAME, MANUAL_TAG
+    from prefect_cluster_triggers.core.contract import validate_request
+    from prefect_cluster_triggers.deployments.prefect_objects.translate import EVENT_TAG, FLOW_NAME, MANUAL_TAG
+    from prefect_cluster_triggers.deployments.service import commands
 
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(300, 16)).astype(np.float32)
     await asyncio.to_thread(lambda: open_collection("bench").add_documents(vectors))
-    await lifecycle.create_trigger(validate_request({
+    await commands.create_trigger(validate_request({
         "trigger_type": "event",
         "schedule_config": {"event_type": "documents_updated", "event_threshold": _THRESHOLD,
                             "collection_id": "bench", "cooldown_seconds": 0},
@@ -96,7 +95,7 @@ async def _wait_run(client, deployment_id, tag: str, count: int):
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
     from prefect.client.schemas.sorting import FlowRunSort
 
-    from prefect_cluster_triggers.deployments.status import of_deployment
+    from prefect_cluster_triggers.deployments.prefect_objects.status import of_deployment
 
     while True:
         runs = await client.read_flow_runs(deployment_filter=of_deployment(deployment_id),

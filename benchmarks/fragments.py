@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from prefect_cluster_triggers.blocks._lance_documents import BATCH_ROWS, LanceDocuments, record_batch
-from prefect_cluster_triggers.blocks._result_files import ResultFiles
-from prefect_cluster_triggers.flows.assignment import assign_parts
-from prefect_cluster_triggers.flows.condition_check import PassCache, collection_pass
-from prefect_cluster_triggers.flows.engine import Model
+from prefect_cluster_triggers.blocks.files.lance_documents import BATCH_ROWS, LanceDocuments, record_batch
+from prefect_cluster_triggers.blocks.files.result_files import ResultFiles
+from prefect_cluster_triggers.deployments.evaluator.condition_check import PassCache, collection_pass
+from prefect_cluster_triggers.flows.engine.assignment import assign_parts
+from prefect_cluster_triggers.flows.engine.pipeline import Model
 
 
 def _best(repeat: int, function) -> tuple[float, object]:
@@ -56,7 +56,7 @@ def main() -> None:
     small.upsert([record_batch(vectors[: args.per_add], ids[: args.per_add])])
     import lance
 
-    uri = small._table().to_lance().uri
+    uri = small.dataset().uri
     for start in range(args.per_add, args.documents, args.per_add):  # appends, as the upserts of new ids write them
         lance.write_dataset(pa.Table.from_batches([record_batch(vectors[start : start + args.per_add],
                                                                 ids[start : start + args.per_add])]), uri, mode="append")
@@ -71,7 +71,7 @@ def main() -> None:
         assign_time, tally = _best(args.repeat, lambda: assign_parts(model, table.snapshot().parts(), lambda *_: None))
         with files.new_run("bench", "run-1") as run:
             run.commit({"run_id": "run-1"}, centroids, tally.passes)
-        fragments = len(table._table().to_lance().get_fragments())
+        fragments = len(table.dataset().get_fragments())
         for add in range(10):
             new = rng.normal(size=(args.per_add, args.dim)).astype(np.float32)
             table.upsert([record_batch(new, [f"new-{add}-{i}" for i in range(args.per_add)])])

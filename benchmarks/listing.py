@@ -4,7 +4,7 @@ Starts its own Prefect server (SQLite, temporary data directory, free port), cre
 triggers (cron, interval and event, in turn) and one completed run, then, alternating
 rounds in the same process:
 
-* listing: `lifecycle.list_triggers` (deployments, snapshot variables, missed runs,
+* listing: `queries.list_triggers` (deployments, snapshot variables, missed runs,
   cluster definitions);
 * baseline: every trigger read as `get` reads one (its deployment, its snapshots, the runs
   they missed, its event state read live).
@@ -24,7 +24,6 @@ import sys
 import time
 
 import httpx
-
 from _private_stack import private_prefect
 
 
@@ -41,8 +40,8 @@ def main() -> int:
 async def _compare(count: int, rounds: int) -> None:
     from prefect.client.orchestration import get_client
 
-    from prefect_cluster_triggers.deployments import lifecycle
-    from prefect_cluster_triggers.deployments.contract import validate_request
+    from prefect_cluster_triggers.core.contract import validate_request
+    from prefect_cluster_triggers.deployments.service import commands, queries
 
     execution = {"collection_ids": ["bench"], "config": {"algorithm": "kmeans", "n_clusters": 3}}
     bodies = [
@@ -52,16 +51,16 @@ async def _compare(count: int, rounds: int) -> None:
                                                       "collection_id": "bench"}, "execution_config": execution},
     ]
     for i in range(count):
-        await lifecycle.create_trigger(validate_request(bodies[i % 3]), trigger_id=f"trg-{i:03d}")
+        await commands.create_trigger(validate_request(bodies[i % 3]), trigger_id=f"trg-{i:03d}")
 
     async def listing() -> int:
-        triggers, _ = await lifecycle.list_triggers(limit=count)
+        triggers, _ = await queries.list_triggers(limit=count)
         return len(triggers)
 
     async def baseline() -> int:  # each trigger as `get` reads it
         async with get_client() as client:
-            namespace = lifecycle._namespace(None)
-            return len(await asyncio.gather(*(lifecycle._read(client, f"trg-{i:03d}", namespace) for i in range(count))))
+            namespace = queries.namespace(None)
+            return len(await asyncio.gather(*(queries.read_trigger(client, f"trg-{i:03d}", namespace) for i in range(count))))
 
     results = {name: (await _calls(run), []) for name, run in (("listing", listing), ("baseline", baseline))}
     for _ in range(rounds):

@@ -70,7 +70,8 @@ _FLOW = textwrap.dedent(
     import pyarrow.parquet as pq
     from sklearn.metrics import adjusted_rand_score
     from prefect_cluster_triggers.flows.clustering_flow import cluster_collection
-    from prefect_cluster_triggers.blocks.result_store import default_result_store
+    from prefect_cluster_triggers.blocks.result_store import default_result_store, results_owner
+    from prefect_cluster_triggers.deployments.api.keys import namespace_id_of
     data, name, results, config = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
     started = time.perf_counter()
     state = cluster_collection(execution_config={{"collection_ids": [name], "config": config}},
@@ -78,7 +79,7 @@ _FLOW = textwrap.dedent(
     seconds = time.perf_counter() - started
     peak = {_PEAK}
     assert state.is_completed(), state.message
-    run = default_result_store().latest(results)
+    run = default_result_store().latest(results_owner(namespace_id_of(None), results))
     members = pq.read_table(run.path + "/members.parquet", filesystem=run.filesystem, columns=["id", "cluster"])
     rows = members.column("id").to_numpy(zero_copy_only=False).astype(np.int64)
     labels = members.column("cluster").to_numpy()
@@ -143,8 +144,8 @@ _LOCAL_MINIMUM = Blobs(384, -10.0, 4.0, seed=1, whole=True)  # scikit-learn's de
 
 def _make(data: Path, name: str, n: int, blobs: Blobs, *, npy: bool) -> None:
     """Collection `name` (ids "0".."n-1") with its labels in truth-<name>.npy, and <name>.npy for the bare side."""
-    from prefect_cluster_triggers.blocks._lance_documents import record_batch
     from prefect_cluster_triggers.blocks.collections import open_collection
+    from prefect_cluster_triggers.blocks.files.lance_documents import record_batch
 
     truth = np.empty(n, dtype=np.int64)
     array = np.lib.format.open_memmap(data / f"{name}.npy", mode="w+", dtype=np.float32, shape=(n, blobs.dim)) if npy else None

@@ -7,9 +7,10 @@ from typing import Any, ClassVar
 from prefect.blocks.core import Block
 from pydantic import Field
 
-from prefect_cluster_triggers.blocks._naming import DOCS_URL, prefect_name
-from prefect_cluster_triggers.deployments.contract import ExecutionConfig
-from prefect_cluster_triggers.flows.errors import NotFound
+from prefect_cluster_triggers.blocks.saving import DOCS_URL
+from prefect_cluster_triggers.core.contract import ExecutionConfig
+from prefect_cluster_triggers.core.errors import NotFound
+from prefect_cluster_triggers.core.names import namespace_id_of, owned_name
 
 
 class ClusterDefinition(Block):
@@ -20,9 +21,11 @@ class ClusterDefinition(Block):
 
     Example:
         ```python
-        from prefect_cluster_triggers.blocks.cluster_definition import ClusterDefinition
+        from prefect_cluster_triggers.blocks.cluster_definition import ClusterDefinition, definition_name
 
-        definition = ClusterDefinition.load("cluster-xyz789-1f2e3d")
+        # BLOCK_NAME: each namespace's definitions are its own blocks, `ns-<16 hex>--<id>`:
+        # definition_name("cluster_xyz789", namespace="team-a")
+        definition = ClusterDefinition.load("BLOCK_NAME")
         print(definition.execution_config().config.algorithm)
         ```
     """
@@ -41,15 +44,24 @@ class ClusterDefinition(Block):
         Raises:
             ContractError: the stored definition was edited into something invalid.
         """
-        from prefect_cluster_triggers.deployments.contract import validate_execution_config
+        from prefect_cluster_triggers.core.contract import validate_execution_config
 
         return validate_execution_config({"collection_ids": self.collection_ids, "config": self.config})
 
 
-def load_cluster_definition(cluster_id: str) -> ClusterDefinition:
-    """Raises NotFound when no definition is saved for `cluster_id`."""
+def definition_name(cluster_id: str, namespace: str | None = None) -> str:
+    """The block name of `namespace`'s (a name or id; the settings' when None) definition `cluster_id`."""
+    return owned_name(namespace_id_of(namespace), cluster_id)
+
+
+def load_cluster_definition(cluster_id: str, namespace: str | None = None) -> ClusterDefinition:
+    """`namespace`'s definition `cluster_id`.
+
+    Raises:
+        NotFound: the namespace has no such definition (another namespace's of that id is never looked at).
+    """
     try:
-        return ClusterDefinition.load(prefect_name(cluster_id))
+        return ClusterDefinition.load(definition_name(cluster_id, namespace))
     except ValueError:
         raise NotFound(
             f"cluster definition {cluster_id!r} not found: create it with `cluster-triggers clusters create FILE`"

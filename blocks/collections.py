@@ -18,22 +18,24 @@ import pyarrow as pa
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-from prefect_cluster_triggers.blocks._lance_documents import (
+from prefect_cluster_triggers.blocks.collection_events import notify_collection
+from prefect_cluster_triggers.blocks.files.lance_documents import (
     WRITE_ROWS,
     DocumentBatch,
     LanceDocuments,
     LanceSnapshot,
     WriteCounts,
+    id_prefix,
     record_batch,
 )
-from prefect_cluster_triggers.blocks._stream_snapshot import StreamSnapshot
-from prefect_cluster_triggers.blocks._naming import DOCS_URL, load_or_save, prefect_name
-from prefect_cluster_triggers.blocks.collection_events import notify_collection
+from prefect_cluster_triggers.blocks.files.stream_snapshot import StreamSnapshot
 from prefect_cluster_triggers.blocks.object_store import ObjectStore, default_object_store
 from prefect_cluster_triggers.blocks.postgres_collection import PostgresCollection
 from prefect_cluster_triggers.blocks.result_store import default_result_store
-from prefect_cluster_triggers.deployments.settings import get_settings, storage_root
-from prefect_cluster_triggers.flows.errors import DataError, NotFound, SourceUnavailable
+from prefect_cluster_triggers.blocks.saving import DOCS_URL, load_or_save
+from prefect_cluster_triggers.core.errors import DataError, NotFound, SourceUnavailable
+from prefect_cluster_triggers.core.names import namespace_id_of, owned_name, prefect_name
+from prefect_cluster_triggers.core.settings import get_settings, storage_root
 
 
 class DocumentSource(Protocol):
@@ -67,7 +69,9 @@ class LanceCollection(Block):
         ```python
         from prefect_cluster_triggers.blocks.collections import LanceCollection
 
-        collection = LanceCollection.load("col-abc123-6c3d1e")
+        # BLOCK_NAME: a namespace's blocks are named `ns-<16 hex>--<id>`, e.g.
+        # "ns-3b1e4c2a9f0d7e65--col-abc123-6c3d1e"; open_collection("col_abc123", "team-a") finds it too
+        collection = LanceCollection.load("BLOCK_NAME")
         collection.add_documents(vectors, ids=["a", "b"], payloads=[{"title": "..."}, None])
         collection.delete_documents(["a"])
         ```
@@ -78,6 +82,9 @@ class LanceCollection(Block):
     _description: ClassVar[str] = "Embedded documents in a LanceDB table, on local disk or object storage."
 
     collection_id: str = Field(description="The collection's id, as triggers and execution configs name it.")
+    namespace_id: str | None = Field(
+        default=None, description="The namespace that owns the collection; its adds are events of that namespace only."
+    )
     uri: str = Field(description="LanceDB database holding the collection's table: an absolute directory or `s3://...`.")
     table: str = Field(description="The table's name in that database.")
     object_store: ObjectStore | None = Field(default=None, description="Endpoint and credentials of an `s3://` uri.")
@@ -85,26 +92,34 @@ class LanceCollection(Block):
     def add_documents(
         self, vectors: np.ndarray, ids: Sequence[str] | None = None, payloads: Sequence[Any] | None = None
     ) -> WriteCounts:
-        """Upsert documents by id; emit the added and updated counts as collection events.
+        """Upsert documents by id in one commit, all or nothing; emit the added and updated
+        counts as collection events.
 
-        Without `ids`, the documents get running numbers after the current count.
+        Without `ids`, the documents get `<prefix>-<row>`, 32 random hex digits drawn for this
+        call and the row in `vectors` from 0, so they never replace a document already there.
 
         Raises:
-            DataError: a dimension change, NaN or inf, or an id repeated within the call.
+            DataError: a dimension change, NaN or inf, vectors that are not real numbers, a
+                count of ids or payloads other than of vectors, or an id repeated within the call.
         """
-        texts = [None if p is None else json.dumps(p, separators=(",", ":")) for p in payloads] if payloads else None
         rows = np.asarray(vectors)
         if ids is None:
-            first = self.count()
-            ids = [str(first + i) for i in range(len(rows))]
+            prefix = id_prefix()
+            ids = [f"{prefix}-{i}" for i in range(len(rows))]
+        for name, given in (("ids", ids), ("payloads", payloads)):
+            if given is not None and len(given) != len(rows):
+                raise DataError(f"{len(given)} {name} for {len(rows)} vectors; one per vector")
+        texts = [None if p is None else json.dumps(p, separators=(",", ":")) for p in payloads] if payloads else None
         return self.upsert_batches(
-            record_batch(rows[start : start + WRITE_ROWS], [str(i) for i in ids[start : start + WRITE_ROWS]],
+            record_batch(rows[start : start + WRITE_ROWS],
+                         [None if i is None else str(i) for i in ids[start : start + WRITE_ROWS]],  # None: refused
                          texts[start : start + WRITE_ROWS] if texts else None)
             for start in range(0, max(len(rows), 1), WRITE_ROWS)
         )
 
     def upsert_batches(self, batches: Iterable[pa.RecordBatch]) -> WriteCounts:
-        """Upsert a stream of record batches (id, vector, payload), one commit each; emit the counts.
+        """Upsert a stream of record batches (id, vector, payload) in one commit, all or nothing
+        (see `lance_documents`); emit the counts.
 
         A first load (no documents yet) appends in bulk, and Lance lets two appends commit side
         by side: two first loads at once, from any machines, would store an id shared by both
@@ -115,11 +130,11 @@ class LanceCollection(Block):
         if documents.count():
             counts = documents.upsert(batches)
         else:
-            with _loading_alone(self.collection_id):
+            with _loading_alone(self.table):
                 counts = documents.upsert(batches)
         for event_type, count in (("documents_added", counts.inserted), ("documents_updated", counts.updated)):
             if count:
-                notify_collection(self.collection_id, event_type, count=count)
+                notify_collection(self.collection_id, event_type, count=count, namespace=self.namespace_id)
         return counts
 
     def delete_documents(self, ids: Sequence[str]) -> int:
@@ -152,7 +167,8 @@ class HttpCollection(Block):
         ```python
         from prefect_cluster_triggers.blocks.collections import HttpCollection
 
-        for batch in HttpCollection.load("products").batches():
+        collection = HttpCollection.load("BLOCK_NAME")  # e.g. collection_block_name("products")
+        for batch in collection.batches():
             print(len(batch.ids))
         ```
     """
@@ -273,14 +289,14 @@ def _retry_after(response: httpx.Response) -> float:
 
 
 @contextmanager
-def _loading_alone(collection_id: str) -> Iterator[None]:
-    """Hold the collection's load slot (a global concurrency limit of 1, made on first use) for the block."""
+def _loading_alone(table: str) -> Iterator[None]:
+    """Hold the table's load slot (a global concurrency limit of 1, made on first use) for the block."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
     from prefect.concurrency.sync import concurrency
     from prefect.exceptions import ObjectAlreadyExists
 
-    name = f"cluster-collection-first-load-{prefect_name(collection_id)}"
+    name = f"cluster-collection-first-load-{prefect_name(table)}"
     with get_client(sync_client=True) as client:
         try:
             client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
@@ -290,8 +306,15 @@ def _loading_alone(collection_id: str) -> Iterator[None]:
         yield
 
 
-def open_collection(collection_id: str) -> LanceCollection:
-    """The LanceCollection block saved for `collection_id`, saved now if there is none yet.
+def collection_block_name(collection_id: str, namespace: str | None = None) -> str:
+    """The block name under which runs of `namespace` (a name or id; the settings' when None) look
+    for `collection_id`: save an HttpCollection or PostgresCollection block under it."""
+    return owned_name(namespace_id_of(namespace), collection_id)
+
+
+def open_collection(collection_id: str, namespace: str | None = None) -> LanceCollection:
+    """The LanceCollection block of `namespace`'s (a name or id; the settings' when None) `collection_id`,
+    saved now if there is none yet.
 
     A new block records where its table lives, resolved once here from the settings (an
     absolute directory, or `s3://...` with the default `ObjectStore`): every process that
@@ -299,23 +322,27 @@ def open_collection(collection_id: str) -> LanceCollection:
     directory. The default result store is fixed at the same moment from the same settings
     (a worker never picks its own).
     """
+    namespace_id = namespace_id_of(namespace)
+    name = owned_name(namespace_id, collection_id)
+
     def make() -> LanceCollection:
-        root = storage_root(get_settings())
+        root = storage_root(get_settings().storage)
         default_result_store()
-        return LanceCollection(collection_id=collection_id, uri=f"{root}/collections", table=prefect_name(collection_id),
-                               object_store=default_object_store() if root.startswith("s3://") else None)
+        return LanceCollection(collection_id=collection_id, namespace_id=namespace_id, uri=f"{root}/collections",
+                               table=name, object_store=default_object_store() if root.startswith("s3://") else None)
 
-    return load_or_save(LanceCollection, prefect_name(collection_id), make)
+    return load_or_save(LanceCollection, name, make)
 
 
-def load_collection(collection_id: str) -> DocumentSource:
-    """The collection block saved for `collection_id`: a source the team configured (HTTP,
-    PostgreSQL) first, then our own Lance table.
+def load_collection(collection_id: str, namespace: str | None = None) -> DocumentSource:
+    """The collection block `namespace` (a name or id; the settings' when None) saved for
+    `collection_id`: a source the team configured (HTTP, PostgreSQL) first, then our own Lance table.
 
     Raises:
-        NotFound: no block of any kind is saved under the collection's name.
+        NotFound: the namespace has no block of any kind under the collection's name (another
+            namespace's collection of that id is never looked at: the answer is the same).
     """
-    name = prefect_name(collection_id)
+    name = collection_block_name(collection_id, namespace)
     for kind in (HttpCollection, PostgresCollection, LanceCollection):
         try:
             return kind.load(name)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, ClassVar
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-from prefect_cluster_triggers.blocks._naming import DOCS_URL, load_or_save
+from prefect_cluster_triggers.blocks.saving import DOCS_URL, load_or_save
 
 if TYPE_CHECKING:
     from pyarrow.fs import S3FileSystem
@@ -26,7 +26,7 @@ class ObjectStore(Block):
         ```python
         from prefect_cluster_triggers.blocks.object_store import ObjectStore
 
-        store = ObjectStore.load("default")
+        store = ObjectStore.load("BLOCK_NAME")  # the one made from the settings is saved as "default"
         ```
     """
 
@@ -69,11 +69,11 @@ def default_object_store() -> ObjectStore:
     """The store saved as `default`; saved now from the settings and the standard AWS variables when missing."""
     import os
 
-    from prefect_cluster_triggers.deployments.settings import get_settings
+    from prefect_cluster_triggers.core.settings import get_settings
 
     settings = get_settings()
     secret = os.environ.get("AWS_SECRET_ACCESS_KEY")
     return load_or_save(ObjectStore, DEFAULT_OBJECT_STORE, lambda: ObjectStore(
-        endpoint_url=settings.s3_endpoint_url, region=settings.s3_region,
+        endpoint_url=settings.storage.s3_endpoint_url, region=settings.storage.s3_region,
         access_key_id=os.environ.get("AWS_ACCESS_KEY_ID"), secret_access_key=SecretStr(secret) if secret else None,
     ))

@@ -15,17 +15,17 @@ from typing import Any, ClassVar, Iterator
 
 import numpy as np
 import psycopg
+from prefect.blocks.core import Block
 from psycopg import sql
 from psycopg.adapt import Loader
 from psycopg.pq import Format
 from psycopg.types import TypeInfo
-from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-from prefect_cluster_triggers.blocks._lance_documents import DocumentBatch
-from prefect_cluster_triggers.blocks._naming import DOCS_URL
-from prefect_cluster_triggers.blocks._stream_snapshot import StreamSnapshot
-from prefect_cluster_triggers.flows.errors import DataError, NotFound, SourceUnavailable
+from prefect_cluster_triggers.blocks.files.lance_documents import DocumentBatch
+from prefect_cluster_triggers.blocks.files.stream_snapshot import StreamSnapshot
+from prefect_cluster_triggers.blocks.saving import DOCS_URL
+from prefect_cluster_triggers.core.errors import DataError, NotFound, SourceUnavailable
 
 
 class PostgresCollection(Block):
@@ -46,7 +46,7 @@ class PostgresCollection(Block):
             table="public.articles", id_column="article_id", vector_column="embedding",
             payload_columns=["title", "body"],
         ).save(collection_block_name("col_articles"))  # where runs look for col_articles
-        collection = PostgresCollection.load(collection_block_name("col_articles"))
+        collection = PostgresCollection.load("BLOCK_NAME")  # BLOCK_NAME: collection_block_name("col_articles")
         ```
     """
 

@@ -5,12 +5,16 @@ Playwright's Python package (`.venv/bin/pip install -e '.[docs]'`); Playwright d
 system's Chromium, nothing is downloaded.
 
 Tells the example event trigger (`hundred-documents-event`) that 40 documents were added to
-its collection, waits until its page shows them, then saves into `--output`:
+its collection, runs the interval trigger `hourly-cluster-definition-interval` once more (a
+second run, so it has changes to show), waits until the pages show all that, then saves into
+`--output`:
 
 * `deployments.png`: the triggers as Prefect deployments, with their tags;
+* `deployment-state-line.png`: the event trigger's deployment, its Description tab: the state line;
 * `event-trigger-page.png`: the event trigger's page (status, counter 40 / 100, cooldown);
 * `conditional-trigger-page.png`: the conditional trigger's page (its last measurement);
-* `artifacts.png`: every trigger's page among Prefect's artifacts.
+* `trends.png`, `changes.png`: the interval trigger's trends and what changed in its last run;
+* `artifacts.png`: every trigger's pages among Prefect's artifacts.
 
     .venv/bin/python docs/screenshots.py [--output docs/screenshots]
 """
@@ -28,14 +32,14 @@ _CHROMIUM = "/usr/bin/chromium"
 # Chromium's own background connections are refused on a closed network; keep it to the page.
 _FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
           "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-_EVENT, _CONDITIONAL = "hundred-documents-event", "drift-conditional"
+_EVENT, _CONDITIONAL, _RAN = "hundred-documents-event", "drift-conditional", "hourly-cluster-definition-interval"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "screenshots")
     args = parser.parse_args()
-    from prefect_cluster_triggers.deployments.stack import running_stack
+    from prefect_cluster_triggers.core.stack_file import running_stack
 
     stack = running_stack()
     if not stack or stack.get("state") != "ready":
@@ -44,48 +48,71 @@ def main() -> int:
     os.environ["PREFECT_API_URL"] = stack["api_url"]
     from prefect_cluster_triggers.blocks.collection_events import notify_collection
 
+    import subprocess
+
+    from prefect_cluster_triggers.deployments.service.dashboard import artifact_key
+    from prefect_cluster_triggers.deployments.service.run_pages import changes_key, trends_key
+
     notify_collection("col_abc123", "documents_added", count=40, flush=True)
-    event_page = _wait_for_page(_EVENT, "| event counter | 40 / 100 |")
-    conditional_page = _wait_for_page(_CONDITIONAL, "| last measurement |")
+    ran = subprocess.run([str(Path(sys.executable).with_name("cluster-triggers")), "execute", _RAN, "--wait"],
+                         capture_output=True, text=True)
+    if ran.returncode:
+        raise SystemExit(f"running {_RAN} failed: {ran.stderr}")
+    event_page = _wait_for_page(artifact_key(_EVENT), "| event counter | 40 / 100 |", retaken="| event counter | ")
+    conditional_page = _wait_for_page(artifact_key(_CONDITIONAL), "| last measurement |")
+    trends = _wait_for_page(trends_key(_RAN), "Trends of cluster trigger")
+    changes = _wait_for_page(changes_key(_RAN), "compared with the previous run")
+    deployment = _deployment_id(_EVENT)
     args.output.mkdir(parents=True, exist_ok=True)
-    _shoot(stack["ui_url"], args.output, event_page, conditional_page)
+    _shoot(stack["ui_url"], args.output, {
+        "deployments.png": "/deployments",
+        "deployment-state-line.png": f"/deployments/deployment/{deployment}?tab=Description",
+        "event-trigger-page.png": f"/artifacts/artifact/{event_page}",
+        "conditional-trigger-page.png": f"/artifacts/artifact/{conditional_page}",
+        "trends.png": f"/artifacts/artifact/{trends}",
+        "changes.png": f"/artifacts/artifact/{changes}",
+        "artifacts.png": "/artifacts",
+    })
     return 0
 
 
-def _wait_for_page(trigger_id: str, wanted: str, timeout: float = 120) -> str:
-    """The id of the trigger's latest page once it shows `wanted`."""
+def _deployment_id(trigger_id: str) -> str:
     from prefect.client.orchestration import get_client
 
-    from prefect_cluster_triggers.deployments.dashboard import artifact_key
+    with get_client(sync_client=True) as client:
+        return str(client.read_deployment_by_name(f"cluster-collection/{trigger_id}").id)
+
+
+def _wait_for_page(key: str, wanted: str, timeout: float = 120, *, retaken: str | None = None) -> str:
+    """The id of the latest version of artifact `key` once it shows `wanted` (or, when the stack's screenshots
+    were taken before and the page moved on, `retaken` once `timeout` has passed)."""
+    from prefect.client.orchestration import get_client
 
     async def latest() -> tuple[str, str]:
         async with get_client() as client:
             response = await client.request("POST", "/artifacts/latest/filter",
-                                            json={"artifacts": {"key": {"any_": [artifact_key(trigger_id)]}}})
+                                            json={"artifacts": {"key": {"any_": [key]}}})
             found = response.json()
             return (found[0]["latest_id"], found[0]["data"]) if found else ("", "")
 
     deadline = time.monotonic() + timeout
     while wanted not in (page := asyncio.run(latest()))[1]:
         if time.monotonic() > deadline:
-            raise SystemExit(f"the page of {trigger_id} does not show {wanted!r} after {timeout:.0f} s")
+            if retaken and retaken in page[1]:
+                return page[0]
+            raise SystemExit(f"artifact {key} does not show {wanted!r} after {timeout:.0f} s")
         time.sleep(1)
     return page[0]
 
 
-def _shoot(ui: str, output: Path, event_page: str, conditional_page: str) -> None:
+def _shoot(ui: str, output: Path, paths: dict[str, str]) -> None:
     from playwright.sync_api import sync_playwright
 
-    pages = {
-        "deployments.png": f"{ui}/deployments",
-        "event-trigger-page.png": f"{ui}/artifacts/artifact/{event_page}",
-        "conditional-trigger-page.png": f"{ui}/artifacts/artifact/{conditional_page}",
-        "artifacts.png": f"{ui}/artifacts",
-    }
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=_CHROMIUM, args=_FLAGS)
         page = browser.new_page(viewport={"width": 1440, "height": 1000})
-        for name, url in pages.items():
+        for name, path in paths.items():
+            url = f"{ui}{path}"
             page.goto(url, wait_until="networkidle")
             page.wait_for_timeout(1500)  # the UI renders after its data arrives
             page.screenshot(path=str(output / name), full_page=True)

@@ -1,10 +1,13 @@
 """The shared clustering flow: every execution of every trigger is one run of this flow.
 
 open collections -> sample and fit -> assign and persist -> publish, in memory bounded by
-the fit sample and one batch, whatever the collection's size (see `flows.engine`). The run's
-state is the execution record (the trigger's counters are read from flow runs), its
-artifacts show the history of each trigger or cluster in the Prefect UI, and its events
-(`cluster.execution.completed` / `.failed`) let other automations react.
+the fit sample and one batch, whatever the collection's size (see `flows.engine`), except
+for the change report: the ids and cluster ids of this run's and the previous run's members
+(`flows.engine.changes`). The run's state is the execution record (the trigger's counters are
+read from flow runs); its artifacts show the history of each trigger or cluster in the Prefect
+UI: clusters, summary, what changed since the previous run, a picture of the clusters, and the
+trends over runs (`service.run_pages`); its events (`cluster.execution.completed` / `.failed`)
+let other automations react. It ends with one log line: documents, clusters, moves, seconds.
 """
 
 from __future__ import annotations
@@ -25,25 +28,44 @@ from prefect.events import emit_event
 from prefect.exceptions import CancelledRun, FailedRun
 from prefect.runtime import flow_run
 from prefect.states import Cancelled, Failed, State
+from prefect.client.orchestration import get_client
 from prefect.utilities.annotations import quote
+from prefect.utilities.asyncutils import run_coro_as_sync
 
-from prefect_cluster_triggers.blocks._naming import prefect_name
 from prefect_cluster_triggers.blocks.cluster_definition import load_cluster_definition
 from prefect_cluster_triggers.blocks.collections import load_collection
-from prefect_cluster_triggers.blocks.result_store import ResultStore, default_result_store
-from prefect_cluster_triggers.deployments._models import format_utc
-from prefect_cluster_triggers.deployments.announcements import announce
-from prefect_cluster_triggers.deployments.contract import ExecutionConfig, validate_execution_config
-from prefect_cluster_triggers.deployments.errors import ContractError, Problem
-from prefect_cluster_triggers.deployments.translate import CONDITION_TAG, EVENT_TAG, FLOW_NAME, MANUAL_TAG, TriggerRecord
-from prefect_cluster_triggers.flows import engine
-from prefect_cluster_triggers.deployments.settings import get_settings
-from prefect_cluster_triggers.flows.assignment import assign_parts
-from prefect_cluster_triggers.flows.engine import Documents, Fitted, PreviousClusters, Summary
-from prefect_cluster_triggers.flows.keywords import payload_text
-from prefect_cluster_triggers.flows.preprocess import sample_of
-from prefect_cluster_triggers.flows.errors import ClusterTriggersError, DataError, NotFound
-from prefect_cluster_triggers.flows.trigger_state import record_run, stopped_reason, wait_until_due
+from prefect_cluster_triggers.blocks.files.member_parts import member_parts
+from prefect_cluster_triggers.blocks.files.result_files import StoredRun
+from prefect_cluster_triggers.blocks.result_store import ResultStore, default_result_store, results_owner
+from prefect_cluster_triggers.core.contract import ConditionalScheduleConfig
+from prefect_cluster_triggers.core.contract import ExecutionConfig, validate_execution_config
+from prefect_cluster_triggers.core.errors import (
+    ClusterTriggersError,
+    ContractError,
+    DataError,
+    NotFound,
+    Problem,
+)
+from prefect_cluster_triggers.core.models import format_utc
+from prefect_cluster_triggers.core.names import namespace_id_of, prefect_name
+from prefect_cluster_triggers.core.settings import get_settings
+from prefect_cluster_triggers.deployments.prefect_objects.translate import (
+    CONDITION_TAG,
+    EVENT_TAG,
+    FLOW_NAME,
+    MANUAL_TAG,
+    TriggerRecord,
+)
+from prefect_cluster_triggers.deployments.prefect_objects.trigger_events import announce
+from prefect_cluster_triggers.deployments.service import run_pages
+from prefect_cluster_triggers.deployments.service.run_hooks import record_run, stopped_reason, wait_until_due
+from prefect_cluster_triggers.flows.engine import pipeline
+from prefect_cluster_triggers.flows.engine.assignment import assign_parts
+from prefect_cluster_triggers.flows.engine.changes import DEFAULT_MOVED_LIMIT, ChangeReport, compare_parts
+from prefect_cluster_triggers.flows.engine.keywords import payload_text
+from prefect_cluster_triggers.flows.engine.pipeline import Documents, Fitted, PreviousClusters, Summary
+from prefect_cluster_triggers.flows.engine.preprocess import sample_of
+from prefect_cluster_triggers.flows.engine.projection import Projection, project_sample
 
 
 class _RefusalsWithoutTraceback(logging.Filter):
@@ -62,7 +84,7 @@ class _RefusalsWithoutTraceback(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and isinstance(record.exc_info[1], (FailedRun, CancelledRun)):
             return False
-        if record.exc_info and isinstance(record.exc_info[1], (ClusterTriggersError, ContractError)):
+        if record.exc_info and isinstance(record.exc_info[1], ClusterTriggersError):
             record.exc_info, record.exc_text = None, None
         return True
 
@@ -84,37 +106,47 @@ def _retry_io_only(task: Any, task_run: Any, state: State) -> bool:
 
 @task(name="open collections", retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_io_only,
       cache_policy=NO_CACHE)
-def open_collections(collection_ids: list[str]) -> list[Any]:
-    """Each collection pinned as this run reads it (a Lance table at its current version)."""
-    return [load_collection(collection_id).snapshot() for collection_id in collection_ids]
+def open_collections(collection_ids: list[str], namespace_id: str) -> list[Any]:
+    """Each of the namespace's collections pinned as this run reads it (a Lance table at its current version)."""
+    return [load_collection(collection_id, namespace_id).snapshot() for collection_id in collection_ids]
 
 
 @task(name="sample and fit", retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_io_only, cache_policy=NO_CACHE)
-def fit(snapshots: list[Any], config: ExecutionConfig, previous: PreviousClusters | None) -> Fitted:
+def fit(snapshots: list[Any], config: ExecutionConfig, previous: PreviousClusters | None) -> tuple[Fitted, Documents]:
+    """The fitted model, and the sample it was fitted on (the run's picture is drawn from it)."""
     sample, num_documents = _sample(snapshots, config)
-    return engine.fit_model(sample, config.config, num_documents=num_documents, previous=previous)
+    return pipeline.fit_model(sample, config.config, num_documents=num_documents, previous=previous), sample
 
 
 @task(name="assign and persist", retries=2, retry_delay_seconds=1, retry_condition_fn=_retry_io_only,
       cache_policy=NO_CACHE)
 def assign_and_persist(store: ResultStore, results_id: str, record: dict[str, Any], snapshots: list[Any],
-                       fitted: Fitted) -> dict[str, Any]:
+                       fitted: Fitted, previous: StoredRun | None) -> tuple[dict[str, Any], ChangeReport]:
     """Assign every document (in this process, or on the Dask cluster of `CLUSTER_TRIGGERS_DASK_ADDRESS`),
-    streaming the members into the run's results; make them the latest once complete."""
+    streaming the members into the run's results; compare them with the `previous` run's; make them the
+    latest once complete, with the change report beside them."""
     started = time.perf_counter()
     parts = [part for snapshot in snapshots for part in snapshot.parts()]
-    address = get_settings().dask_address
+    address = get_settings().engine.dask_address
     with store.files.new_run(results_id, record["run_id"]) as run:
         tally = assign_parts(fitted.model, parts, run.write_members, dask_address=address)
-        summary = engine.summarize(fitted, tally)
+        summary = pipeline.summarize(fitted, tally)
         record = {**_with_summary(record, fitted, summary), "assignment": {"on": address or "in-process", "parts": len(parts)}}
-        record["timings_ms"] = {**record["timings_ms"], "assign_ms": round((time.perf_counter() - started) * 1000, 1)}
-        run.commit(record, fitted.model.centroids, tally.passes)
-    return record
+        assigned = time.perf_counter()
+        paired = member_parts(store.files.filesystem, previous.members_file if previous else None, run.members_file())
+        report = compare_parts(paired, moves_kept=DEFAULT_MOVED_LIMIT)
+        record["changes_summary"] = report.summary()
+        record["timings_ms"] = {**record["timings_ms"], "assign_ms": round((assigned - started) * 1000, 1),
+                                "compare_ms": round((time.perf_counter() - assigned) * 1000, 1)}
+        changes = {"run_id": record["run_id"], "previous_run_id": record["previous_run_id"], **report.to_dict()}
+        run.commit(record, fitted.model.centroids, tally.passes, changes=changes)
+    return record, report
 
 
 @task(name="publish", retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
-def publish(results_id: str, record: dict[str, Any]) -> None:
+def publish(results_id: str, record: dict[str, Any], report: ChangeReport, picture: Projection | None,
+            metric: str | None) -> None:
+    """The run's artifacts (clusters, summary, changes, picture), the owner's trends, and the completed event."""
     key = prefect_name(results_id)
     create_table_artifact(
         key=f"clusters-{key}",
@@ -126,7 +158,25 @@ def publish(results_id: str, record: dict[str, Any]) -> None:
     )
     create_markdown_artifact(key=f"cluster-summary-{key}", markdown=_summary_markdown(record),
                              description=f"Clustering summary of {results_id}")
-    _emit("cluster.execution.completed", results_id, {k: record[k] for k in ("run_id", "num_documents", "num_clusters")})
+    create_markdown_artifact(key=run_pages.changes_key(results_id),
+                             markdown=run_pages.changes_page(record["run_id"], record["previous_run_id"], report),
+                             description=f"Run {record['run_id'][:8]} of {results_id}: {report.summary()}")
+    try:  # pictures and trends are views: one that cannot be drawn leaves the run completed
+        if picture is not None:
+            sizes = {c["id"]: c["num_members"] for c in record["clusters"]}
+            create_markdown_artifact(key=run_pages.picture_key(results_id),
+                                     markdown=run_pages.picture_page(results_id, record["run_id"], picture, sizes),
+                                     description=f"Clusters of {results_id}, run {record['run_id'][:8]} (PCA of a sample)")
+        run_coro_as_sync(_publish_trends(results_id, metric))
+    except Exception:
+        get_run_logger().warning("the picture or trends of run %s could not be published", record["run_id"], exc_info=True)
+    _emit("cluster.execution.completed", results_id,
+          {**{k: record[k] for k in ("run_id", "num_documents", "num_clusters", "previous_run_id")}, "moved": report.moved})
+
+
+async def _publish_trends(results_id: str, metric: str | None) -> None:
+    async with get_client() as client:
+        await run_pages.publish_trends(client, results_id, metric=metric, flow_run_id=flow_run.id)
 
 
 @flow(name=FLOW_NAME, validate_parameters=True, on_failure=[record_run], on_crashed=[record_run],
@@ -137,6 +187,7 @@ def cluster_collection(
     results_id: str | None = None,
     trigger: dict[str, Any] | None = None,
     firing: dict[str, Any] | None = None,
+    namespace: str | None = None,
 ) -> dict[str, Any] | State:
     """Cluster the collections of an execution config (or of a stored cluster definition).
 
@@ -144,12 +195,14 @@ def cluster_collection(
     `execution_config` or `cluster_id`. Runs made by an event or conditional trigger carry
     `firing`: what made it fire (the events it consumed, or the measurement), so the
     Prefect UI shows why a run happened and the trigger's counter is read back from it.
-    Results are kept under the trigger's id, else
+    Collections and definitions are those of the trigger's namespace (ad-hoc runs: `namespace`,
+    a name or id, the settings' when empty). Results are kept under the trigger's id, else
     `results_id`, else the cluster definition's id, else an id derived from the collections
-    and algorithm, so repeated runs of the same thing keep their cluster ids. Bad data ends
-    the run Failed with a message and leaves earlier results untouched.
+    and algorithm, within the namespace, so repeated runs of the same thing keep their
+    cluster ids. Bad data ends the run Failed with a message and leaves earlier results untouched.
     """
-    trigger_id = None
+    trigger_id = metric = None
+    namespace_id = namespace_id_of(namespace)
     if trigger is not None:
         wait_until_due(firing)
         this_run = FlowRunContext.get().flow_run
@@ -161,19 +214,22 @@ def cluster_collection(
         record = TriggerRecord.model_validate(trigger)
         announce("fired", record.trigger_id, record.namespace_id, run_id=str(this_run.id), reason=_reason(this_run),
                  firing=firing)
-        trigger_id, cluster_id = record.trigger_id, record.request.cluster_id
+        trigger_id, cluster_id, namespace_id = record.trigger_id, record.request.cluster_id, record.namespace_id
         config = record.request.execution_config
         execution_config = config.model_dump(mode="json") if config is not None else None
+        if isinstance(record.request.schedule_config, ConditionalScheduleConfig):
+            metric = record.request.schedule_config.metric
     results_id = trigger_id or results_id or cluster_id
     try:
-        config = _resolve_config(execution_config, cluster_id)
+        config = _resolve_config(execution_config, cluster_id, namespace_id)
         results_id = results_id or _adhoc_results_id(config)
-        return _run(results_id, config, cluster_id, trigger_id)
-    except (ClusterTriggersError, ContractError) as exc:
+        return _run(results_id, config, cluster_id, trigger_id, namespace_id, metric)
+    except ClusterTriggersError as exc:
         results_id = results_id or "adhoc"  # an invalid ad-hoc config has no collections to name it by
         message = str(exc)
         get_run_logger().error("clustering %s failed: %s", results_id, message)
-        _emit("cluster.execution.failed", results_id, {"run_id": str(flow_run.id), "error": message})
+        _emit("cluster.execution.failed", trigger_id or results_owner(namespace_id, results_id),
+              {"run_id": str(flow_run.id), "error": message})
         return Failed(message=message)
 
 
@@ -186,9 +242,10 @@ def _reason(flow_run: Any) -> str:
 _RUN_REASONS = ((EVENT_TAG, "event"), (CONDITION_TAG, "condition"), (MANUAL_TAG, "manual"))
 
 
-def _run(results_id: str, config: ExecutionConfig, cluster_id: str | None, trigger_id: str | None) -> dict[str, Any]:
+def _run(results_id: str, config: ExecutionConfig, cluster_id: str | None, trigger_id: str | None,
+         namespace_id: str, metric: str | None) -> dict[str, Any]:
     timings: dict[str, float] = {}
-    clock = time.perf_counter()
+    clock = started = time.perf_counter()
 
     def lap(name: str) -> None:
         nonlocal clock
@@ -197,16 +254,35 @@ def _run(results_id: str, config: ExecutionConfig, cluster_id: str | None, trigg
         clock = now
 
     store = default_result_store()
-    previous = _previous_clusters(store, results_id)
-    snapshots = open_collections(list(config.collection_ids))
+    owner = trigger_id or results_owner(namespace_id, results_id)
+    previous_run = _latest_run(store, owner)
+    previous = _previous_clusters(previous_run)
+    snapshots = open_collections(list(config.collection_ids), namespace_id)
     lap("open_ms")
-    fitted = fit(quote(snapshots), config, previous)
+    fitted, sample = fit(quote(snapshots), config, previous)
     lap("fit_ms")
     record = _record(str(flow_run.id), results_id, config, cluster_id, trigger_id, timings)
+    record["previous_run_id"] = previous_run.record["run_id"] if previous_run else None
     # quote(): Prefect would otherwise walk the model and the snapshots looking for upstream futures.
-    record = assign_and_persist(store, results_id, record, quote(snapshots), quote(fitted))
-    publish(results_id, record)
+    record, report = assign_and_persist(store, owner, record, quote(snapshots), quote(fitted), quote(previous_run))
+    publish(owner, record, quote(report), quote(_picture(fitted, sample, config)), metric)
+    since = (f"{report.moved:,} moved since run {record['previous_run_id']}" if record["previous_run_id"]
+             else "first run")
+    get_run_logger().info("%s documents → %s clusters, %s, %.1f s", f"{record['num_documents']:,}",
+                          record["num_clusters"], since, time.perf_counter() - started)
     return record
+
+
+def _picture(fitted: Fitted, sample: Documents, config: ExecutionConfig) -> Projection | None:
+    """The fit sample's documents with their stable cluster ids, projected on the sample's two main axes."""
+    if not len(sample.ids):
+        return None
+    try:  # a view: a picture that cannot be drawn leaves the run as it is
+        labels, _, _ = pipeline.assign(fitted.model, sample.ids, sample.vectors)
+        return project_sample(sample.vectors, labels, normalize=config.config.normalize)
+    except Exception:
+        get_run_logger().warning("no picture of this run's clusters", exc_info=True)
+        return None
 
 
 def _sample(snapshots: list[Any], config: ExecutionConfig) -> tuple[Documents, int]:
@@ -215,24 +291,29 @@ def _sample(snapshots: list[Any], config: ExecutionConfig) -> tuple[Documents, i
     dims = {cid: dim for cid, dim in read.items() if dim is not None}
     if len(set(dims.values())) > 1:
         raise DataError(f"the collections have different dimensions: {dims}")
-    ids, vectors, payloads, total = sample_of(snapshots, engine.default_sample_size(config.config,
+    ids, vectors, payloads, total = sample_of(snapshots, pipeline.default_sample_size(config.config,
                                                                                    next(iter(dims.values()), 1)))
     texts = [payload_text(json.loads(payload)) if payload else "" for payload in payloads]
     return Documents(ids, vectors, texts if any(texts) else ()), total
 
 
-def _resolve_config(execution_config: dict[str, Any] | None, cluster_id: str | None) -> ExecutionConfig:
+def _resolve_config(execution_config: dict[str, Any] | None, cluster_id: str | None, namespace_id: str) -> ExecutionConfig:
     if execution_config is not None:
         return validate_execution_config(execution_config)
     if cluster_id is None:
         raise ContractError([Problem("execution_config", "required when cluster_id is not given")])
-    return load_cluster_definition(cluster_id).execution_config()
+    return load_cluster_definition(cluster_id, namespace_id).execution_config()
 
 
-def _previous_clusters(store: ResultStore, results_id: str) -> PreviousClusters | None:
+def _latest_run(store: ResultStore, owner: str) -> StoredRun | None:
     try:
-        latest = store.latest(results_id)
+        return store.latest(owner)
     except NotFound:
+        return None
+
+
+def _previous_clusters(latest: StoredRun | None) -> PreviousClusters | None:
+    if latest is None:
         return None
     ids = np.array([c["id"] for c in latest.record["clusters"]], dtype=np.int64)
     return PreviousClusters(ids, latest.centroids, int(latest.record["next_cluster_id"]))

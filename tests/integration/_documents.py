@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from prefect_cluster_triggers.flows.engine import Documents
-from prefect_cluster_triggers.flows.keywords import payload_text
+from prefect_cluster_triggers.flows.engine.keywords import payload_text
+from prefect_cluster_triggers.flows.engine.pipeline import Documents
 
 
 def read_documents(source: Any) -> Documents:

@@ -1,9 +1,10 @@
 """A real Prefect server (and, for the lifecycle tests, a real worker), started once per session.
 
 The server is `prefect server start` on SQLite; with CLUSTER_TRIGGERS_TEST_DATABASE_URL set
-(CI sets a PostgreSQL URL) it runs on that database instead. Its scheduler loops every 2 s,
-so scheduled runs appear within seconds. A failed test's report ends with the last lines of
-the session's server, API and worker logs: a CI failure shows what those processes saw.
+(CI sets a PostgreSQL URL) it runs on that database instead (under pytest-xdist, each process
+on `<url>_<worker id>`). Its scheduler loops every 2 s, so scheduled runs appear within
+seconds. A failed test's report ends with the last lines of the session's server, API and
+worker logs: a CI failure shows what those processes saw.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from typing import Iterator
 import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from prefect_cluster_triggers.deployments.settings import get_settings
-from prefect_cluster_triggers.deployments.stack import (
+from prefect_cluster_triggers.core.settings import get_settings
+from prefect_cluster_triggers.deployments.api.keys import KeyStore
+from prefect_cluster_triggers.deployments.stack.processes import (
     api_server,
     child_process,
     create_work_pool,
@@ -28,7 +30,6 @@ from prefect_cluster_triggers.deployments.stack import (
     prefect_server,
     worker,
 )
-
 
 _LOG_TAIL = 40  # lines of each session log shown under a failed test
 _session_logs: list[Path] = []
@@ -65,8 +66,9 @@ def server_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "PREFECT_SERVER_LOG_RETRYABLE_ERRORS": "true",  # a 503 (lost race, timed-out statement) shows its cause
     }
     database = os.environ.get("CLUSTER_TRIGGERS_TEST_DATABASE_URL")
-    if database:
-        env["PREFECT_API_DATABASE_CONNECTION_URL"] = database
+    if database:  # one database per pytest-xdist process (`<url>_gw0`, ...), each for its own server
+        worker = os.environ.get("PYTEST_XDIST_WORKER")
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = f"{database}_{worker}" if worker else database
     return env
 
 
@@ -84,7 +86,7 @@ def prefect_api(server_env: dict[str, str], tmp_path_factory: pytest.TempPathFac
 @pytest.fixture(scope="session")
 def prefect_worker(prefect_api: str, server_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A process worker on the triggers' work pool (the server is the session's own); yields its log file."""
-    pool = get_settings().work_pool
+    pool = get_settings().target.work_pool
     create_work_pool(pool, server_env)
     log = _session_log(tmp_path_factory, "worker.log")
     with worker(pool, server_env, log=log):
@@ -126,6 +128,13 @@ def api(api_process: ApiProcess) -> str:
 
 
 @pytest.fixture(scope="session")
+def keys(api: str) -> dict[str, str]:
+    """An API key for each of the namespaces team-a and team-b."""
+    store = KeyStore()
+    return {name: store.create([name], created_by=f"{name}-owner")[0] for name in ("team-a", "team-b")}
+
+
+@pytest.fixture(scope="session")
 def object_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """An S3-compatible server (moto's) on 127.0.0.1 with a bucket; yields the settings that point at it."""
     import boto3
@@ -158,7 +167,7 @@ def _wait_for_http(url: str, timeout: float = 60) -> None:
     raise RuntimeError(f"{url} not answering after {timeout} s")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def cli(prefect_api: str):
     """Run the `cluster-triggers` console script against the test server, as a user would."""
     script = Path(sys.executable).with_name("cluster-triggers")
@@ -168,3 +177,24 @@ def cli(prefect_api: str):
         return subprocess.run([str(script), *args], input=input, capture_output=True, text=True, env=env, timeout=300)
 
     return run
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's; .ci/run installs it
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    """Headless Chromium (the system's, driven by Playwright) for what the Prefect UI must show.
+
+    Per test: Playwright's sync API keeps an event loop running in this thread while it is open,
+    and every later `asyncio.run` in the session would refuse to start.
+    """
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "install Debian's chromium (apt-get install chromium), as .ci/run does"
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield launched
+        launched.close()

@@ -7,21 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import Counter
 
 import httpx
 import pytest
-
 from prefect import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.states import Crashed, Running
 
-from prefect_cluster_triggers.deployments import lifecycle
-from prefect_cluster_triggers.deployments.access import KeyStore
-from prefect_cluster_triggers.deployments.contract import validate_request
-from prefect_cluster_triggers.deployments.status import of_deployment
-from prefect_cluster_triggers.deployments.translate import MANUAL_TAG
-from prefect_cluster_triggers.flows.errors import QuotaExceeded
+from prefect_cluster_triggers.core.contract import validate_request
+from prefect_cluster_triggers.core.errors import QuotaExceeded
+from prefect_cluster_triggers.deployments.api.keys import KeyStore
+from prefect_cluster_triggers.deployments.prefect_objects.status import of_deployment
+from prefect_cluster_triggers.deployments.prefect_objects.translate import MANUAL_TAG
+from prefect_cluster_triggers.deployments.service import commands
+from tests.integration.triggers import PATIENCE
 from tests.seed_examples import CRON, INTERVAL
 
 _QUOTA = 50  # the default CLUSTER_TRIGGERS_MAX_ACTIVE_TRIGGERS of the session's API and of this process
@@ -44,7 +45,7 @@ def test_sixty_concurrent_creates_from_two_processes_leave_exactly_the_quota_act
 
             async def in_this_process() -> str:
                 try:
-                    await lifecycle.create_trigger(validate_request(json.loads(CRON)), namespace_id="team-burst")
+                    await commands.create_trigger(validate_request(json.loads(CRON)), namespace_id="team-burst")
                     return "200"
                 except QuotaExceeded:
                     return "409"
@@ -129,10 +130,9 @@ def test_a_run_that_ended_without_our_code_shows_in_get_and_ls_within_a_sweep(ap
                 deployment = await prefect.read_deployment_by_name(f"cluster-collection/{trigger_id}")
                 run = await prefect.create_flow_run_from_deployment(deployment.id, state=Running(), tags=[MANUAL_TAG])
                 await prefect.set_flow_run_state(run.id, Crashed(message="worker process killed"), force=True)
-            for _ in range(60):
-                got = (await client.get(f"/triggers/{trigger_id}")).json()
-                if got["execution_count"] == 1:
-                    break
+            deadline = time.monotonic() + PATIENCE
+            while (got := (await client.get(f"/triggers/{trigger_id}")).json())["execution_count"] != 1:
+                assert time.monotonic() < deadline, got
                 await asyncio.sleep(0.5)
             listed = (await client.post("/triggers/list", json={})).json()["results"]
             return got, next(t for t in listed if t["trigger_id"] == trigger_id)

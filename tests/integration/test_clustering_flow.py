@@ -9,18 +9,21 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from uuid import UUID
 
 import numpy as np
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, LogFilter, LogFilterFlowRunId
 from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
 from prefect.events.worker import EventsWorker
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
-from prefect_cluster_triggers.blocks._naming import prefect_name
 from prefect_cluster_triggers.blocks.collections import HttpCollection, open_collection
+from prefect_cluster_triggers.blocks.result_store import results_owner
+from prefect_cluster_triggers.core.firing import collection_resource
+from prefect_cluster_triggers.core.names import namespace_id_of, owned_name, prefect_name
 from prefect_cluster_triggers.flows.clustering_flow import cluster_collection
 from tests.integration.http_server import serve_pages
 from tests.seed_examples import CRON, INTERVAL
@@ -78,18 +81,18 @@ def test_seed_examples_find_the_true_clusters_and_keep_ids(cli, tmp_path: Path, 
 def test_adds_and_runs_emit_their_events(prefect_api: str) -> None:
     collection = open_collection("col_events")
     collection.add_documents(np.random.default_rng(0).normal(size=(30, 4)))
-    added = _events("cluster.documents_added", "collection.col_events")
+    added = _events("cluster.documents_added", collection_resource(namespace_id_of(None), "col_events"))
     assert [e.payload["count"] for e in added] == [30]
 
     good = {"collection_ids": ["col_events"], "config": {"algorithm": "kmeans", "n_clusters": 2}}
     run = cluster_collection(execution_config=good, results_id="events-ok", return_state=True)
-    completed = _events("cluster.execution.completed", "cluster-results.events-ok")
+    completed = _events("cluster.execution.completed", f"cluster-results.{results_owner(namespace_id_of(None), 'events-ok')}")
     assert [e.payload["run_id"] for e in completed] == [str(run.state_details.flow_run_id)]
     assert completed[0].payload["num_clusters"] == 2
 
     bad = {**good, "collection_ids": ["col_absent"]}
     assert cluster_collection(execution_config=bad, results_id="events-bad", return_state=True).is_failed()
-    failed = _events("cluster.execution.failed", "cluster-results.events-bad")
+    failed = _events("cluster.execution.failed", f"cluster-results.{results_owner(namespace_id_of(None), 'events-bad')}")
     assert len(failed) == 1 and "col_absent" in failed[0].payload["error"]
 
 
@@ -100,7 +103,7 @@ def test_run_artifacts_are_readable_through_the_api(prefect_api: str) -> None:
     config = {"collection_ids": ["col_artifacts"], "config": {"algorithm": "kmeans", "n_clusters": 3}}
     state = cluster_collection(execution_config=config, results_id="trg_artifacts", return_state=True)
     assert state.is_completed()
-    key = prefect_name("trg_artifacts")
+    key = prefect_name(results_owner(namespace_id_of(None), "trg_artifacts"))  # an ad-hoc run: its namespace's
     with get_client(sync_client=True) as client:
         tables = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"clusters-{key}"])))
         summaries = client.read_artifacts(
@@ -138,7 +141,7 @@ def test_nan_from_a_collection_fails_the_run(cli, prefect_api: str, tmp_path: Pa
     pages = [{"documents": [{"id": "ok", "vector": [1.0, 2.0]}, {"id": "bad", "vector": [float("nan"), 1.0]}],
               "next_cursor": None}]
     with serve_pages(pages) as url:
-        HttpCollection(collection_id="col_nan", url=url).save(prefect_name("col_nan"), overwrite=True)
+        HttpCollection(collection_id="col_nan", url=url).save(owned_name(namespace_id_of(None), "col_nan"), overwrite=True)
         config = {"collection_ids": ["col_nan"], "config": {"algorithm": "kmeans", "n_clusters": 2}}
         state = cluster_collection(execution_config=config, return_state=True)
     assert state.is_failed()
@@ -228,6 +231,7 @@ def test_a_refused_run_says_why_in_one_line_without_a_traceback(cli, prefect_api
     assert "Traceback" not in result.stderr + result.stdout
     run_id = result.stderr.strip().splitlines()[-1].split()[1]
     with get_client(sync_client=True) as client:
-        logs = [log.message for log in client.read_logs(limit=200) if str(log.flow_run_id) == run_id]
+        logs = [log.message for log in client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(run_id)])),
+                                                        limit=200)]
     assert any(reason in message for message in logs)
     assert not any("Traceback" in message for message in logs)  # what the Prefect UI shows for the run

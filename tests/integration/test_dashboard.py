@@ -9,8 +9,8 @@ import pytest
 from prefect.client.orchestration import get_client
 
 from prefect_cluster_triggers.blocks.collection_events import notify_collection
-from prefect_cluster_triggers.deployments import lifecycle
-from prefect_cluster_triggers.deployments.dashboard import artifact_key
+from prefect_cluster_triggers.deployments.service import commands, queries
+from prefect_cluster_triggers.deployments.service.dashboard import artifact_key
 from tests.integration.triggers import create, wait_for
 
 pytestmark = pytest.mark.usefixtures("api")  # its evaluator sweeps every 2 s
@@ -40,9 +40,146 @@ def test_an_event_triggers_counter_threshold_cooldown_and_status_show_on_its_pag
            "trg_page")
     page = _page("trg_page", "| event counter | 0 / 100 |")
     assert page.startswith("### Cluster trigger `trg_page`: re-cluster after 100 new documents")
-    assert "| status | **active** |" in page and "| cooldown | 300 s, last applied never |" in page
+    assert "\n\n**active**: fires when 100 documents" in page and "| cooldown | 300 s, last applied never |" in page
     notify_collection("col_page", "documents_added", count=30, flush=True)
-    wait_for("trg_page", lambda t: t.event_counter == 30, timeout=60)
+    wait_for("trg_page", lambda t: t.event_counter == 30)
     _page("trg_page", "| event counter | 30 / 100 |")
-    lifecycle.run_sync(lifecycle.pause_trigger("trg_page"))
-    _page("trg_page", "| status | **paused** |")
+    queries.run_sync(commands.pause_trigger("trg_page"))
+    _page("trg_page", "\n\n**paused**: fires when")
+
+
+def _versions(key: str) -> int:
+    async def count() -> int:
+        async with get_client() as client:
+            response = await client.request("POST", "/artifacts/count", json={"artifacts": {"key": {"any_": [key]}}})
+            return int(response.json())
+
+    return asyncio.run(count())
+
+
+def test_an_hour_of_checks_with_an_unchanged_value_writes_a_handful_of_versions_at_most() -> None:
+    """60 checks a minute apart measuring the same value (to three digits), published as the sweep publishes: the
+    state page gets one version, the trends page two (its first, and one after an hour of checks)."""
+    from datetime import datetime, timedelta, timezone
+
+    from prefect_cluster_triggers.core.contract import ClusterTrigger, validate_request
+    from prefect_cluster_triggers.deployments.service import dashboard
+    from prefect_cluster_triggers.deployments.service.run_pages import trends_key
+
+    request = validate_request({"trigger_type": "conditional", "execution_config": {
+        "collection_ids": ["col_hour"], "config": {"algorithm": "kmeans", "n_clusters": 3}},
+        "schedule_config": {"condition_type": "drift", "metric": "cosine_drift", "threshold": 0.2,
+                            "check_interval_seconds": 60}})
+    start = datetime.now(timezone.utc).replace(microsecond=0)
+    trigger = ClusterTrigger(namespace_id="ns_hour", internal_id="local", execution_config=request.execution_config,
+                             trigger_type=request.trigger_type, schedule_config=request.schedule_config,
+                             trigger_id="trg_hour_of_checks", created_at=start, updated_at=start)
+
+    async def checks() -> list[int]:
+        written = []
+        async with get_client() as client:
+            for minute in range(61):
+                checked = trigger.model_copy(update={"last_condition_check_at": start + timedelta(minutes=minute),
+                                                     "last_measurement": 0.1234 + minute * 1e-7})
+                written.append(await dashboard.publish_changed(client, [checked]))
+        return written
+
+    written = asyncio.run(checks())
+    assert sum(written) == 1
+    assert _versions(dashboard.artifact_key("trg_hour_of_checks")) == 1
+    assert _versions(trends_key("trg_hour_of_checks")) == 2
+
+    async def once_more() -> None:  # another value: one more version, saying what changed
+        async with get_client() as client:
+            await dashboard.publish_changed(client, [trigger.model_copy(update={
+                "last_condition_check_at": start + timedelta(minutes=62), "last_measurement": 0.25})])
+
+    asyncio.run(once_more())
+    assert _versions(dashboard.artifact_key("trg_hour_of_checks")) == 2
+    described = _latest_artifact(dashboard.artifact_key("trg_hour_of_checks"))["description"]
+    assert described == "trg_hour_of_checks: last measurement 0.123 (threshold 0.2) → 0.25 (threshold 0.2)"
+
+
+def _latest_artifact(key: str) -> dict:
+    async def latest() -> dict:
+        async with get_client() as client:
+            response = await client.request("POST", "/artifacts/latest/filter", json={"artifacts": {"key": {"any_": [key]}}})
+            return response.json()[0]
+
+    return asyncio.run(latest())
+
+
+def _description(trigger_id: str) -> str:
+    async def read() -> str:
+        async with get_client() as client:
+            return (await client.read_deployment_by_name(f"cluster-collection/{trigger_id}")).description or ""
+
+    return asyncio.run(read())
+
+
+def test_the_deployment_description_starts_with_the_state_line_and_keeps_the_users_text() -> None:
+    from prefect_cluster_triggers.deployments.prefect_objects.translate import state_line_of
+
+    create({"trigger_type": "event", "description": "re-cluster after 50 new documents",
+            "schedule_config": {"event_type": "documents_added", "event_threshold": 50, "collection_id": "col_line",
+                                "cooldown_seconds": 120},
+            "execution_config": {"collection_ids": ["col_line"], "config": {"algorithm": "kmeans", "n_clusters": 3}}},
+           "trg_line")
+    deadline = time.monotonic() + 60
+    while not state_line_of(description := _description("trg_line")):
+        assert time.monotonic() < deadline, description
+        time.sleep(1)
+    page_id = _latest_artifact(artifact_key("trg_line"))["latest_id"]
+    assert description == (f"**event trigger**: active, 0 / 50 documents\\_added on col\\_line, cooldown 120 s, last "
+                           f"fired never — [state](/artifacts/artifact/{page_id}) · [trends](/artifacts/key/"
+                           f"cluster-trends-trg-line-{description.rsplit('trg-line-', 1)[1].split(')')[0]})"
+                           "\n\nre-cluster after 50 new documents")
+    assert queries.run_sync(queries.get_trigger("trg_line")).description == "re-cluster after 50 new documents"
+
+    # A PATCH of the description keeps the line (one line, not two); the same PATCH again changes nothing.
+    for _ in range(2):
+        updated = queries.run_sync(commands.update_trigger("trg_line", {"description": "after 50 documents"}))
+        assert updated.description == "after 50 documents"
+        text = _description("trg_line")
+        assert text.count("**event trigger**") == 1 and text.endswith("\n\nafter 50 documents")
+
+    # The counter moves: the line follows within a sweep, and the page has a new version.
+    notify_collection("col_line", "documents_added", count=20, flush=True)
+    deadline = time.monotonic() + 60
+    while "20 / 50 documents" not in (text := _description("trg_line")):
+        assert time.monotonic() < deadline, text
+        time.sleep(1)
+    assert text.count("**event trigger**") == 1 and text.endswith("\n\nafter 50 documents")
+
+
+def _deployment_triggers(trigger_id: str) -> list[str]:
+    """The automations the deployment page lists under "Triggers" (what the UI asks Prefect for)."""
+    async def related() -> list[str]:
+        async with get_client() as client:
+            deployment, _ = await queries.find_trigger(client, trigger_id, None)
+            response = await client.request("GET", f"/automations/related-to/prefect.deployment.{deployment.id}")
+            return [automation["name"] for automation in response.json()]
+
+    return asyncio.run(related())
+
+
+def test_an_event_triggers_deployment_lists_its_automation_and_gets_it_back_after_prefect_deploy() -> None:
+    create({"trigger_type": "event",
+            "schedule_config": {"event_type": "documents_added", "event_threshold": 50, "collection_id": "col_owned"},
+            "execution_config": {"collection_ids": ["col_owned"], "config": {"algorithm": "kmeans", "n_clusters": 3}}},
+           "trg_owned")
+    assert _deployment_triggers("trg_owned") == ["cluster-trigger/trg_owned"]
+
+    async def as_prefect_deploy_does() -> None:  # it deletes what the deployment owns, then makes its own
+        async with get_client() as client:
+            deployment, _ = await queries.find_trigger(client, "trg_owned", None)
+            await client.delete_resource_owned_automations(f"prefect.deployment.{deployment.id}")
+
+    asyncio.run(as_prefect_deploy_does())
+    assert _deployment_triggers("trg_owned") == []
+    deadline = time.monotonic() + 60
+    while _deployment_triggers("trg_owned") != ["cluster-trigger/trg_owned"]:
+        assert time.monotonic() < deadline, "the sweep did not make the automation again"
+        time.sleep(1)
+    notify_collection("col_owned", "documents_added", count=20, flush=True)
+    wait_for("trg_owned", lambda t: t.event_counter == 20)

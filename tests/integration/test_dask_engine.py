@@ -11,7 +11,8 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
 from prefect_cluster_triggers.blocks.collections import open_collection
-from prefect_cluster_triggers.blocks.result_store import default_result_store
+from prefect_cluster_triggers.blocks.result_store import default_result_store, results_owner
+from prefect_cluster_triggers.core.names import namespace_id_of
 from prefect_cluster_triggers.flows.clustering_flow import cluster_collection
 
 _N = 300_000  # two parts of a collection (262,144 rows each at most): two tasks
@@ -28,7 +29,7 @@ def dask_address() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def truth(prefect_api: str) -> np.ndarray:
     vectors, labels = make_blobs(n_samples=_N, centers=12, n_features=16, cluster_std=1.0, random_state=11)
-    open_collection("col_dask").add_documents(vectors.astype(np.float32))  # ids "0" .. "299999"
+    open_collection("col_dask").add_documents(vectors.astype(np.float32))  # ids "<prefix>-0" .. "<prefix>-299999"
     return labels
 
 
@@ -45,7 +46,7 @@ def test_a_run_on_dask_gives_the_in_process_answer(dask_address: str, truth: np.
     assert here.is_completed() and there.is_completed(), (here.message, there.message)
 
     store = default_result_store()
-    runs = [store.latest(f"{side}-{config['algorithm']}") for side in ("here", "there")]
+    runs = [store.latest(results_owner(namespace_id_of(None), f"{side}-{config['algorithm']}")) for side in ("here", "there")]
     assert [r.record["assignment"] for r in runs] == [{"on": "in-process", "parts": 2}, {"on": dask_address, "parts": 2}]
     members = [pq.read_table(f"{r.path}/members.parquet", filesystem=r.filesystem).to_pydict() for r in runs]
     assert members[0]["id"] == members[1]["id"] and len(members[0]["id"]) == _N
@@ -61,6 +62,6 @@ def test_a_run_on_dask_gives_the_in_process_answer(dask_address: str, truth: np.
         assert there_passes[piece].similarity_sum == pytest.approx(stored.similarity_sum, rel=1e-9)
         assert (there_passes[piece].counts == stored.counts).all()
     clustered = local >= 0
-    assert adjusted_rand_score(truth[np.array(members[0]["id"], dtype=int)][clustered], local[clustered]) >= 0.99
+    assert adjusted_rand_score(truth[np.array([int(i.rsplit("-", 1)[1]) for i in members[0]["id"]])][clustered], local[clustered]) >= 0.99
     if "sample_size" in config:
         assert runs[1].record["sample"] == {"used": True, "size": 4000}

@@ -19,9 +19,10 @@ from typing import Any, Callable
 import httpx
 import pytest
 
-from prefect_cluster_triggers.deployments.stack import free_port, prefect_server
+from prefect_cluster_triggers.deployments.stack.processes import free_port, prefect_server
 from tests.integration._users import fresh_env, run_cli, write_blobs
 from tests.integration.conftest import ApiProcess
+from tests.integration.triggers import PATIENCE
 
 _CLI = Path(sys.executable).with_name("cluster-triggers")
 _TRIGGER = {"trigger_type": "event",
@@ -73,13 +74,13 @@ def test_a_count_survives_prefect_deleting_its_events_and_an_evaluator_restart(t
                 assert shown.returncode == 0, shown.stderr
                 return json.loads(shown.stdout)["event_counter"]
 
-            _until("the first 60 documents counted", lambda: counter() == 60, timeout=60)
+            _until("the first 60 documents counted", lambda: counter() == 60, timeout=PATIENCE)
             _until("Prefect deleting their events", lambda: _collection_events(api_url) == 0, timeout=240)
             assert counter() == 60, "the checkpoint keeps what Prefect no longer has"
             evaluator.stop()
             evaluator.start()
             assert run_cli(_CLI, env, "collections", "add", "col_kept", "--vectors", str(second)).returncode == 0
-            _until("a firing", lambda: _firings(api_url), timeout=60)
+            _until("a firing", lambda: _firings(api_url), timeout=PATIENCE)
             time.sleep(8)  # four sweeps, in which no second firing may appear
             # The add that crosses 100 is one event of 60: the firing takes all of it.
             assert [f["documents"] for f in _firings(api_url)] == [120]

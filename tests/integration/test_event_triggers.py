@@ -13,15 +13,16 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.events import emit_event
 from prefect.events.worker import EventsWorker
 
-from prefect_cluster_triggers.blocks._naming import prefect_name
 from prefect_cluster_triggers.blocks.collection_events import notify_collection
 from prefect_cluster_triggers.blocks.collections import HttpCollection, open_collection
-from prefect_cluster_triggers.deployments import lifecycle
-from prefect_cluster_triggers.deployments.automations import automation_name
-from prefect_cluster_triggers.deployments.status import of_deployment
-from prefect_cluster_triggers.deployments.translate import CONDITION_TAG, EVENT_TAG, FLOW_NAME
+from prefect_cluster_triggers.core.firing import collection_resource
+from prefect_cluster_triggers.core.names import namespace_id_of, owned_name
+from prefect_cluster_triggers.deployments.prefect_objects.automations import automation_name
+from prefect_cluster_triggers.deployments.prefect_objects.status import of_deployment
+from prefect_cluster_triggers.deployments.prefect_objects.translate import CONDITION_TAG, EVENT_TAG, FLOW_NAME
+from prefect_cluster_triggers.deployments.service import commands, queries
 from tests.integration.conftest import ApiProcess
-from tests.integration.triggers import create, feed, get, wait_for
+from tests.integration.triggers import PATIENCE, create, feed, get, wait_for
 
 pytestmark = pytest.mark.usefixtures("prefect_worker", "api")
 _SETTLE = 8  # seconds: four evaluator sweeps, in which no further firing may appear
@@ -49,10 +50,10 @@ def _runs(trigger_id: str, tag: str) -> list:
             deployment = await client.read_deployment_by_name(f"{FLOW_NAME}/{trigger_id}")
             return await client.read_flow_runs(deployment_filter=of_deployment(deployment.id),
                                                flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[tag])))
-    return lifecycle.run_sync(read())
+    return queries.run_sync(read())
 
 
-def _wait_runs(trigger_id: str, tag: str, count: int, timeout: float = 60) -> list:
+def _wait_runs(trigger_id: str, tag: str, count: int, timeout: float = PATIENCE) -> list:
     deadline = time.monotonic() + timeout
     while len(runs := _runs(trigger_id, tag)) < count:
         if time.monotonic() > deadline:
@@ -66,7 +67,7 @@ def _automation_enabled(trigger_id: str) -> bool | None:
         async with get_client() as client:
             found = await client.read_automations_by_name(automation_name(trigger_id))
             return found[0].enabled if found else None
-    return lifecycle.run_sync(read())
+    return queries.run_sync(read())
 
 
 def test_250_documents_in_5_batches_fire_exactly_twice() -> None:
@@ -102,7 +103,7 @@ def test_cooldown_holds_a_firing_back_then_lets_it_through(cli) -> None:
     collection.add_documents(_blobs(10, seed=1))
     first = _wait_runs("trg_cooldown", EVENT_TAG, 1)[0]
     collection.add_documents(_blobs(15, seed=2))
-    held = wait_for("trg_cooldown", lambda t: t.last_cooldown_at is not None, timeout=30)
+    held = wait_for("trg_cooldown", lambda t: t.last_cooldown_at is not None)
     assert held.event_counter == 15, "events during the cooldown still count"
     deferred = [r for r in _wait_runs("trg_cooldown", EVENT_TAG, 2) if r.parameters["firing"]["documents"] is None]
     assert len(deferred) == 1, "one firing held back, scheduled for the cooldown's end"
@@ -154,19 +155,19 @@ def test_drift_fires_on_off_distribution_documents_only() -> None:
     for name in ("col_same", "col_shifted"):
         open_collection(name).add_documents(_blobs(300, seed=7))
         create(_drift_trigger(name, status="paused"), f"trg_{name}")
-        baseline = lifecycle.run_sync(lifecycle.execute_trigger(f"trg_{name}", wait=True, timeout_seconds=90))
+        baseline = queries.run_sync(commands.execute_trigger(f"trg_{name}", wait=True, timeout_seconds=90))
         assert baseline.status == "completed"
     open_collection("col_same").add_documents(_blobs(300, seed=8))
     shifted = np.random.default_rng(9).normal(size=(300, 16)).astype(np.float32) * 5  # no cluster fits these
     open_collection("col_shifted").add_documents(shifted)
     for name in ("col_same", "col_shifted"):
-        lifecycle.run_sync(lifecycle.resume_trigger(f"trg_{name}"))
+        queries.run_sync(commands.resume_trigger(f"trg_{name}"))
 
     fired = _wait_runs("trg_col_shifted", CONDITION_TAG, 1)[0]
     assert fired.parameters["firing"]["value"] > 0.05
-    same = wait_for("trg_col_same", lambda t: t.last_condition_check_at is not None, timeout=30)
+    same = wait_for("trg_col_same", lambda t: t.last_condition_check_at is not None)
     assert same.last_measurement is not None and abs(same.last_measurement) < 0.05 and same.last_check_error is None
-    shifted_trigger = wait_for("trg_col_shifted", lambda t: t.execution_count == 2, timeout=90)
+    shifted_trigger = wait_for("trg_col_shifted", lambda t: t.execution_count == 2)
     assert shifted_trigger.last_measurement > 0.05
     time.sleep(_SETTLE)
     assert _runs("trg_col_same", CONDITION_TAG) == []
@@ -176,19 +177,19 @@ def test_with_no_clustering_yet_the_first_check_fires() -> None:
     open_collection("col_fresh").add_documents(_blobs(100, seed=10))
     create(_drift_trigger("col_fresh"), "trg_fresh")
     _wait_runs("trg_fresh", CONDITION_TAG, 1)
-    trigger = wait_for("trg_fresh", lambda t: t.last_execution_status == "completed", timeout=90)
+    trigger = wait_for("trg_fresh", lambda t: t.last_execution_status == "completed")
     assert trigger.last_condition_check_at is not None and trigger.last_measurement is None
 
 
 def test_a_failing_check_is_a_failed_check_not_a_failed_clustering() -> None:
     open_collection("col_gone").add_documents(_blobs(100, seed=12))
     create(_drift_trigger("col_gone", status="paused"), "trg_gone")
-    assert lifecycle.run_sync(lifecycle.execute_trigger("trg_gone", wait=True, timeout_seconds=90)).status == "completed"
+    assert queries.run_sync(commands.execute_trigger("trg_gone", wait=True, timeout_seconds=90)).status == "completed"
     # The collection now lives behind an HTTP API that does not answer: the check cannot read it.
     HttpCollection(collection_id="col_gone", url="http://127.0.0.1:9/documents", max_retries=0,
-                   timeout_seconds=2).save(prefect_name("col_gone"), overwrite=True)
-    lifecycle.run_sync(lifecycle.resume_trigger("trg_gone"))
-    checked = wait_for("trg_gone", lambda t: t.last_condition_check_at is not None, timeout=30)
+                   timeout_seconds=2).save(owned_name(namespace_id_of(None), "col_gone"), overwrite=True)
+    queries.run_sync(commands.resume_trigger("trg_gone"))
+    checked = wait_for("trg_gone", lambda t: t.last_condition_check_at is not None)
     assert checked.last_measurement is None and "col_gone" in checked.last_check_error
     assert (checked.execution_count, checked.consecutive_failures, checked.status) == (1, 0, "active")
     assert _runs("trg_gone", CONDITION_TAG) == []
@@ -198,7 +199,7 @@ def test_counting_survives_a_restart_of_the_evaluator(api_process: ApiProcess) -
     collection = open_collection("col_restart")
     create(_event_trigger("col_restart", threshold=100, cooldown=0), "trg_restart")
     collection.add_documents(_blobs(60, seed=13))
-    assert wait_for("trg_restart", lambda t: t.event_counter == 60, timeout=30).execution_count == 0
+    assert wait_for("trg_restart", lambda t: t.event_counter == 60).execution_count == 0
     api_process.stop()  # the evaluator is down: its wake-ups fail, nothing counts in memory
     try:
         collection.add_documents(_blobs(60, seed=14))
@@ -206,7 +207,7 @@ def test_counting_survives_a_restart_of_the_evaluator(api_process: ApiProcess) -
         assert _runs("trg_restart", EVENT_TAG) == []
     finally:
         api_process.start()
-    fired = _wait_runs("trg_restart", EVENT_TAG, 1, timeout=30)
+    fired = _wait_runs("trg_restart", EVENT_TAG, 1)
     time.sleep(_SETTLE)
     assert len(_runs("trg_restart", EVENT_TAG)) == 1 and fired[0].parameters["firing"]["documents"] == 120
     assert get("trg_restart").event_counter == 0
@@ -220,10 +221,10 @@ def test_20_events_stamped_3_minutes_ago_after_a_firing_count_once() -> None:
     _wait_runs("trg_late", EVENT_TAG, 1)
     stamped = datetime.now(timezone.utc) - timedelta(minutes=3)
     for i in range(20):
-        emit_event(event="cluster.documents_added", resource={"prefect.resource.id": "collection.col_late"},
+        emit_event(event="cluster.documents_added", resource={"prefect.resource.id": collection_resource(namespace_id_of(None), "col_late")},
                    occurred=stamped + timedelta(milliseconds=i), payload={"count": 1})
     EventsWorker.drain_all()
-    fired = _wait_runs("trg_late", EVENT_TAG, 2, timeout=60)
+    fired = _wait_runs("trg_late", EVENT_TAG, 2)
     time.sleep(_SETTLE)
     assert len(_runs("trg_late", EVENT_TAG)) == 2
     assert sorted(r.parameters["firing"]["documents"] for r in fired) == [20, 20]

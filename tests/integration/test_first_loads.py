@@ -13,11 +13,10 @@ from prefect_cluster_triggers.blocks.collections import open_collection
 
 _LOADER = """
 import json, os, sys, time, numpy as np
-from prefect_cluster_triggers.blocks._lance_documents import record_batch
-from prefect_cluster_triggers.blocks._naming import prefect_name
-from prefect_cluster_triggers.blocks.collections import LanceCollection
+from prefect_cluster_triggers.blocks.files.lance_documents import record_batch
+from prefect_cluster_triggers.blocks.collections import open_collection
 me, go = int(sys.argv[1]), sys.argv[2]
-collection = LanceCollection.load(prefect_name("col_first_loads"))
+collection = open_collection("col_first_loads")
 ids = [str(i) for i in range(me * 100_000, me * 100_000 + 200_000)]  # 100,000 ids in both loads
 while not os.path.exists(go):
     time.sleep(0.001)

@@ -8,8 +8,8 @@ import pytest
 from pydantic import SecretStr
 
 from prefect_cluster_triggers.blocks.collections import HttpCollection
+from prefect_cluster_triggers.core.errors import DataError, SourceUnavailable
 from tests.integration._documents import read_documents
-from prefect_cluster_triggers.flows.errors import DataError, SourceUnavailable
 from tests.integration.http_server import serve_pages
 
 

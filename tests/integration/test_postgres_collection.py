@@ -17,9 +17,9 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
 from prefect_cluster_triggers.blocks import collection_block_name
-from tests.integration._documents import read_documents
 from prefect_cluster_triggers.blocks.postgres_collection import PostgresCollection
-from prefect_cluster_triggers.flows.errors import DataError, NotFound
+from prefect_cluster_triggers.core.errors import DataError, NotFound
+from tests.integration._documents import read_documents
 from tests.seed_examples import CRON
 
 VECTORS, TRUTH = make_blobs(n_samples=1500, centers=5, n_features=16, cluster_std=1.0, random_state=7)

@@ -26,12 +26,13 @@ from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
 from prefect.client.schemas.sorting import FlowRunSort
 
-from prefect_cluster_triggers.deployments import lifecycle
-from prefect_cluster_triggers.deployments._models import format_utc
-from prefect_cluster_triggers.deployments.translate import MANUAL_TAG
-from prefect_cluster_triggers.deployments.access import KeyStore, namespace_id_of
-from prefect_cluster_triggers.deployments.contract import ClusterTrigger, validate_request
-from prefect_cluster_triggers.flows.errors import QuotaExceeded
+from prefect_cluster_triggers.core.contract import ClusterTrigger, validate_request
+from prefect_cluster_triggers.core.errors import QuotaExceeded
+from prefect_cluster_triggers.core.models import format_utc
+from prefect_cluster_triggers.core.names import namespace_id_of
+from prefect_cluster_triggers.deployments.api.keys import KeyStore
+from prefect_cluster_triggers.deployments.prefect_objects.translate import MANUAL_TAG
+from prefect_cluster_triggers.deployments.service import commands, queries
 from tests.integration.triggers import feed
 from tests.seed_examples import CRON, EVENT, INTERVAL
 
@@ -48,12 +49,6 @@ SEED_CURL_BODY = """{
   "description": "Daily clustering at 2am UTC",
   "status": "active"
 }"""
-
-
-@pytest.fixture(scope="module")
-def keys(api: str) -> dict[str, str]:
-    store = KeyStore()
-    return {name: store.create([name], created_by=f"{name}-owner")[0] for name in ("team-a", "team-b")}
 
 
 def _headers(key: str | None, namespace: str | None) -> dict[str, str]:
@@ -92,7 +87,8 @@ def test_seed_curl_example_creates_a_prefect_deployment(api: str, keys: dict[str
         "created_at", "updated_at", "created_by", "description",
     }
     # Every seed field; the only additions are the conditional triggers' last check.
-    assert set(trigger) - seed_fields == {"last_measurement", "last_condition_check_at", "last_check_error"}
+    assert set(trigger) - seed_fields == {"last_measurement", "last_condition_check_at", "last_check_error",
+                                          "stored_problem"}
     assert seed_fields <= set(trigger)
     assert trigger["namespace_id"] == namespace_id_of("team-a") and trigger["created_by"] == "team-a-owner"
     assert trigger["created_at"].endswith("Z") and trigger["status"] == "active"
@@ -159,8 +155,8 @@ def test_errors_are_422_404_409(api: str, keys: dict[str, str]) -> None:
         bad = c.post("/triggers", json={**json.loads(CRON), "schedule_config": {"cron_expression": "0 2 * *"}})
         assert bad.status_code == 422
         assert bad.json()["detail"] == [{"loc": "schedule_config.cron_expression",
-                                        "msg": "must have 5 fields (minute hour day-of-month month day-of-week), "
-                                               "found 4 (got \"0 2 * *\")"}]
+                                        "msg": "must have 5 fields (minute hour day-of-month month day-of-week) "
+                                               "or be a macro such as @daily, found 4 (got \"0 2 * *\")"}]
         assert c.get("/triggers/trg_nowhere").status_code == 404
         trigger_id = c.post("/triggers", content=CRON).json()["trigger_id"]
         forbidden = c.patch(f"/triggers/{trigger_id}", json={"trigger_type": "interval"})
@@ -193,13 +189,13 @@ def test_active_triggers_per_namespace_are_capped(prefect_api: str, monkeypatch:
     monkeypatch.setenv("CLUSTER_TRIGGERS_MAX_ACTIVE_TRIGGERS", "2")
     request = validate_request(json.loads(CRON))
     for _ in range(2):
-        lifecycle.run_sync(lifecycle.create_trigger(request, namespace_id="team-quota"))
+        queries.run_sync(commands.create_trigger(request, namespace_id="team-quota"))
     with pytest.raises(QuotaExceeded, match="already has 2 active triggers, the maximum"):
-        lifecycle.run_sync(lifecycle.create_trigger(request, namespace_id="team-quota"))
+        queries.run_sync(commands.create_trigger(request, namespace_id="team-quota"))
     paused = validate_request({**json.loads(CRON), "status": "paused"})
-    trigger: ClusterTrigger = lifecycle.run_sync(lifecycle.create_trigger(paused, namespace_id="team-quota"))
+    trigger: ClusterTrigger = queries.run_sync(commands.create_trigger(paused, namespace_id="team-quota"))
     with pytest.raises(QuotaExceeded):
-        lifecycle.run_sync(lifecycle.resume_trigger(trigger.trigger_id, "team-quota"))
+        queries.run_sync(commands.resume_trigger(trigger.trigger_id, "team-quota"))
 
 
 def test_schemathesis_finds_no_server_error(api: str, keys: dict[str, str], tmp_path: Path) -> None:
@@ -223,8 +219,8 @@ def test_schedules_edited_in_the_prefect_ui_show_in_get_ls_and_rest(api: str, ke
 
         def shown(trigger_id: str) -> dict:
             rest = {f: c.get(f"/triggers/{trigger_id}").json()[f] for f in fields}
-            got = lifecycle.run_sync(lifecycle.get_trigger(trigger_id, namespace)).model_dump(mode="json")
-            listed = [t for t in lifecycle.run_sync(lifecycle.list_triggers(namespace, limit=1000))[0]
+            got = queries.run_sync(queries.get_trigger(trigger_id, namespace)).model_dump(mode="json")
+            listed = [t for t in queries.run_sync(queries.list_triggers(namespace, limit=1000))[0]
                       if t.trigger_id == trigger_id][0].model_dump(mode="json")
             assert rest == {f: got[f] for f in fields} == {f: listed[f] for f in fields}
             return rest
@@ -254,7 +250,7 @@ def test_schedules_edited_in_the_prefect_ui_show_in_get_ls_and_rest(api: str, ke
                 await client.pause_deployment(deployment.id)
                 await client.update_deployment(deployment.id, DeploymentUpdate(description="edited in the UI"))
 
-        lifecycle.run_sync(pause_and_describe())
+        queries.run_sync(pause_and_describe())
         paused = shown(cron_id)
         assert (paused["status"], paused["next_scheduled_at"], paused["description"]) == ("paused", None, "edited in the UI")
 
@@ -266,7 +262,7 @@ def _ui(trigger_id: str, change) -> None:
             deployment = await client.read_deployment_by_name(f"cluster-collection/{trigger_id}")
             schedule = deployment.schedules[0]
             await client.update_deployment_schedule(deployment.id, schedule.id, **change(deployment, schedule))
-    lifecycle.run_sync(edit())
+    queries.run_sync(edit())
 
 
 def _prefect_next_run(trigger_id: str, timeout: float = 30) -> str:
@@ -281,7 +277,7 @@ def _prefect_next_run(trigger_id: str, timeout: float = 30) -> str:
             by_schedule = [r for r in runs if MANUAL_TAG not in r.tags]  # not a start_immediately run
             return format_utc(by_schedule[0].expected_start_time) if by_schedule else None
     deadline = time.monotonic() + timeout
-    while (found := lifecycle.run_sync(earliest())) is None:
+    while (found := queries.run_sync(earliest())) is None:
         assert time.monotonic() < deadline, f"no scheduled run of {trigger_id} after {timeout} s"
         time.sleep(1)
     return found

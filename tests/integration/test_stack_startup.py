@@ -10,6 +10,7 @@ empty: nothing to cluster".
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -21,12 +22,12 @@ from pathlib import Path
 
 import httpx
 
-from prefect_cluster_triggers.deployments.stack import free_port
+from prefect_cluster_triggers.deployments.stack.processes import free_port
 from tests.integration._users import fresh_env, interval_trigger, run_cli, wait_listed, write_blobs
 
 REPOSITORY = Path(__file__).parents[2]
 CLI = Path(sys.executable).with_name("cluster-triggers")
-PAIRS = 20
+PAIRS = 12
 USERS = 4  # pairs at once
 
 
@@ -74,6 +75,26 @@ def test_every_trigger_created_right_after_an_add_clusters_the_whole_collection(
             assert trigger["execution_count"] == 1 and trigger["last_execution_status"] == "completed", trigger
         history = run_cli(CLI, env, "history", f"life-{PAIRS - 1}", "--json")
         assert '"num_documents": 600' in history.stdout, history.stdout
+        # Another shell of the same user, without the ports `make run` was given: the CLI finds the stack's
+        # REST API from the stack, not from its own settings.
+        plain = fresh_env(tmp_path / "home")
+        read = run_cli(CLI, plain, "get", "life-0")
+        assert read.returncode == 0 and json.loads(read.stdout)["trigger_id"] == "life-0", read.stderr
+        assert '"GET /v1/clusters/triggers/life-0 HTTP/1.1" 200' in (tmp_path / "home" / ".cluster-triggers" /
+                                                                    "api.log").read_text()
+
+        # The demo data is the default namespace's: listed without --namespace, and clustered by the example
+        # trigger that starts at once (its cluster definition names col_abc123).
+        demo = run_cli(CLI, env, "collections", "ls", "--json")
+        listed = {c["collection_id"] for c in json.loads(demo.stdout)["collections"]}
+        assert {"col_abc123", "col_products"} <= listed, demo.stdout
+        def example_ran(triggers: list[dict]) -> bool:
+            return any(t["trigger_id"] == "hourly-cluster-definition-interval"
+                       and t["last_execution_status"] == "completed" for t in triggers)
+
+        wait_listed(CLI, env, example_ran, timeout=300)
+        example = run_cli(CLI, env, "history", "hourly-cluster-definition-interval", "--json")
+        assert '"num_documents": 2000' in example.stdout, example.stdout
     finally:
         os.killpg(stack.pid, signal.SIGTERM)
         stack.wait(60)

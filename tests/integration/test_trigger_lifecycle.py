@@ -17,11 +17,14 @@ from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTag
 
 from prefect_cluster_triggers.blocks.collections import open_collection
 from prefect_cluster_triggers.blocks.result_store import default_result_store
-from prefect_cluster_triggers.deployments import lifecycle
-from prefect_cluster_triggers.deployments.contract import validate_request
-from prefect_cluster_triggers.deployments.render import EXAMPLE_TRIGGERS, render_prefect_yaml, trigger_files
-from prefect_cluster_triggers.deployments.translate import FLOW_NAME, TRIGGER_TAG
-from tests.integration.triggers import create as _create, feed, get as _get, wait_for as _wait_for
+from prefect_cluster_triggers.core.contract import validate_request
+from prefect_cluster_triggers.deployments.cli.render import EXAMPLE_TRIGGERS, render_prefect_yaml, trigger_files
+from prefect_cluster_triggers.deployments.prefect_objects.translate import FLOW_NAME, TRIGGER_TAG, user_description
+from prefect_cluster_triggers.deployments.service import commands, queries
+from tests.integration.triggers import create as _create
+from tests.integration.triggers import feed
+from tests.integration.triggers import get as _get
+from tests.integration.triggers import wait_for as _wait_for
 
 REPOSITORY = Path(__file__).parents[2]
 
@@ -70,7 +73,7 @@ def test_five_failures_in_a_row_make_it_failed_and_resume_recovers(cli, tmp_path
     runs = []
     for attempt in range(5):
         assert _get("trg_failing").status == "active", attempt
-        execution = lifecycle.run_sync(lifecycle.execute_trigger("trg_failing", wait=True, timeout_seconds=60))
+        execution = queries.run_sync(commands.execute_trigger("trg_failing", wait=True, timeout_seconds=60))
         assert execution.status == "failed"
         runs.append(execution.job_id)
     trigger = _wait_for("trg_failing", lambda t: t.status == "failed", timeout=30)
@@ -98,7 +101,7 @@ def test_five_failures_in_a_row_make_it_failed_and_resume_recovers(cli, tmp_path
 def test_pause_stops_runs_and_resume_brings_them_back(collection: str) -> None:
     _create(_interval(collection, start_immediately=False, seconds=60), "trg_pause")
     _wait_for("trg_pause", lambda t: t.next_scheduled_at is not None, timeout=30)
-    paused = lifecycle.run_sync(lifecycle.pause_trigger("trg_pause"))
+    paused = queries.run_sync(commands.pause_trigger("trg_pause"))
     assert paused.status == "paused" and paused.next_scheduled_at is None
 
     # A scheduled run that slipped in (a scheduler loop racing the pause) is due now: it must not execute.
@@ -112,7 +115,7 @@ def test_pause_stops_runs_and_resume_brings_them_back(collection: str) -> None:
     assert slipped.state.is_cancelled() and "trigger trg_pause is paused" in slipped.state.message
     assert _get("trg_pause").execution_count == 0
 
-    assert lifecycle.run_sync(lifecycle.resume_trigger("trg_pause")).status == "active"
+    assert queries.run_sync(commands.resume_trigger("trg_pause")).status == "active"
     _wait_for("trg_pause", lambda t: t.next_scheduled_at is not None, timeout=30)
 
 
@@ -163,14 +166,15 @@ def test_listing_costs_the_same_few_calls_for_3_or_12_triggers_and_agrees_with_g
         {"trigger_type": "cron", "schedule_config": {"cron_expression": "17 3 * * *", "timezone": "Europe/Berlin"},
          "execution_config": _interval(collection, start_immediately=False)["execution_config"]},
         {"trigger_type": "event", "schedule_config": {"event_type": "documents_added", "event_threshold": 10**6,
-                                                      "collection_id": collection, "cooldown_seconds": 0},
+                                                      "collection_id": "col_quiet", "cooldown_seconds": 0},
          "execution_config": _interval(collection, start_immediately=False)["execution_config"]},
     ]
     for namespace, count in (("list-small", 3), ("list-big", 12)):
         for i in range(count):
-            lifecycle.run_sync(lifecycle.create_trigger(validate_request(bodies[i % 3]), namespace_id=namespace,
+            queries.run_sync(commands.create_trigger(validate_request(bodies[i % 3]), namespace_id=namespace,
                                                         trigger_id=f"trg-{namespace}-{i}"))
-    ran = lifecycle.run_sync(lifecycle.execute_trigger("trg-list-big-0", "list-big", wait=True, timeout_seconds=90))
+    open_collection(collection, "list-big").add_documents(np.random.default_rng(5).normal(size=(60, 16)))  # its own
+    ran = queries.run_sync(commands.execute_trigger("trg-list-big-0", "list-big", wait=True, timeout_seconds=90))
     assert ran.status == "completed"
     time.sleep(4)  # the scheduler has made the scheduled runs `get` reads
 
@@ -185,13 +189,13 @@ def test_listing_costs_the_same_few_calls_for_3_or_12_triggers_and_agrees_with_g
     listed, calls = {}, {}
     for namespace in ("list-small", "list-big"):
         requests.clear()
-        listed[namespace], _ = lifecycle.run_sync(lifecycle.list_triggers(namespace, limit=100))
+        listed[namespace], _ = queries.run_sync(queries.list_triggers(namespace, limit=100))
         calls[namespace] = list(requests)
     monkeypatch.undo()
     assert len(listed["list-small"]) == 3 and len(listed["list-big"]) == 12
     assert len(calls["list-small"]) == len(calls["list-big"]) <= 4, calls
     for trigger in listed["list-big"]:
-        exact = lifecycle.run_sync(lifecycle.get_trigger(trigger.trigger_id, "list-big"))
+        exact = queries.run_sync(queries.get_trigger(trigger.trigger_id, "list-big"))
         differ = {k: (v, getattr(exact, k)) for k, v in trigger if v != getattr(exact, k)}
         assert not differ, (trigger.trigger_id, differ)
     by_id = {t.trigger_id: t for t in listed["list-big"]}
@@ -232,16 +236,20 @@ def test_a_paused_trigger_file_stays_paused_across_deploys(server_env: dict[str,
 def test_prefect_deploy_makes_the_deployment_create_makes(server_env: dict[str, str]) -> None:
     _deploy(server_env)
     request = validate_request(json.loads((EXAMPLE_TRIGGERS / "daily-kmeans-cron.json").read_text()))
-    lifecycle.run_sync(lifecycle.create_trigger(request, trigger_id="daily-kmeans-cron-copy"))
+    queries.run_sync(commands.create_trigger(request, trigger_id="daily-kmeans-cron-copy"))
     deployed, created = (next(d for d in _deployments() if d.name == name)
                          for name in ("daily-kmeans-cron", "daily-kmeans-cron-copy"))
     assert deployed.path is None and not deployed.pull_steps  # nothing of the deploying machine
-    for field in ("entrypoint", "pull_steps", "path", "job_variables", "work_pool_name", "tags", "description", "concurrency_options", "paused",
+    for field in ("entrypoint", "pull_steps", "path", "job_variables", "work_pool_name", "tags", "concurrency_options", "paused",
                   "enforce_parameter_schema", "parameter_openapi_schema"):
         assert getattr(created, field) == getattr(deployed, field), field
+    # The user's description; a state line above it is the evaluator's (service.dashboard), written when it sweeps.
+    assert user_description(created.description) == user_description(deployed.description)
     assert created.global_concurrency_limit.limit == deployed.global_concurrency_limit.limit == 1
     assert [s.schedule for s in created.schedules] == [s.schedule for s in deployed.schedules]
-    assert {**created.parameters["trigger"], "trigger_id": "daily-kmeans-cron"} == deployed.parameters["trigger"]
+    # A command stamps the time of its change; `prefect deploy` does not (the deployment's update time shows).
+    assert {**created.parameters["trigger"], "trigger_id": "daily-kmeans-cron", "updated_at": None} == \
+        {**deployed.parameters["trigger"], "updated_at": None}
 
 
 def _deployments() -> list:

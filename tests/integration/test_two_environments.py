@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from prefect_cluster_triggers.deployments.stack import api_server, free_port, prefect_server, worker
+from prefect_cluster_triggers.deployments.stack.processes import api_server, free_port, prefect_server, worker
 from tests.integration._users import fresh_env, interval_trigger, run_cli, wait_listed, write_blobs
 
 REPOSITORY = Path(__file__).parents[2]

@@ -7,19 +7,22 @@ from typing import Callable
 
 import pytest
 
-from prefect_cluster_triggers.deployments import lifecycle
-from prefect_cluster_triggers.deployments.contract import ClusterTrigger, validate_request
+from prefect_cluster_triggers.core.contract import ClusterTrigger, validate_request
+from prefect_cluster_triggers.deployments.service import commands, queries
 
 
 def create(body: dict, trigger_id: str) -> ClusterTrigger:
-    return lifecycle.run_sync(lifecycle.create_trigger(validate_request(body), trigger_id=trigger_id))
+    return queries.run_sync(commands.create_trigger(validate_request(body), trigger_id=trigger_id))
 
 
 def get(trigger_id: str) -> ClusterTrigger:
-    return lifecycle.run_sync(lifecycle.get_trigger(trigger_id))
+    return queries.run_sync(queries.get_trigger(trigger_id))
 
 
-def wait_for(trigger_id: str, done: Callable[[ClusterTrigger], bool], timeout: float = 120) -> ClusterTrigger:
+PATIENCE = 300.0  # seconds a test waits on what a busy SQLite server does within a sweep or two on a quiet one
+
+
+def wait_for(trigger_id: str, done: Callable[[ClusterTrigger], bool], timeout: float = PATIENCE) -> ClusterTrigger:
     deadline = time.monotonic() + timeout
     while True:
         trigger = get(trigger_id)
@@ -54,7 +57,7 @@ def feed(trigger_id: str, done: Callable[[list[str]], bool], timeout: float = 30
 
     deadline = time.monotonic() + timeout
     while True:
-        events = lifecycle.run_sync(read())
+        events = queries.run_sync(read())
         if done([e.event for e in events]):
             return events
         if time.monotonic() > deadline:

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
+import tempfile
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from prefect_cluster_triggers.deployments.cli import main
+from prefect_cluster_triggers.deployments.cli.app import main
+from tests.hostile_requests import hostile_requests
 from tests.seed_examples import ALL
 
 
@@ -101,10 +108,10 @@ def test_console_script_reads_stdin_and_exits_2() -> None:
 
 def test_domain_core_imports_no_prefect() -> None:
     code = (
-        "import sys, prefect_cluster_triggers.deployments.contract, prefect_cluster_triggers.deployments.fire_times, "
-        "prefect_cluster_triggers.deployments.firing, prefect_cluster_triggers.deployments.cli, "
-        "prefect_cluster_triggers.flows.engine, prefect_cluster_triggers.flows.assignment, prefect_cluster_triggers.flows.metrics, "
-        "prefect_cluster_triggers.flows.conditions; "
+        "import sys, prefect_cluster_triggers.core.contract, prefect_cluster_triggers.core.fire_times, "
+        "prefect_cluster_triggers.core.firing, prefect_cluster_triggers.deployments.cli.app, "
+        "prefect_cluster_triggers.flows.engine.pipeline, prefect_cluster_triggers.flows.engine.assignment, prefect_cluster_triggers.flows.engine.metrics, "
+        "prefect_cluster_triggers.flows.engine.conditions; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'prefect'))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -138,3 +145,77 @@ def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
                     "delete", "execute", "history", "api", "render", "collections", "clusters", "keys",
                     "--install-completion"):
         assert command in shown, command
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ('{"trigger_type": "conditional", "schedule_config": {"condition_type": "drift", "threshold": NaN, '
+         '"metric": "cosine_drift", "check_interval_seconds": -Infinity}, "cluster_id": "c"}', "t.json"),
+        ("trigger_type: conditional\nschedule_config: {condition_type: drift, threshold: .nan, metric: cosine_drift,"
+         " check_interval_seconds: -.inf}\ncluster_id: c\n", "t.yaml"),
+    ],
+)
+def test_validate_refuses_non_finite_numbers_at_their_field(
+    tmp_path: Path, text: str, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["validate", _write(tmp_path, text, name)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [
+        "schedule_config.threshold: must be a finite number (got NaN)",
+        "schedule_config.check_interval_seconds: must be a finite number (got -Infinity)",
+    ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["[" * 100_000 + "]" * 100_000, "a: " + "[" * 5000 + "]" * 5000, "[" * 40 + "]" * 40, "a: &a [*a]\n"],
+    ids=["json-100000", "yaml-5000", "json-40", "yaml-cycle"],
+)
+def test_validate_refuses_deep_nesting_in_one_line(tmp_path: Path, text: str, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _write(tmp_path, text)
+    assert main(["validate", path]) == 2
+    assert capsys.readouterr().err == f"{path}: nested more than 32 levels deep\n"
+
+
+def test_validate_walks_shared_yaml_aliases_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Nine levels of nine aliases are 9^9 leaves when expanded; each shared list is walked once."""
+    lines = ["l0: &l0 [1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 9)]
+    assert main(["validate", _write(tmp_path, "\n".join(lines), "t.yaml")]) == 2
+    assert "l8: unknown field" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("description: 2027-02-30\n", "not readable as JSON or YAML: day is out of range for month"),
+     ('{"a": ' + "1" * 5000 + "}", "not readable as JSON or YAML: Exceeds the limit (4300 digits)")],
+)
+def test_values_the_parsers_cannot_build_are_one_line(
+    tmp_path: Path, text: str, expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["validate", _write(tmp_path, text)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and expected in err
+
+
+@settings(max_examples=200, deadline=None)
+@given(document=hostile_requests(), as_yaml=st.booleans())
+def test_validate_of_hostile_requests_exits_0_or_2_in_lines(document: dict, as_yaml: bool) -> None:
+    """In process: an exception escaping `main` fails the test, so no traceback reaches a user."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / ("t.yaml" if as_yaml else "t.json")
+        path.write_text(yaml.safe_dump(document) if as_yaml else json.dumps(document), encoding="utf-8")
+        out, err = io.StringIO(), io.StringIO()
+        with redirect_stdout(out), redirect_stderr(err):
+            code = main(["validate", str(path)])
+    if code == 0:
+        json.loads(out.getvalue(), parse_constant=_refuse)  # strict JSON: no NaN or Infinity printed
+    else:
+        assert code == 2 and out.getvalue() == ""
+        assert err.getvalue() and all(": " in line for line in err.getvalue().splitlines())
+
+
+def _refuse(constant: str) -> None:
+    raise AssertionError(f"printed {constant}")

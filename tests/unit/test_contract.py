@@ -5,12 +5,27 @@ from __future__ import annotations
 import copy
 import json
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 
-from prefect_cluster_triggers.deployments.contract import ClusterTrigger, validate_request
-from prefect_cluster_triggers.deployments.errors import ContractError
-from prefect_cluster_triggers.deployments.render import EXAMPLE_TRIGGERS, trigger_files
+from prefect_cluster_triggers.core.clustering_config import (
+    MAX_CLUSTERS,
+    MAX_DIMENSIONS,
+    MAX_DOCUMENTS,
+    MAX_INITS,
+    MAX_ITERATIONS,
+    MAX_NEIGHBOURS,
+)
+from prefect_cluster_triggers.core.contract import (
+    MAX_COLLECTIONS,
+    MAX_EVENT_THRESHOLD,
+    MAX_SECONDS,
+    ClusterTrigger,
+    validate_request,
+)
+from prefect_cluster_triggers.core.errors import ContractError
+from prefect_cluster_triggers.deployments.cli.render import EXAMPLE_TRIGGERS, trigger_files
 from tests.seed_examples import ALL, CRON, EVENT
 
 TRIGGER_FILES = sorted(p.name for p in trigger_files())
@@ -146,6 +161,61 @@ INVALID = [
      "execution_config.config.covariance_type", "spherical"),
     ("optics-xi-above-one", _cron(execution_config__config={"algorithm": "optics", "xi": 1.5}),
      "execution_config.config.xi", "1"),
+    # bounds: every number finite, every count at most what one run can do
+    ("interval-past-a-year", _cron(trigger_type="interval", schedule_config={"interval_seconds": 315360000000}),
+     "schedule_config.interval_seconds", "less than or equal to 31536000"),
+    ("event-threshold-huge", _cron(trigger_type="event", schedule_config={**_EVENT, "event_threshold": 10**10}),
+     "schedule_config.event_threshold", "less than or equal to 1000000000"),
+    ("cooldown-past-a-year", _cron(trigger_type="event", schedule_config={**_EVENT, "cooldown_seconds": 10**12}),
+     "schedule_config.cooldown_seconds", "less than or equal to 31536000"),
+    ("check-interval-past-a-year", _cron(trigger_type="conditional",
+     schedule_config={**_COND, "check_interval_seconds": 31_536_001}), "schedule_config.check_interval_seconds",
+     "less than or equal to 31536000"),
+    ("threshold-nan", _cron(trigger_type="conditional", schedule_config={**_COND, "threshold": float("nan")}),
+     "schedule_config.threshold", "finite number (got NaN)"),
+    ("growth-threshold-infinite", _cron(trigger_type="conditional", schedule_config={
+        **_COND, "condition_type": "volume", "metric": "document_growth", "threshold": float("inf")}),
+     "schedule_config.threshold", "finite number (got Infinity)"),
+    ("too-many-collections", _cron(execution_config__collection_ids=[f"c{i}" for i in range(101)]),
+     "execution_config.collection_ids", "at most 100"),
+    ("max-iter-huge", _cron(execution_config__config__max_iter=10**400), "execution_config.config.max_iter", "10000"),
+    ("n-init-huge", _cron(execution_config__config__n_init=101), "execution_config.config.n_init", "100"),
+    ("tol-infinite", _cron(execution_config__config__tol=float("inf")), "execution_config.config.tol", "finite"),
+    ("sample-size-huge", _cron(execution_config__config__sample_size=10**9), "execution_config.config.sample_size",
+     "100000000"),
+    ("pca-components-huge", _cron(execution_config__config__reduce={"method": "pca", "n_components": 4097}),
+     "execution_config.config.reduce.n_components", "4096"),
+    ("batch-size-huge", _cron(execution_config__config={"algorithm": "minibatch_kmeans", "batch_size": 10**9}),
+     "execution_config.config.batch_size", "100000000"),
+    ("hdbscan-min-cluster-size-huge", _cron(execution_config__config={"algorithm": "hdbscan", "min_cluster_size": 10**9}),
+     "execution_config.config.min_cluster_size", "100000000"),
+    ("hdbscan-max-cluster-size-huge", _cron(execution_config__config={"algorithm": "hdbscan", "max_cluster_size": 10**9}),
+     "execution_config.config.max_cluster_size", "100000000"),
+    ("hdbscan-min-samples-huge", _cron(execution_config__config={"algorithm": "hdbscan", "min_samples": 10**5}),
+     "execution_config.config.min_samples", "10000"),
+    ("hdbscan-epsilon-nan", _cron(execution_config__config={"algorithm": "hdbscan", "cluster_selection_epsilon":
+     float("nan")}), "execution_config.config.cluster_selection_epsilon", "finite"),
+    ("dbscan-min-samples-huge", _cron(execution_config__config={"algorithm": "dbscan", "min_samples": 10**5}),
+     "execution_config.config.min_samples", "10000"),
+    ("dbscan-eps-infinite", _cron(execution_config__config={"algorithm": "dbscan", "eps": float("inf")}),
+     "execution_config.config.eps", "finite"),
+    ("spectral-neighbours-huge", _cron(execution_config__config={"algorithm": "spectral", "n_neighbors": 10**5}),
+     "execution_config.config.n_neighbors", "10000"),
+    ("gmm-max-iter-huge", _cron(execution_config__config={"algorithm": "gaussian_mixture", "max_iter": 10**5}),
+     "execution_config.config.max_iter", "10000"),
+    ("gmm-components-huge", _cron(execution_config__config={"algorithm": "gaussian_mixture", "n_components": 1001}),
+     "execution_config.config.n_components", "1000"),
+    ("mean-shift-bandwidth-infinite", _cron(execution_config__config={"algorithm": "mean_shift", "bandwidth":
+     float("inf")}), "execution_config.config.bandwidth", "finite"),
+    ("optics-min-samples-huge", _cron(execution_config__config={"algorithm": "optics", "min_samples": 10**5}),
+     "execution_config.config.min_samples", "10000"),
+    ("optics-max-eps-infinite", _cron(execution_config__config={"algorithm": "optics", "max_eps": float("inf")}),
+     "execution_config.config.max_eps", "finite"),
+    ("agglomerative-threshold-nan", _cron(execution_config__config={"algorithm": "agglomerative",
+     "distance_threshold": float("nan")}), "execution_config.config.distance_threshold", "finite"),
+    ("cron-nearest-weekday", _cron(schedule_config__cron_expression="0 0 15W * *"), "schedule_config.cron_expression",
+     "nearest weekday"),
+    ("cron-random", _cron(schedule_config__cron_expression="R/5 * * * *"), "schedule_config.cron_expression", "random"),
     ("status-disabled", _cron(status="disabled"), "status", "system"),
     ("status-failed", _cron(status="failed"), "status", "system"),
     ("unknown-top-level", _cron(namespace="ns"), "namespace", "allowed"),
@@ -185,6 +255,46 @@ def test_bad_value_is_named_in_the_message() -> None:
     )
 
 
+def test_a_bound_is_named_in_one_line() -> None:
+    request = _cron(trigger_type="interval", schedule_config={"interval_seconds": 315360000000})
+    with pytest.raises(ContractError) as caught:
+        validate_request(request)
+    assert str(caught.value) == (
+        "schedule_config.interval_seconds: Input should be less than or equal to 31536000 (got 315360000000)"
+    )
+
+
+AT_THE_BOUNDS = [
+    _cron(trigger_type="interval", schedule_config={"interval_seconds": MAX_SECONDS}),
+    _cron(trigger_type="event", schedule_config={**_EVENT, "event_threshold": MAX_EVENT_THRESHOLD,
+                                                 "cooldown_seconds": MAX_SECONDS}),
+    _cron(trigger_type="conditional", schedule_config={**_COND, "check_interval_seconds": MAX_SECONDS}),
+    _cron(execution_config__collection_ids=[f"c{i}" for i in range(MAX_COLLECTIONS)]),
+    _cron(execution_config__config={"algorithm": "kmeans", "n_clusters": MAX_CLUSTERS, "max_iter": MAX_ITERATIONS,
+                                    "n_init": MAX_INITS, "sample_size": MAX_DOCUMENTS,
+                                    "reduce": {"method": "pca", "n_components": MAX_DIMENSIONS}}),
+    _cron(execution_config__config={"algorithm": "minibatch_kmeans", "batch_size": MAX_DOCUMENTS}),
+    _cron(execution_config__config={"algorithm": "hdbscan", "min_cluster_size": MAX_DOCUMENTS,
+                                    "max_cluster_size": MAX_DOCUMENTS, "min_samples": MAX_NEIGHBOURS}),
+    _cron(execution_config__config={"algorithm": "spectral", "n_neighbors": MAX_NEIGHBOURS}),
+    _cron(execution_config__config={"algorithm": "gaussian_mixture", "n_components": MAX_CLUSTERS}),
+    _cron(execution_config__config={"algorithm": "optics", "min_samples": MAX_NEIGHBOURS}),
+]
+
+
+@pytest.mark.parametrize("request_body", AT_THE_BOUNDS)
+def test_each_bound_itself_is_allowed(request_body: dict) -> None:
+    validate_request(request_body)
+
+
+def test_readme_contract_section_states_each_bound() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## The trigger contract")[1].split("\n## ")[0]
+    bounds = [MAX_SECONDS, MAX_EVENT_THRESHOLD, MAX_COLLECTIONS, MAX_CLUSTERS, MAX_ITERATIONS, MAX_INITS,
+              MAX_DOCUMENTS, MAX_NEIGHBOURS, MAX_DIMENSIONS]
+    assert [b for b in bounds if f"{b:,}" not in section] == []
+
+
 def test_response_model_writes_utc_with_z() -> None:
     request = validate_request(json.loads(CRON))
     created = datetime(2027, 3, 14, 3, 0, tzinfo=timezone.utc)
@@ -210,6 +320,6 @@ def test_response_model_writes_utc_with_z() -> None:
         "execution_count", "consecutive_failures", "last_execution_status", "last_execution_error",
         "event_counter", "last_cooldown_at", "created_at", "updated_at", "created_by", "description",
         # ours, beyond the seed: a conditional trigger's last check
-        "last_measurement", "last_condition_check_at", "last_check_error",
+        "last_measurement", "last_condition_check_at", "last_check_error", "stored_problem",
     }
     assert ClusterTrigger.model_validate(wire) == trigger

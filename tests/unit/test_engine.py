@@ -9,13 +9,13 @@ import pytest
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score, calinski_harabasz_score, davies_bouldin_score
 
-from prefect_cluster_triggers.deployments.clustering_config import ALGORITHMS
-from prefect_cluster_triggers.flows import engine
-from prefect_cluster_triggers.flows.cluster_ids import stable_cluster_ids
-from prefect_cluster_triggers.flows.clusterers import check_feasible
-from prefect_cluster_triggers.flows.errors import ClusteringRefused, DataError
-from prefect_cluster_triggers.flows.keywords import cluster_keywords
-from prefect_cluster_triggers.flows.preprocess import reservoir
+from prefect_cluster_triggers.core.clustering_config import ALGORITHMS
+from prefect_cluster_triggers.core.errors import ClusteringRefused, DataError
+from prefect_cluster_triggers.flows.engine import pipeline
+from prefect_cluster_triggers.flows.engine.cluster_ids import stable_cluster_ids
+from prefect_cluster_triggers.flows.engine.clusterers import check_feasible
+from prefect_cluster_triggers.flows.engine.keywords import cluster_keywords
+from prefect_cluster_triggers.flows.engine.preprocess import reservoir
 
 
 def _blobs(n: int = 600, centers: int = 4, dim: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -24,16 +24,16 @@ def _blobs(n: int = 600, centers: int = 4, dim: int = 8, seed: int = 0) -> tuple
     return vectors.astype(np.float32), truth
 
 
-def _run(vectors: np.ndarray, config: dict, previous: engine.PreviousClusters | None = None) -> SimpleNamespace:
+def _run(vectors: np.ndarray, config: dict, previous: pipeline.PreviousClusters | None = None) -> SimpleNamespace:
     """What the flow does, without storage: a reservoir sample of a stream of batches, a fit, every batch assigned."""
     parsed = ALGORITHMS[config["algorithm"]].model_validate(config)
     ids = [str(i) for i in range(len(vectors))]
     batches = [(ids[start : start + 128], vectors[start : start + 128], ()) for start in range(0, len(vectors), 128)]
-    sample_ids, sample_vectors, _, seen = reservoir(batches, engine.default_sample_size(parsed, vectors.shape[1]))
-    fitted = engine.fit_model(engine.Documents(sample_ids, sample_vectors), parsed, num_documents=seen,
+    sample_ids, sample_vectors, _, seen = reservoir(batches, pipeline.default_sample_size(parsed, vectors.shape[1]))
+    fitted = pipeline.fit_model(pipeline.Documents(sample_ids, sample_vectors), parsed, num_documents=seen,
                               previous=previous)
-    assigned = [engine.assign(fitted.model, batch_ids, batch_vectors) for batch_ids, batch_vectors, _ in batches]
-    summary = engine.summarize(fitted, sum((tally for *_, tally in assigned), engine.Tally()))
+    assigned = [pipeline.assign(fitted.model, batch_ids, batch_vectors) for batch_ids, batch_vectors, _ in batches]
+    summary = pipeline.summarize(fitted, sum((tally for *_, tally in assigned), pipeline.Tally()))
     return SimpleNamespace(
         cluster_of=np.concatenate([c for c, _, _ in assigned]), distance=np.concatenate([d for _, d, _ in assigned]),
         cluster_ids=fitted.model.cluster_ids, centroids=fitted.model.centroids, next_cluster_id=fitted.next_cluster_id,
@@ -100,7 +100,7 @@ def test_minibatch_kmeans_finds_all_twenty_separated_blobs() -> None:
 def test_second_run_keeps_cluster_ids_and_new_clusters_get_new_ids() -> None:
     vectors, _ = _blobs(centers=4)
     first = _run(vectors, {"algorithm": "kmeans", "n_clusters": 4})
-    previous = engine.PreviousClusters(first.cluster_ids, first.centroids, first.next_cluster_id)
+    previous = pipeline.PreviousClusters(first.cluster_ids, first.centroids, first.next_cluster_id)
     shuffled = np.random.default_rng(1).permutation(len(vectors))
     second = _run(vectors[shuffled], {"algorithm": "kmeans", "n_clusters": 4, "random_state": 7}, previous)
     assert (second.cluster_of == first.cluster_of[shuffled]).all()

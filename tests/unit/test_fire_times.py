@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prefect.server.schemas.schedules import CronSchedule
 
-from prefect_cluster_triggers.deployments.contract import CronScheduleConfig, IntervalScheduleConfig
-from prefect_cluster_triggers.deployments.fire_times import next_cron_time, next_fire_times, next_interval_slot
+from prefect_cluster_triggers.core.contract import CronScheduleConfig, IntervalScheduleConfig
+from prefect_cluster_triggers.core.fire_times import next_cron_time, next_fire_times, next_interval_slot
 
 
 def _prefect_times(expression: str, zone: str, after: datetime, count: int) -> list[datetime]:

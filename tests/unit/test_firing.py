@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta, timezone
 
-from prefect_cluster_triggers.deployments.contract import EventType
-from prefect_cluster_triggers.deployments.firing import GRACE, Checkpoint, CountedEvent, Firing, count_of, explain, fold, plan
+from prefect_cluster_triggers.core.contract import EventType
+from prefect_cluster_triggers.core.firing import GRACE, Checkpoint, CountedEvent, Firing, count_of, explain, fold, plan
 
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=timezone.utc)
 
@@ -82,6 +82,18 @@ def test_cooldown_holds_back_then_the_held_back_firing_takes_everything_until_du
     after = plan(events, first + held.firings, created_at=created, threshold=10, cooldown_seconds=60,
                  now=T0 + timedelta(seconds=62))
     assert after.firings == [] and after.event_counter == 3
+
+
+def test_a_reader_that_sees_the_held_back_firing_before_its_events_still_shows_what_was_counted():
+    created = T0 - timedelta(seconds=1)
+    first = plan([_event(0, 10, 0)], [], created_at=created, threshold=10, cooldown_seconds=60, now=T0).firings
+    held = plan([_event(0, 10, 0), _event(10, 15, 1)], first, created_at=created, threshold=10, cooldown_seconds=60,
+                now=T0 + timedelta(seconds=11)).firings
+    assert held[0].counted == 15
+    # The evaluator learnt of the event from an automation; Prefect's events API does not show it yet.
+    read = plan([_event(0, 10, 0)], first + held, created_at=created, threshold=10, cooldown_seconds=60,
+                now=T0 + timedelta(seconds=12))
+    assert read.event_counter == 15 and read.held_back_until == held[0].due
 
 
 def test_below_threshold_never_fires_and_events_before_creation_do_not_count():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from prefect_cluster_triggers.deployments.errors import ContractError
-from prefect_cluster_triggers.deployments.idempotency import MAX_KEY_LENGTH, check_key, fingerprint
+from prefect_cluster_triggers.core.errors import ContractError
+from prefect_cluster_triggers.deployments.service.idempotency import MAX_KEY_LENGTH, check_key, fingerprint
 
 
 def test_the_same_request_is_the_same_whatever_its_key_order() -> None:

@@ -11,19 +11,18 @@ import yaml
 from prefect.client.schemas.objects import DeploymentSchedule, FlowRun, StateType
 from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule, RRuleSchedule
 
-from prefect_cluster_triggers.deployments.contract import validate_request
-from prefect_cluster_triggers.deployments.render import render_prefect_yaml
-from prefect_cluster_triggers.deployments.status import consecutive_failures, status_of, trigger_status
-from prefect_cluster_triggers.deployments.translate import (
-    as_scheduled,
+from prefect_cluster_triggers.core.contract import validate_request
+from prefect_cluster_triggers.core.settings import DeploymentTarget
+from prefect_cluster_triggers.deployments.cli.render import render_prefect_yaml
+from prefect_cluster_triggers.deployments.prefect_objects.status import consecutive_failures, status_of, trigger_status
+from prefect_cluster_triggers.deployments.prefect_objects.translate import (
     DISABLED_TAG,
     FAILED_TAG,
-    DeploymentTarget,
     TriggerRecord,
+    as_scheduled,
     deployment_fields,
 )
 from tests.seed_examples import CRON, INTERVAL
-
 
 PREFECT_YAML = Path(__file__).parents[2] / "prefect.yaml"
 TARGET = DeploymentTarget(work_pool="p")

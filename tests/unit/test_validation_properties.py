@@ -7,8 +7,8 @@ import json
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from prefect_cluster_triggers.deployments.contract import validate_request
-from prefect_cluster_triggers.deployments.errors import ContractError
+from prefect_cluster_triggers.core.contract import validate_request
+from prefect_cluster_triggers.core.errors import ContractError
 from tests.seed_examples import ALL
 
 _scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20)

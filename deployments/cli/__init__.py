@@ -1,0 +1,1 @@
+"""`cluster-triggers`, the command line: one module per command group, assembled in `app`."""

@@ -1,0 +1,44 @@
+"""What a trigger shows between runs (counter, cooldown, last check), written off the firing path.
+
+The evaluator decides often; `ls` and `get` read the trigger's STATE record
+(`prefect_objects.trigger_records`). One writer per trigger writes the latest state until it is
+written, so a burst of wake-ups costs a write or two instead of one each, and never delays a firing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from prefect.logging import get_logger
+
+from prefect_cluster_triggers.deployments.prefect_objects import trigger_records, variables
+from prefect_cluster_triggers.deployments.prefect_objects.client import prefect_client
+from prefect_cluster_triggers.deployments.prefect_objects.trigger_records import EvaluatorState
+
+_logger = get_logger("cluster_triggers.evaluator")
+
+
+class ShownState:
+    """The latest state of each trigger, written to its STATE record in the background."""
+
+    def __init__(self) -> None:
+        self._written: dict[str, EvaluatorState] = {}
+        self._latest: dict[str, EvaluatorState] = {}
+        self._writers: dict[str, asyncio.Task] = {}
+
+    def show(self, trigger_id: str, state: EvaluatorState) -> None:
+        """Make `state` what the trigger shows, soon."""
+        self._latest[trigger_id] = state
+        if trigger_id not in self._writers:
+            self._writers[trigger_id] = asyncio.create_task(self._write(trigger_id))
+
+    async def _write(self, trigger_id: str) -> None:
+        try:
+            async with prefect_client() as client:  # the API's shared one: a client of its own costs a TLS setup
+                while (state := self._latest[trigger_id]) != self._written.get(trigger_id):
+                    await variables.save(client, trigger_records.variable_name(trigger_records.STATE, trigger_id), state)
+                    self._written[trigger_id] = state
+        except Exception:  # shown at the next decision instead
+            _logger.exception("could not write the state record of trigger %s", trigger_id)
+        finally:
+            del self._writers[trigger_id]

@@ -1,0 +1,99 @@
+"""The Prefect client of a lifecycle call: the API process's shared one, else one for the call.
+
+A `PrefectClient` opens its connections and asks the server for a CSRF token (and its
+version) when it starts; made per request, that was most of a `GET`'s cost and, under a
+burst, a new connection per call. `cluster-triggers api` therefore holds one client for its
+whole life (`shared_client`); the CLI, which makes one call per process, makes its own.
+
+On SQLite, Prefect's server answers a write that lost a race with another with 503 at once,
+and Prefect's client waits 2, 4, 8, 16 and 32 s before trying again: in a burst of 60
+creates the last one waited over a minute for a database that was idle most of that time.
+`retry_lost_races` tries such a write again after a short random pause instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from contextlib import asynccontextmanager, contextmanager
+from typing import AsyncIterator, Awaitable, Callable, Iterator, TypeVar
+
+import httpx
+import prefect.context
+from prefect.client.orchestration import PrefectClient, get_client
+from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, Settings
+
+PAGE = 200  # Prefect's largest page of deployments, flow runs, variables and block documents
+CONNECTIONS = 8  # the shared client's connections (Prefect's pool of 16 would queue a burst), and a fan-out's width
+_LOST_RACE = 503  # what Prefect's server answers for SQLite's "database is locked"
+_PAUSE_CAP = 1.0  # seconds: full-jitter backoff, 50 ms doubling up to this
+_RACE_DEADLINE = 50.0  # seconds of lost races before the 503 is the answer
+
+T = TypeVar("T")
+
+_shared: PrefectClient | None = None
+
+
+@asynccontextmanager
+async def prefect_client() -> AsyncIterator[PrefectClient]:
+    """The shared client while one is open in this process, else a client of its own."""
+    if _shared is not None:
+        yield _shared
+        return
+    async with get_client() as client:
+        yield client
+
+
+@asynccontextmanager
+async def shared_client() -> AsyncIterator[PrefectClient]:
+    """Open the process's shared client for the duration of the block."""
+    global _shared
+    limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
+    async with get_client(httpx_settings={"limits": limits}) as client:
+        _shared = client
+        try:
+            yield client
+        finally:
+            _shared = None
+
+
+@contextmanager
+def without_client_retries() -> Iterator[None]:
+    """Prefect's client retries switched off inside the block (task-local), for calls that retry themselves.
+
+    Prefect's `temporary_settings` rebuilds its settings from every source at each entry (milliseconds of
+    CPU; it was a third of a sweep's); the derived settings are kept for the base they came from."""
+    global _no_retries
+    context = prefect.context.get_settings_context()
+    if _no_retries is None or _no_retries[0] is not context.settings:
+        _no_retries = (context.settings, context.settings.copy_with_update(updates={PREFECT_CLIENT_MAX_RETRIES: 0}))
+    with prefect.context.SettingsContext(profile=context.profile, settings=_no_retries[1]):
+        yield
+
+
+_no_retries: tuple[Settings, Settings] | None = None  # (base settings, the same without client retries)
+
+
+async def retry_lost_races(write: Callable[[], Awaitable[T]]) -> T:
+    """`write()` (one Prefect write), tried again after a pause of up to `_PAUSE_CAP` while it loses races.
+
+    Prefect's own retries are switched off for these calls only (the setting is task-local),
+    so its exponential pauses do not stack on ours; a dropped connection, which Prefect's
+    client retries, is retried here the same way (Prefect's deployment create is an upsert).
+    PostgreSQL never answers 503 for a conflict, so there this is the plain call.
+    """
+    deadline = time.monotonic() + _RACE_DEADLINE
+    attempt = 0
+    with without_client_retries():
+        while True:
+            try:
+                return await write()
+            except httpx.HTTPStatusError as exc:
+                if exc.response.status_code != _LOST_RACE or time.monotonic() > deadline:
+                    raise
+            except httpx.TransportError:  # a dropped connection, which Prefect's client would retry too
+                if time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(random.uniform(0, min(_PAUSE_CAP, 0.05 * 2**attempt)))
+            attempt += 1

@@ -1,0 +1,1 @@
+"""The engine: numpy and scikit-learn code that samples, fits, assigns and measures; no Prefect."""

@@ -1,0 +1,69 @@
+"""Which triggers a sweep visits (`core.sweeps`): what moved, plus a slice of the rest; all after taking the lease."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from prefect_cluster_triggers.core.sweeps import EVENT_LAG, ROTATION, SweepMemory, events_since, remember, to_visit
+
+NOW = datetime(2026, 12, 6, 12, 0, tzinfo=timezone.utc)
+TRIGGERS = {f"trg_{i}": f"v{i}" for i in range(10_000)}
+SLICE = -(-len(TRIGGERS) // ROTATION)
+
+
+def _swept_once() -> SweepMemory:
+    memory = SweepMemory()
+    remember(memory, TRIGGERS, set(TRIGGERS), began=NOW - timedelta(seconds=30))
+    return memory
+
+
+def test_the_first_sweep_visits_every_trigger_without_reading_events() -> None:
+    memory = SweepMemory()
+    assert events_since(memory) is None
+    assert to_visit(TRIGGERS, memory, None, {}, now=NOW) == set(TRIGGERS)
+
+
+def test_a_quiet_sweep_visits_only_its_slice_however_many_triggers_there_are() -> None:
+    memory = _swept_once()
+    assert events_since(memory) == NOW - timedelta(seconds=30) - EVENT_LAG
+    assert len(to_visit(TRIGGERS, memory, set(), {}, now=NOW)) == SLICE
+
+
+def test_a_sweep_visits_what_changed_what_events_named_and_what_came_due() -> None:
+    memory = _swept_once()
+    changed = {**TRIGGERS, "trg_1": "paused in the UI", "trg_new": "created"}
+    due = {"trg_3": NOW - timedelta(seconds=1), "trg_4": NOW + timedelta(seconds=1)}
+    visit = to_visit(changed, memory, {"trg_2"}, due, now=NOW)
+    assert {"trg_1", "trg_new", "trg_2", "trg_3"} <= visit and "trg_4" not in visit and len(visit) <= 4 + SLICE
+
+
+def test_a_visit_that_failed_is_made_again() -> None:
+    memory = SweepMemory()
+    remember(memory, TRIGGERS, set(TRIGGERS), began=NOW, failed={"trg_7"})
+    assert "trg_7" in to_visit(TRIGGERS, memory, set(), {}, now=NOW + timedelta(seconds=30))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 3 * ROTATION), st.integers(0, ROTATION))
+def test_quiet_sweeps_visit_every_trigger_within_rotation_sweeps(size: int, start: int) -> None:
+    triggers = {f"trg_{i}": "v" for i in range(size)}
+    memory = SweepMemory()
+    remember(memory, triggers, set(triggers), began=NOW)
+    for _ in range(start):  # wherever the rotation stands
+        remember(memory, triggers, to_visit(triggers, memory, set(), {}, now=NOW), began=NOW)
+    seen: set[str] = set()
+    for _ in range(ROTATION):
+        visit = to_visit(triggers, memory, set(), {}, now=NOW)
+        assert len(visit) <= -(-size // ROTATION)
+        seen |= visit
+        remember(memory, triggers, visit, began=NOW)
+    assert seen == set(triggers)
+
+
+def test_taking_the_lease_again_visits_all() -> None:
+    memory = _swept_once()
+    memory.forget()
+    assert events_since(memory) is None
