@@ -34,8 +34,8 @@ import statistics
 import sys
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import httpx
 from _private_stack import private_prefect

@@ -9,9 +9,10 @@ number of triggers, so a sweep visits a trigger
 * that an event named since the last sweep began, less `EVENT_LAG`: a state change of one of
   its runs, one of its own events, a collection event it counts,
 * that is due: a held-back firing comes due, a check slot begins,
-* or that is among the `1 / ROTATION` of the triggers visited longest ago: the backstop for an
-  event Prefect persisted later than `EVENT_LAG` after it occurred, so every trigger is
-  visited at least once in `ROTATION` sweeps, a little at every sweep rather than all at once.
+* or that is among the `1 / ROTATION` of the triggers visited longest ago, at most `SLICE`: the
+  backstop for an event Prefect persisted later than `EVENT_LAG` after it occurred, a little at
+  every sweep rather than all at once, so every trigger is visited at least once in `ROTATION`
+  sweeps, or in `n / SLICE` sweeps of n triggers past `ROTATION * SLICE`, whatever their number.
 
 The first sweep of a replica that took the lease, and a sweep that could not read the events,
 visit all.
@@ -25,7 +26,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 EVENT_LAG = timedelta(seconds=60)  # events reach Prefect's events API within seconds; read this far back
-ROTATION = 60  # sweeps: every trigger is visited at least once in this many
+ROTATION = 60  # sweeps: every trigger is visited at least once in this many, up to ROTATION * SLICE triggers
+SLICE = 25  # most triggers a sweep visits only for the rotation: a sweep's work follows what changed
 
 
 @dataclass
@@ -57,7 +59,7 @@ def to_visit(fingerprints: Mapping[str, str], memory: SweepMemory, touched: Set[
     changed = {t for t, fingerprint in fingerprints.items()
                if memory.seen.get(t) != fingerprint or t in touched or (t in due and due[t] <= now)}
     rest = sorted((memory.visited.get(t, -1), t) for t in fingerprints if t not in changed)
-    return changed | {t for _, t in rest[:math.ceil(len(fingerprints) / ROTATION)]}
+    return changed | {t for _, t in rest[:min(SLICE, math.ceil(len(fingerprints) / ROTATION))]}
 
 
 def remember(memory: SweepMemory, fingerprints: Mapping[str, str], visited: Set[str], *, began: datetime,

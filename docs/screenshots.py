@@ -46,10 +46,9 @@ def main() -> int:
         print("no ready `make run` stack for this data directory: start one in another shell", file=sys.stderr)
         return 1
     os.environ["PREFECT_API_URL"] = stack["api_url"]
-    from prefect_cluster_triggers.blocks.collection_events import notify_collection
-
     import subprocess
 
+    from prefect_cluster_triggers.blocks.collection_events import notify_collection
     from prefect_cluster_triggers.deployments.service.dashboard import artifact_key
     from prefect_cluster_triggers.deployments.service.run_pages import changes_key, trends_key
 

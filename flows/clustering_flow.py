@@ -23,12 +23,12 @@ import numpy as np
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
 from prefect.events import emit_event
 from prefect.exceptions import CancelledRun, FailedRun
 from prefect.runtime import flow_run
 from prefect.states import Cancelled, Failed, State
-from prefect.client.orchestration import get_client
 from prefect.utilities.annotations import quote
 from prefect.utilities.asyncutils import run_coro_as_sync
 
@@ -37,8 +37,7 @@ from prefect_cluster_triggers.blocks.collections import load_collection
 from prefect_cluster_triggers.blocks.files.member_parts import member_parts
 from prefect_cluster_triggers.blocks.files.result_files import StoredRun
 from prefect_cluster_triggers.blocks.result_store import ResultStore, default_result_store, results_owner
-from prefect_cluster_triggers.core.contract import ConditionalScheduleConfig
-from prefect_cluster_triggers.core.contract import ExecutionConfig, validate_execution_config
+from prefect_cluster_triggers.core.contract import ConditionalScheduleConfig, ExecutionConfig, validate_execution_config
 from prefect_cluster_triggers.core.errors import (
     ClusterTriggersError,
     ContractError,

@@ -20,8 +20,8 @@ def migrate(namespace: Namespace = None) -> int:
     from prefect.client.orchestration import get_client
 
     from prefect_cluster_triggers.blocks.result_store import default_result_store
-    from prefect_cluster_triggers.deployments.service.queries import run_sync
     from prefect_cluster_triggers.deployments.service.migrate import adopt, adopt_results, unowned, unowned_results
+    from prefect_cluster_triggers.deployments.service.queries import run_sync
 
     async def found() -> list[Any]:
         async with get_client() as client:

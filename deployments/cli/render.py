@@ -34,7 +34,11 @@ from prefect_cluster_triggers.core.names import namespace_id_of
 from prefect_cluster_triggers.core.settings import get_settings
 from prefect_cluster_triggers.deployments.cli.common import EXIT_FAILED
 from prefect_cluster_triggers.deployments.cli.documents import parse_document
-from prefect_cluster_triggers.deployments.prefect_objects.translate import TriggerRecord, default_target, deployment_fields
+from prefect_cluster_triggers.deployments.prefect_objects.translate import (
+    TriggerRecord,
+    default_target,
+    deployment_fields,
+)
 
 app = typer.Typer()
 

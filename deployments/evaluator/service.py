@@ -67,11 +67,7 @@ from prefect_cluster_triggers.deployments.prefect_objects.automations import (
     wake_webhook_id,
 )
 from prefect_cluster_triggers.deployments.prefect_objects.client import CONNECTIONS
-from prefect_cluster_triggers.deployments.prefect_objects.deployment_reads import (
-    fingerprint,
-    parsed,
-    raw_trigger_deployments,
-)
+from prefect_cluster_triggers.deployments.prefect_objects.deployment_reads import TriggerDeployments, parsed
 from prefect_cluster_triggers.deployments.prefect_objects.event_reads import touched_triggers
 from prefect_cluster_triggers.deployments.prefect_objects.status import trigger_status
 from prefect_cluster_triggers.deployments.prefect_objects.sweep_lease import SweepLease
@@ -106,6 +102,7 @@ class Evaluator:
         self._token_read_at = 0.0
         self._sweep_now = asyncio.Event()
         self.memory = sweeps.SweepMemory()
+        self.deployments = TriggerDeployments()  # read whole on a sweep with no memory, else those changed
         self._counts: dict[str, str] = {}  # event trigger -> the collection resource it counts, as last visited
         beat = max(_MIN_BEAT, get_settings().evaluator.evaluator_sweep_seconds / _BEATS_PER_SWEEP)
         holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
@@ -173,8 +170,8 @@ class Evaluator:
             if time.monotonic() >= self._keys_expire_at:
                 self._keys_expire_at = time.monotonic() + _KEYS_EXPIRE_EVERY.total_seconds()
                 await idempotency.expire(client)
-            raws = {r["name"]: r for r in await raw_trigger_deployments(client)}  # a trigger's deployment: its id
-            fingerprints = {trigger_id: fingerprint(r) for trigger_id, r in raws.items()}
+            await self.deployments.refresh(client, sweeps.events_since(self.memory))
+            raws, fingerprints = self.deployments.raws, self.deployments.fingerprints
             touched = await self._touched(client, raws)
             for kept in (self.events.due, self.conditions.due, self._counts):  # of triggers that still exist
                 for gone in kept.keys() - raws.keys():

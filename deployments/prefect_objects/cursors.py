@@ -25,7 +25,6 @@ by an earlier version (one block named without a number) is number 0.
 from __future__ import annotations
 
 import asyncio
-
 import uuid
 from dataclasses import dataclass, field
 from typing import ClassVar

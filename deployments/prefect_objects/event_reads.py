@@ -7,7 +7,6 @@ Shared by the evaluator (which acts on them) and the lifecycle (which shows them
 from __future__ import annotations
 
 import asyncio
-
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Mapping
 

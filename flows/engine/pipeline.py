@@ -27,7 +27,12 @@ import numpy as np
 from prefect_cluster_triggers.core.clustering_config import AlgorithmConfig, MiniBatchKMeansConfig
 from prefect_cluster_triggers.core.errors import DataError
 from prefect_cluster_triggers.flows.engine.cluster_ids import stable_cluster_ids
-from prefect_cluster_triggers.flows.engine.clusterers import CENTROID_BASED, available_memory, check_feasible, make_clusterer
+from prefect_cluster_triggers.flows.engine.clusterers import (
+    CENTROID_BASED,
+    available_memory,
+    check_feasible,
+    make_clusterer,
+)
 from prefect_cluster_triggers.flows.engine.conditions import Pass, pass_over
 from prefect_cluster_triggers.flows.engine.geometry import cluster_means, nearest_centroid
 from prefect_cluster_triggers.flows.engine.keywords import cluster_keywords

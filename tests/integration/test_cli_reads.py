@@ -16,9 +16,8 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-from prefect_cluster_triggers.core.names import owned_name
 from prefect_cluster_triggers.blocks.collections import HttpCollection
-from prefect_cluster_triggers.core.names import namespace_id_of
+from prefect_cluster_triggers.core.names import namespace_id_of, owned_name
 from prefect_cluster_triggers.core.settings import get_settings
 from tests.seed_examples import CRON
 
