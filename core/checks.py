@@ -42,6 +42,15 @@ def decide(value: float | None, error: str | None, threshold: float, *, busy: bo
     return Decision.already_running if busy else Decision.fired
 
 
+def explain(metric: str, value: float | None, error: str | None, threshold: float, decision: Decision) -> str:
+    """What a check decided, in a line a person reads (the Event Feed shows it on the check's row)."""
+    if error is not None:
+        return f"{metric}: check failed ({error})"[:200]
+    if value is None:
+        return f"{metric}: nothing clustered yet, {decision.value}"
+    return f"{metric} {value:.4g} against threshold {threshold:g}: {decision.value}"
+
+
 def firing_key(trigger_id: str, slot: datetime) -> str:
     """The idempotency key of the run a check fires: the same for every evaluator checking this slot."""
     return f"{trigger_id}:check:{format_utc(slot)}"

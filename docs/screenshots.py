@@ -4,10 +4,11 @@ Needs the stack up (`make run` in another shell), Chromium (`apt-get install chr
 Playwright's Python package (`.venv/bin/pip install -e '.[docs]'`); Playwright drives the
 system's Chromium, nothing is downloaded.
 
-Tells the example event trigger (`hundred-documents-event`) that 40 documents were added to
-its collection, runs the interval trigger `hourly-cluster-definition-interval` once more (a
-second run, so it has changes to show), waits until the pages show all that, then saves into
-`--output`:
+Adds 200 documents on a new topic to `col_abc123` with the CLI (as a user would: the event
+trigger `hundred-documents-event` fires on them), tells that trigger that 40 more documents were
+added, runs the interval trigger `hourly-cluster-definition-interval` once more (a second run
+on the changed collection, so its change report has moves and a new cluster to show), waits
+until the pages show all that, then saves into `--output`:
 
 * `deployments.png`: the triggers as Prefect deployments, with their tags;
 * `deployment-state-line.png`: the event trigger's deployment, its Description tab: the state line;
@@ -52,9 +53,11 @@ def main() -> int:
     from prefect_cluster_triggers.deployments.service.dashboard import artifact_key
     from prefect_cluster_triggers.deployments.service.run_pages import changes_key, trends_key
 
+    cli = str(Path(sys.executable).with_name("cluster-triggers"))
+    _add_a_topic(cli, "col_abc123")
+    _wait_for_page(artifact_key(_EVENT), "| executions | 1,", retaken="| executions | ")  # it fired on them
     notify_collection("col_abc123", "documents_added", count=40, flush=True)
-    ran = subprocess.run([str(Path(sys.executable).with_name("cluster-triggers")), "execute", _RAN, "--wait"],
-                         capture_output=True, text=True)
+    ran = subprocess.run([cli, "execute", _RAN, "--wait"], capture_output=True, text=True)
     if ran.returncode:
         raise SystemExit(f"running {_RAN} failed: {ran.stderr}")
     event_page = _wait_for_page(artifact_key(_EVENT), "| event counter | 40 / 100 |", retaken="| event counter | ")
@@ -73,6 +76,24 @@ def main() -> int:
         "artifacts.png": "/artifacts",
     })
     return 0
+
+
+def _add_a_topic(cli: str, collection_id: str, n: int = 200) -> None:
+    """`n` documents around a new centre, added through the CLI (ids of their own: a second call replaces them)."""
+    import json
+    import subprocess
+    import tempfile
+
+    import numpy as np
+
+    listed = subprocess.run([cli, "collections", "ls", "--json"], capture_output=True, text=True, check=True)
+    dim = next(c["dimension"] for c in json.loads(listed.stdout)["collections"] if c["collection_id"] == collection_id)
+    rng = np.random.default_rng(7)
+    folder = Path(tempfile.mkdtemp(prefix="screenshots-"))
+    np.save(folder / "topic.npy", (rng.normal(scale=8.0, size=dim) + rng.normal(size=(n, dim))).astype(np.float32))
+    (folder / "ids.txt").write_text("".join(f"{collection_id}-topic-{i}\n" for i in range(n)))
+    subprocess.run([cli, "collections", "add", collection_id, "--vectors", str(folder / "topic.npy"),
+                    "--ids", str(folder / "ids.txt")], capture_output=True, text=True, check=True)
 
 
 def _deployment_id(trigger_id: str) -> str:

@@ -139,6 +139,8 @@ class LanceDocuments:
             result = (dataset.merge_insert("id").when_matched_update_all().when_not_matched_insert_all()
                       .execute(reader))
         except Exception:
+            if table is None:  # the table this add made: a refused first add leaves no collection behind
+                self._drop_if_empty()
             if checked.problem is not None:
                 raise checked.problem from None
             raise
@@ -194,6 +196,14 @@ class LanceDocuments:
             return lancedb.connect(self.uri, storage_options=self.storage_options).open_table(self.table_name)
         except ValueError:  # "Table ... was not found"
             return None
+
+    def _drop_if_empty(self) -> None:
+        import lancedb
+
+        database = lancedb.connect(self.uri, storage_options=self.storage_options)
+        table = self._table()
+        if table is not None and table.count_rows() == 0:  # not if a concurrent first add committed meanwhile
+            database.drop_table(self.table_name)
 
     def _create(self, dim: int) -> Any:
         import lancedb

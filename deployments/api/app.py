@@ -28,7 +28,14 @@ from prefect_cluster_triggers.core.contract import (
     TriggerStatus,
     TriggerType,
 )
-from prefect_cluster_triggers.core.errors import AlreadyExists, Conflict, ContractError, NotFound, Problem
+from prefect_cluster_triggers.core.errors import (
+    AlreadyExists,
+    ClusterTriggersError,
+    Conflict,
+    ContractError,
+    NotFound,
+    Problem,
+)
 from prefect_cluster_triggers.core.names import namespace_id_of
 from prefect_cluster_triggers.core.settings import get_settings
 from prefect_cluster_triggers.deployments.api.keys import ApiKey, KeyStore
@@ -113,8 +120,11 @@ class Caller(BaseModel):
     namespace_id: str
 
 
-class _Error(Exception):
+class _Error(ClusterTriggersError):
+    """An answer of the HTTP layer itself (a missing key or header, a wake-up not from our automations)."""
+
     def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
         self.status, self.message = status, message
 
 

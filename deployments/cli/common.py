@@ -112,22 +112,29 @@ def configured_api_url() -> str | None:
 
 
 def use_running_stack() -> None:
-    """Point at the stack `make run` keeps up, unless PREFECT_API_URL says otherwise (before Prefect loads its settings).
+    """Point at the stack `make run` keeps up, unless PREFECT_API_URL names another server (before Prefect
+    loads its settings).
 
     A stack still setting up is waited for: before it is ready, a command would race its
     setup, or (with no API URL yet) reach a throw-away ephemeral Prefect server. The stack
-    found is kept in `found_stack`: its REST API answers the trigger commands.
+    found is kept in `found_stack`: its REST API answers the trigger commands, also in a shell
+    where PREFECT_API_URL is exported to that stack's server (as `prefect deploy` needs).
     """
-    if "PREFECT_API_URL" not in os.environ:
-        from prefect_cluster_triggers.core.stack_file import ready_stack
+    from prefect_cluster_triggers.core.stack_file import READY, ready_stack, running_stack
 
+    given = os.environ.get("PREFECT_API_URL")
+    if given is None:
         def announce(info: dict[str, Any]) -> None:
             print(f"waiting for the cluster-triggers stack (pid {info['pid']}) to finish setting up", file=sys.stderr)
 
         stack = ready_stack(announce=announce)
-        if stack:
-            os.environ["PREFECT_API_URL"] = stack["api_url"]
-            found_stack.update(stack)
+    else:
+        stack = running_stack()
+        if not stack or stack.get("api_url", "").rstrip("/") != given.rstrip("/") or stack.get("state") != READY:
+            return
+    if stack:
+        os.environ["PREFECT_API_URL"] = stack["api_url"]
+        found_stack.update(stack)
 
 
 def talks_to_server(command: Callable[..., int]) -> Callable[..., int]:

@@ -28,7 +28,7 @@ from prefect_cluster_triggers.deployments.prefect_objects.client import retry_lo
 from prefect_cluster_triggers.deployments.prefect_objects.event_reads import MEASURED, Measurement, last_measurement
 from prefect_cluster_triggers.deployments.prefect_objects.status import in_states, of_deployment
 from prefect_cluster_triggers.deployments.prefect_objects.translate import CONDITION_TAG, TriggerRecord
-from prefect_cluster_triggers.deployments.prefect_objects.trigger_events import trigger_resource
+from prefect_cluster_triggers.deployments.prefect_objects.trigger_events import decision_resource, trigger_resource
 from prefect_cluster_triggers.deployments.prefect_objects.trigger_records import EvaluatorState
 
 _logger = get_logger("cluster_triggers.evaluator")
@@ -69,7 +69,8 @@ class ConditionTriggers:
             error = f"{type(exc).__name__}: {exc}"
         decided_at = datetime.now(timezone.utc)
         decision = checks.decide(value, error, config.threshold, busy=await _busy(client, deployment.id))
-        measurement = Measurement(metric=config.metric, value=value, threshold=config.threshold,
+        message = checks.explain(config.metric, value, error, config.threshold, decision)
+        measurement = Measurement(metric=config.metric, value=value, threshold=config.threshold, message=message,
                                   fired=decision == Decision.fired, decision=decision, error=error, checked_at=now)
         if decision == Decision.fired:  # before the measurement that says the slot was checked
             slot = checks.check_slot(now, interval)
@@ -77,7 +78,9 @@ class ConditionTriggers:
                 deployment.id, parameters={"firing": measurement.model_dump(mode="json")}, tags=[CONDITION_TAG],
                 idempotency_key=checks.firing_key(trigger_id, slot),
             ))
-        emit_event(event=MEASURED, resource={"prefect.resource.id": trigger_resource(trigger_id)},
+        emit_event(event=MEASURED, resource={"prefect.resource.id": trigger_resource(trigger_id),
+                                             "prefect.resource.name": trigger_id},
+                   related=[decision_resource(decision.value, message)],
                    occurred=decided_at, payload=measurement.model_dump(mode="json"))
         self._checked[trigger_id] = now  # only now: a check cut short is made again in this slot
         self.due[trigger_id] = checks.next_slot(now, interval)

@@ -55,6 +55,7 @@ class Measurement(BaseModel):
     fired: bool
     decision: Decision | None = Field(None, description="`fired`, `below threshold`, `already running` or `check failed`.")
     error: str | None = Field(None, description="Why the check failed.")
+    message: str | None = Field(None, description="The decision in a line a person reads.")
     checked_at: UtcDateTime
 
 

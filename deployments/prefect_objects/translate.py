@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from prefect_cluster_triggers.core.contract import CreateTriggerRequest, CronScheduleConfig, IntervalScheduleConfig
 from prefect_cluster_triggers.core.errors import ContractError
+from prefect_cluster_triggers.core.markdown import from_literal_markdown, literal_markdown
 from prefect_cluster_triggers.core.models import UtcDateTime, format_utc
 from prefect_cluster_triggers.core.settings import DeploymentTarget, get_settings
 
@@ -90,11 +91,17 @@ def stored_problem(deployment: Any) -> str:
 _STATE_LINE = re.compile(r"^\*\*(cron|interval|event|conditional) trigger\*\*: .* — \[state\]\([^)\s]*\).*$", re.MULTILINE)
 
 
+def shown_description(description: str | None) -> str | None:
+    """What a deployment's description shows of the user's description: literal text (`literal_markdown`),
+    since the Prefect UI renders a description's HTML and links; `user_description` reads it back."""
+    return literal_markdown(description) if description else None
+
+
 def user_description(description: str | None) -> str | None:
     """The description the user gave, without the state line a deployment's description also carries (None when
-    empty): what `get` shows and a PATCH keeps."""
-    text = _STATE_LINE.sub("", description or "").strip()
-    return text or None
+    empty): what `get` shows and a PATCH keeps. An edit in the Prefect UI shows too (read as literal markdown)."""
+    text = _without_state_line(description)
+    return from_literal_markdown(text) if text else None
 
 
 def state_line_of(description: str | None) -> str | None:
@@ -104,14 +111,18 @@ def state_line_of(description: str | None) -> str | None:
 
 
 def with_state_line(description: str | None, line: str | None) -> str | None:
-    """The deployment's description: the state line (when given), a blank line, then the user's description
-    (stripped of any state line it held: one line whatever was written before)."""
-    user = user_description(description)
+    """The deployment's description (markdown, as it shows): the state line (when given), a blank line, then
+    the user's part of `description` (stripped of any state line it held: one line whatever was written before)."""
+    user = _without_state_line(description)
     if line is None:
         return user
     if not _STATE_LINE.fullmatch(line):
         raise ValueError(f"not a state line: {line!r}")
     return f"{line}\n\n{user}" if user else line
+
+
+def _without_state_line(description: str | None) -> str | None:
+    return _STATE_LINE.sub("", description or "").strip() or None
 
 
 def namespace_tag(namespace_id: str) -> str:
@@ -184,7 +195,7 @@ def deployment_fields(record: TriggerRecord, *, anchor: datetime, target: Deploy
     return {
         "name": record.trigger_id,
         "entrypoint": ENTRYPOINT,
-        "description": record.request.description,
+        "description": shown_description(record.request.description),
         "tags": base_tags(record),
         "parameters": {"trigger": record.model_dump(mode="json", exclude_none=True)},
         "work_pool": work_pool,

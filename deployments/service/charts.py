@@ -24,13 +24,13 @@ from __future__ import annotations
 import base64
 import html
 import math
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from prefect_cluster_triggers.core.markdown import escape_markdown
 from prefect_cluster_triggers.flows.engine.changes import NOISE, ChangeReport
 from prefect_cluster_triggers.flows.engine.projection import Projection
 
@@ -47,7 +47,6 @@ METRICS = (  # flows/metrics.py's scores: (record key, label, which way is bette
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
 OTHER_COLOUR, NOISE_COLOUR = "#7f7f7f", "#d9d9d9"
 _FONT = 'font-family="DejaVu Sans, Helvetica, Arial, sans-serif"'
-_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_{}\[\]()#+!|<>~])")
 
 
 @dataclass(frozen=True)
@@ -150,12 +149,6 @@ def svg_image(svg: str, alt: str) -> str:
     """A markdown image of an SVG as a base64 `data:` URL: the form both Prefect UIs draw (see the module
     docstring). `alt` must already be markdown-safe (`escape_markdown`)."""
     return f"![{alt}](data:image/svg+xml;base64,{base64.b64encode(svg.encode()).decode('ascii')})"
-
-
-def escape_markdown(text: str) -> str:
-    """User text shown as literal text in markdown: one line, HTML-escaped, and markdown's punctuation
-    backslash-escaped, so it opens no link, image, code, emphasis, table cell or tag."""
-    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", html.escape(" ".join(str(text).split()), quote=False))
 
 
 # SVG charts -----------------------------------------------------------------------------------------

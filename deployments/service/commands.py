@@ -42,6 +42,7 @@ from prefect_cluster_triggers.deployments.prefect_objects.translate import (
     TriggerRecord,
     default_target,
     deployment_fields,
+    shown_description,
     stamped_parameters,
     state_line_of,
     stored_request,
@@ -150,7 +151,8 @@ async def update_trigger(trigger_id: str, changes: dict[str, Any], namespace_id:
         await client.update_deployment(
             deployment.id,
             # The state line the trigger's page keeps at the top of the description stays (service.dashboard).
-            DeploymentUpdate(description=with_state_line(request.description, state_line_of(deployment.description)),
+            DeploymentUpdate(description=with_state_line(shown_description(request.description),
+                                                         state_line_of(deployment.description)),
                              parameters=fields["parameters"]),
         )
         if "schedule_config" in changes:

@@ -40,12 +40,12 @@ from prefect_cluster_triggers.core.contract import (
 )
 from prefect_cluster_triggers.core.errors import ClusterTriggersError
 from prefect_cluster_triggers.core.fire_times import describe_wait
+from prefect_cluster_triggers.core.markdown import escape_markdown
 from prefect_cluster_triggers.core.names import prefect_name
 from prefect_cluster_triggers.deployments.prefect_objects.client import CONNECTIONS, PAGE
 from prefect_cluster_triggers.deployments.prefect_objects.translate import FLOW_NAME, state_line_of, with_state_line
 from prefect_cluster_triggers.deployments.prefect_objects.trigger_lock import changing
 from prefect_cluster_triggers.deployments.service import run_pages
-from prefect_cluster_triggers.deployments.service.charts import escape_markdown
 
 _logger = get_logger("cluster_triggers.dashboard")
 _SUMMARY_LIMIT = 300  # characters of a version's one-line summary of what changed

@@ -23,6 +23,7 @@ from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.actions import ArtifactCreate
 
 from prefect_cluster_triggers.blocks.result_store import default_result_store_with
+from prefect_cluster_triggers.core.markdown import escape_markdown
 from prefect_cluster_triggers.core.models import format_utc
 from prefect_cluster_triggers.core.names import prefect_name
 from prefect_cluster_triggers.deployments.prefect_objects.event_reads import measurement_history
@@ -32,7 +33,6 @@ from prefect_cluster_triggers.deployments.service.charts import (
     MeasurementPoint,
     RunPoint,
     changes_markdown,
-    escape_markdown,
     picture_markdown,
     trend_markdown,
 )

@@ -136,3 +136,20 @@ def test_the_stacks_rest_api_answers_trigger_commands_as_the_lifecycle_here_does
     assert theirs.stderr.replace(trigger_id, "ID") == nowhere.stderr.replace("trg_nowhere", "ID")
     deleted = _through(stack, "delete", trigger_id, "--namespace", OURS)
     assert deleted.returncode == 0 and json.loads(deleted.stdout.rsplit("\n", 2)[0])["status"] == "disabled"
+
+
+def test_a_shell_that_exported_the_stacks_api_url_uses_its_rest_api_too(stack: dict[str, str], prefect_api: str,
+                                                                       tmp_path: Path) -> None:
+    """The README's `prefect deploy` steps export PREFECT_API_URL; the trigger commands stay fast in that shell.
+    An API URL of another server is that server's: the stack's REST API is not used."""
+    (tmp_path / "t.json").write_text(CRON)
+    exported = {**stack, "PREFECT_API_URL": prefect_api}
+    made = _through(exported, "create", str(tmp_path / "t.json"), "--namespace", OURS)
+    *printed, imported = made.stdout.splitlines()
+    assert made.returncode == 0 and imported == "prefect imported: False", made.stderr
+    trigger_id = json.loads("\n".join(printed))["trigger_id"]
+    for args in (["get", trigger_id], ["ls"]):
+        read = _through(exported, *args, "--namespace", OURS)
+        assert read.returncode == 0 and read.stdout.splitlines()[-1] == "prefect imported: False", read.stderr
+    elsewhere = _through({**stack, "PREFECT_API_URL": "http://127.0.0.1:9/api"}, "get", trigger_id, "--namespace", OURS)
+    assert elsewhere.returncode != 0 and elsewhere.stdout.splitlines()[-1] == "prefect imported: True"

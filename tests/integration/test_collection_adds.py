@@ -62,11 +62,18 @@ def test_default_ids_never_replace_a_document(cli, tmp_path: Path) -> None:
         f"{answer['id_prefix']}-{row}" for row in range(10))
 
 
+@pytest.fixture(scope="module")
+def with_documents(cli, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A collection of five documents, which every refused add below must leave as it is."""
+    base = tmp_path_factory.mktemp("base") / "base.npy"
+    np.save(base, np.zeros((5, 2), np.float32))
+    assert cli("collections", "add", "col_bad_files", "--vectors", str(base)).returncode == 0
+    return "col_bad_files"
+
+
 @pytest.mark.parametrize("kind", BAD_INPUTS)
-def test_a_bad_input_file_is_one_line_and_exit_2(cli, tmp_path: Path, kind: str) -> None:
-    np.save(tmp_path / "base.npy", np.zeros((5, 2), np.float32))
-    assert cli("collections", "add", "col_bad_files", "--vectors", str(tmp_path / "base.npy")).returncode == 0
-    before = _state("col_bad_files")
+def test_a_bad_input_file_is_one_line_and_exit_2(cli, with_documents: str, tmp_path: Path, kind: str) -> None:
+    before = _state(with_documents)
     path = write_bad_input(tmp_path, kind)
-    _refused(cli("collections", "add", "col_bad_files", "--vectors", str(path)), tmp_path, BAD_INPUTS[kind])
-    assert _state("col_bad_files") == before
+    _refused(cli("collections", "add", with_documents, "--vectors", str(path)), tmp_path, BAD_INPUTS[kind])
+    assert _state(with_documents) == before

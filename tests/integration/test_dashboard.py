@@ -6,12 +6,13 @@ import asyncio
 import time
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from prefect.client.orchestration import get_client
 
 from prefect_cluster_triggers.blocks.collection_events import notify_collection
 from prefect_cluster_triggers.deployments.service import commands, queries
 from prefect_cluster_triggers.deployments.service.dashboard import artifact_key
-from tests.integration.triggers import create, wait_for
+from tests.integration.triggers import PATIENCE, create, feed, wait_for
 
 pytestmark = pytest.mark.usefixtures("api")  # its evaluator sweeps every 2 s
 
@@ -183,3 +184,69 @@ def test_an_event_triggers_deployment_lists_its_automation_and_gets_it_back_afte
         time.sleep(1)
     notify_collection("col_owned", "documents_added", count=20, flush=True)
     wait_for("trg_owned", lambda t: t.event_counter == 20)
+
+
+@pytest.fixture(scope="module")
+def held_back_trigger() -> str:
+    """An event trigger evaluated below its threshold (made before the browser opens: Playwright's sync API
+    keeps an event loop running in this thread, and `asyncio.run` refuses to start beside it)."""
+    create({"trigger_type": "event",
+            "schedule_config": {"event_type": "documents_added", "event_threshold": 100, "collection_id": "col_feed"},
+            "execution_config": {"collection_ids": ["col_feed"], "config": {"algorithm": "kmeans", "n_clusters": 3}}},
+           "trg_feed")
+    notify_collection("col_feed", "documents_added", count=30, flush=True)
+    wait_for("trg_feed", lambda t: t.event_counter == 30)
+    feed("trg_feed", lambda names: "cluster.trigger.evaluated" in names, timeout=PATIENCE)
+    return "trg_feed"
+
+
+def test_the_event_feed_shows_why_a_trigger_did_not_fire_without_opening_raw(prefect_api: str, held_back_trigger: str,
+                                                                            browser) -> None:
+    """Prefect's Event Feed shows an event's related resources on its row, not its payload: the decision's
+    message is the name of its `cluster-decision.*` resource (drawn by the V2 UI; V1 draws the id)."""
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    for path, wanted in (("/v2/events", "30 / 100 documents: below threshold"),
+                         ("/events", "cluster-decision.below-threshold")):
+        deadline = time.monotonic() + 120  # the V2 feed's range ends at the start of the current minute
+        while True:
+            page.goto(prefect_api.removesuffix("/api") + path)
+            try:
+                page.get_by_text(wanted).first.wait_for(timeout=10_000)
+                break
+            except PlaywrightTimeout:
+                assert time.monotonic() < deadline, f"{wanted!r} not in the Event Feed at {path}"
+
+
+HOSTILE = 'nightly <img src="x" onerror="window.__hit=1"> [docs](javascript:window.__hit=2) **bold**'
+
+
+@pytest.fixture(scope="module")
+def hostile_text_deployment() -> str:
+    """The id of the deployment of a trigger whose description is hostile (made before the browser opens)."""
+    from prefect_cluster_triggers.deployments.prefect_objects.translate import FLOW_NAME
+
+    create({"trigger_type": "interval", "schedule_config": {"interval_seconds": 3600}, "description": HOSTILE,
+            "execution_config": {"collection_ids": ["col_text"], "config": {"algorithm": "kmeans", "n_clusters": 3}}},
+           "trg_hostile_text")
+    assert queries.run_sync(queries.get_trigger("trg_hostile_text")).description == HOSTILE
+
+    async def deployment_id() -> str:
+        async with get_client() as client:
+            return str((await client.read_deployment_by_name(f"{FLOW_NAME}/trg_hostile_text")).id)
+
+    return asyncio.run(deployment_id())
+
+
+def test_a_hostile_description_shows_as_literal_text_on_the_deployment_page(prefect_api: str,
+                                                                           hostile_text_deployment: str,
+                                                                           browser) -> None:
+    """The Prefect UI renders a deployment's description (V1 draws its HTML and links): a tenant's text is
+    shown as written, and opens no element or link; `get` gives it back as given."""
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    page.goto(f"{prefect_api.removesuffix('/api')}/deployments/deployment/{hostile_text_deployment}")
+    page.get_by_text("Description", exact=True).first.click()
+    page.get_by_text("[docs](javascript:window.__hit=2)", exact=False).first.wait_for(timeout=60_000)
+    found = page.evaluate("""() => ({images: document.querySelectorAll('img[src="x"]').length,
+        scripts: [...document.querySelectorAll('a')].filter(a => /^javascript:/i.test(a.getAttribute('href') || '')).length,
+        hit: window.__hit || null})""")
+    assert found == {"images": 0, "scripts": 0, "hit": None}

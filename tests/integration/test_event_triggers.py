@@ -15,9 +15,10 @@ from prefect.events.worker import EventsWorker
 
 from prefect_cluster_triggers.blocks.collection_events import notify_collection
 from prefect_cluster_triggers.blocks.collections import HttpCollection, open_collection
-from prefect_cluster_triggers.core.firing import collection_resource
+from prefect_cluster_triggers.core.firing import Decision, collection_resource
 from prefect_cluster_triggers.core.names import namespace_id_of, owned_name
 from prefect_cluster_triggers.deployments.prefect_objects.automations import automation_name
+from prefect_cluster_triggers.deployments.prefect_objects.event_reads import Measurement, measurement_history
 from prefect_cluster_triggers.deployments.prefect_objects.status import of_deployment
 from prefect_cluster_triggers.deployments.prefect_objects.translate import CONDITION_TAG, EVENT_TAG, FLOW_NAME
 from prefect_cluster_triggers.deployments.service import commands, queries
@@ -119,9 +120,15 @@ def test_cooldown_holds_a_firing_back_then_lets_it_through(cli) -> None:
     assert events[0].related[0].id == f"cluster-namespace.{done.namespace_id}"
     decisions = [e.payload["decision"] for e in events if e.event == "cluster.trigger.evaluated"]
     assert decisions[decisions.index("fired"):].count("cooldown") >= 1, decisions
-    cooldown = next(e.payload for e in events if e.payload.get("decision") == "cooldown")
+    held_back = next(e for e in events if e.payload.get("decision") == "cooldown")
+    cooldown = held_back.payload
     assert cooldown["event_counter"] == 15 and cooldown["threshold"] == 10
     assert 0 < cooldown["cooldown_remaining_seconds"] <= 20
+    # Stamped when decided, not when published: its time plus the time it says remains is the cooldown's end.
+    until = datetime.fromisoformat(cooldown["held_back_until"])
+    assert abs((until - held_back.occurred).total_seconds() - cooldown["cooldown_remaining_seconds"]) <= 0.1
+    assert {(r.id, r.name) for r in held_back.related if r.role == "decision"} == {
+        ("cluster-decision.cooldown", cooldown["message"])}
     assert [e.payload["reason"] for e in events if e.event == "cluster.trigger.fired"] == ["event", "event"]
     shown = cli("history", "trg_cooldown", "--evaluations", "--json")
     assert shown.returncode == 0, shown.stderr
@@ -177,8 +184,14 @@ def test_with_no_clustering_yet_the_first_check_fires() -> None:
     open_collection("col_fresh").add_documents(_blobs(100, seed=10))
     create(_drift_trigger("col_fresh"), "trg_fresh")
     _wait_runs("trg_fresh", CONDITION_TAG, 1)
-    trigger = wait_for("trg_fresh", lambda t: t.last_execution_status == "completed")
-    assert trigger.last_condition_check_at is not None and trigger.last_measurement is None
+    wait_for("trg_fresh", lambda t: t.last_execution_status == "completed")
+
+    async def checks() -> list[Measurement]:
+        async with get_client() as client:
+            return await measurement_history(client, "trg_fresh", limit=50)
+
+    first = queries.run_sync(checks())[-1]  # a later slot's check may already have measured the clustering
+    assert (first.value, first.decision, first.fired) == (None, Decision.fired, True)
 
 
 def test_a_failing_check_is_a_failed_check_not_a_failed_clustering() -> None:

@@ -244,3 +244,21 @@ def test_from_the_deployments_list_the_state_trends_and_changes_are_clicks_away(
     finally:
         for opened in page.context.pages:
             opened.close()
+
+
+def test_each_run_publishes_a_picture_of_its_clusters(runs: dict) -> None:
+    """The run's fit sample on its two main axes: one version of `cluster-picture-<id>` per run, an SVG image."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
+    from prefect_cluster_triggers.deployments.service.run_pages import picture_key
+
+    async def pictures() -> list[dict]:
+        async with get_client() as client:
+            return (await client.request("POST", "/artifacts/filter", json={
+                "artifacts": {"key": {"any_": [picture_key(TRIGGER)]}}})).json()
+
+    found = asyncio.run(pictures())
+    assert sorted(a["flow_run_id"] for a in found) == sorted([runs["run_1"], runs["run_2"]])
+    assert all(a["type"] == "markdown" and "](data:image/svg+xml;base64," in a["data"] for a in found)

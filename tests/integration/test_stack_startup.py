@@ -27,8 +27,8 @@ from tests.integration._users import fresh_env, interval_trigger, run_cli, wait_
 
 REPOSITORY = Path(__file__).parents[2]
 CLI = Path(sys.executable).with_name("cluster-triggers")
-PAIRS = 12
-USERS = 4  # pairs at once
+PAIRS = 6  # from the two shells in turn
+USERS = 3  # pairs at once
 
 
 def test_every_trigger_created_right_after_an_add_clusters_the_whole_collection(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import numpy as np
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from prefect_cluster_triggers.core.markdown import escape_markdown
 from prefect_cluster_triggers.deployments.service import charts
 from prefect_cluster_triggers.deployments.service.charts import (
     MAX_MARKDOWN_BYTES,
@@ -20,7 +21,6 @@ from prefect_cluster_triggers.deployments.service.charts import (
     MeasurementPoint,
     RunPoint,
     changes_markdown,
-    escape_markdown,
     picture_markdown,
     svg_image,
     trend_markdown,

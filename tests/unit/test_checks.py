@@ -49,3 +49,11 @@ def test_the_next_check_falls_due_at_the_start_of_the_following_slot() -> None:
     moment = datetime(2026, 12, 6, 12, 0, 59, tzinfo=timezone.utc)
     assert checks.next_slot(moment, 60) == datetime(2026, 12, 6, 12, 1, tzinfo=timezone.utc)
     assert checks.is_due(moment, checks.next_slot(moment, 60), 60)
+
+
+def test_a_check_explains_its_decision_in_one_line() -> None:
+    assert checks.explain("cosine_drift", 0.0412, None, 0.1, Decision.below_threshold) == \
+        "cosine_drift 0.0412 against threshold 0.1: below threshold"
+    assert checks.explain("cosine_drift", None, None, 0.1, Decision.fired) == "cosine_drift: nothing clustered yet, fired"
+    assert checks.explain("silhouette_drop", None, "no documents", 0.1, Decision.check_failed) == \
+        "silhouette_drop: check failed (no documents)"

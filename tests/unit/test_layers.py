@@ -106,6 +106,23 @@ def test_no_private_name_crosses_modules() -> None:
     assert crossing == []
 
 
+def test_libraries_are_used_through_their_public_names() -> None:
+    """A library's private module or name (typer's vendored `typer._click`, say) changes in any release."""
+    private = []
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module != "__future__":
+                names = [node.module or ""] + [f"{node.module}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            for name in names:
+                if not name.startswith(PACKAGE) and any(part.startswith("_") for part in name.split(".")):
+                    private.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {name}")
+    assert private == []
+
+
 def _private_definitions() -> set[str]:
     """Names of the package's private functions, methods and classes."""
     return {node.name for path in MODULES.values() for node in ast.walk(ast.parse(path.read_text()))

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 from prefect.client.schemas.objects import DeploymentSchedule, FlowRun, StateType
 from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule, RRuleSchedule
 
@@ -21,6 +23,10 @@ from prefect_cluster_triggers.deployments.prefect_objects.translate import (
     TriggerRecord,
     as_scheduled,
     deployment_fields,
+    shown_description,
+    state_line_of,
+    user_description,
+    with_state_line,
 )
 from tests.seed_examples import CRON, INTERVAL
 
@@ -117,3 +123,20 @@ def test_a_schedule_edited_in_the_ui_is_the_schedule_the_trigger_shows() -> None
 
 def _deployed(schedule: object, active: bool = True) -> DeploymentSchedule:
     return DeploymentSchedule(schedule=schedule, active=active, deployment_id=None)
+
+
+HOSTILE = 'nightly <img src="x" onerror="alert(1)"> [docs](javascript:alert(2)) <script>x</script> **bold** a_b'
+
+
+def test_a_description_shows_in_the_deployment_as_literal_text_and_reads_back_as_given() -> None:
+    shown = shown_description(HOSTILE)
+    assert "<" not in shown and ">" not in shown and "](" not in shown.replace("\\](", "")
+    assert user_description(with_state_line(shown, None)) == HOSTILE
+
+
+@given(st.text(max_size=300))
+def test_any_description_reads_back_from_its_deployment(text: str) -> None:
+    line = "**event trigger**: active, 0 / 5 documents — [state](/artifacts/artifact/1) · [trends](/artifacts/key/t)"
+    shown = with_state_line(shown_description(text), line)
+    assert state_line_of(shown) == line
+    assert user_description(shown) == (text.strip() or None)
