@@ -11,8 +11,8 @@ sweepers are harmless, a gap in sweeping is not.
 Prefect's global concurrency limits were the other candidate: their leases last at least 60 s
 (a lost one is repossessed up to 15 s later), and a limit's slot decay restarts at every refused
 attempt, so a replica that keeps asking never sees the slot free. Two holders at once (a
-process that was stopped and wakes up) are harmless, only wasteful: every firing is decided under
-saved by compare-and-set on the trigger's checkpoint (`cursors`) and keyed by its data.
+process that was stopped and wakes up) are harmless, only wasteful: every firing is decided by
+compare-and-set on the trigger's checkpoint (`cursors`) and keyed by its data.
 """
 
 from __future__ import annotations
