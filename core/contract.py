@@ -121,6 +121,8 @@ class CronScheduleConfig(StrictModel):
                 "must have 5 fields (minute hour day-of-month month day-of-week) or be a macro such as "
                 f"@daily, found {len(fields)}"
             )
+        if len(fields) == 1 and value != fields[0]:  # Prefect reads "@daily " as no macro at all
+            raise ValueError("a macro such as @daily stands alone: no spaces around it")
         # Prefect's croniter also reads non-ASCII digits such as "٣"; ours does not.
         if not value.isascii() or not croniter.is_valid(spaced):
             raise ValueError("not a valid cron expression, e.g. '0 2 * * *' (02:00 every day)")
