@@ -7,7 +7,7 @@ system's Chromium, nothing is downloaded.
 Adds 200 documents on a new topic to `col_abc123` with the CLI (as a user would: the event
 trigger `hundred-documents-event` fires on them), tells that trigger that 40 more documents were
 added, runs the interval trigger `hourly-cluster-definition-interval` once more (a second run
-on the changed collection, so its change report has moves and a new cluster to show), waits
+on the changed collection, so its change report shows the documents added since), waits
 until the pages show all that, then saves into `--output`:
 
 * `deployments.png`: the triggers as Prefect deployments, with their tags;
