@@ -200,10 +200,9 @@ class LanceDocuments:
     def _drop_if_empty(self) -> None:
         import lancedb
 
-        database = lancedb.connect(self.uri, storage_options=self.storage_options)
         table = self._table()
         if table is not None and table.count_rows() == 0:  # not if a concurrent first add committed meanwhile
-            database.drop_table(self.table_name)
+            lancedb.connect(self.uri, storage_options=self.storage_options).drop_table(self.table_name)
 
     def _create(self, dim: int) -> Any:
         import lancedb
