@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from urllib.parse import quote
 
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -203,10 +205,13 @@ def held_back_trigger() -> str:
 def test_the_event_feed_shows_why_a_trigger_did_not_fire_without_opening_raw(prefect_api: str, held_back_trigger: str,
                                                                             browser) -> None:
     """Prefect's Event Feed shows an event's related resources on its row, not its payload: the decision's
-    message is the name of its `cluster-decision.*` resource (drawn by the V2 UI; V1 draws the id)."""
+    message is the name of its `cluster-decision.*` resource (drawn by the V2 UI; V1 draws the id). The feed
+    is filtered by the trigger's resource, as a user looks for one trigger: unfiltered, it shows the newest
+    50 events of every deployment and flow run."""
     page = browser.new_page(viewport={"width": 1440, "height": 1000})
-    for path, wanted in (("/v2/events", "30 / 100 documents: below threshold"),
-                         ("/events", "cluster-decision.below-threshold")):
+    resource = f"cluster-trigger.{held_back_trigger}"
+    for path, wanted in ((f"/v2/events?resource={quote(json.dumps([resource]))}", "30 / 100 documents: below threshold"),
+                         (f"/events?resource={resource}", "cluster-decision.below-threshold")):
         deadline = time.monotonic() + 120  # the V2 feed's range ends at the start of the current minute
         while True:
             page.goto(prefect_api.removesuffix("/api") + path)
