@@ -51,6 +51,7 @@ from prefect_cluster_triggers.core.settings import get_settings
 from prefect_cluster_triggers.deployments.prefect_objects.translate import (
     CONDITION_TAG,
     EVENT_TAG,
+    FLOW_DESCRIPTION,
     FLOW_NAME,
     MANUAL_TAG,
     TriggerRecord,
@@ -178,7 +179,7 @@ async def _publish_trends(results_id: str, metric: str | None) -> None:
         await run_pages.publish_trends(client, results_id, metric=metric, flow_run_id=flow_run.id)
 
 
-@flow(name=FLOW_NAME, validate_parameters=True, on_failure=[record_run], on_crashed=[record_run],
+@flow(name=FLOW_NAME, description=FLOW_DESCRIPTION, validate_parameters=True, on_failure=[record_run], on_crashed=[record_run],
       on_completion=[record_run], on_cancellation=[record_run])
 def cluster_collection(
     execution_config: dict[str, Any] | None = None,

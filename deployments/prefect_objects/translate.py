@@ -24,6 +24,10 @@ from prefect_cluster_triggers.core.models import UtcDateTime, format_utc
 from prefect_cluster_triggers.core.settings import DeploymentTarget, get_settings
 
 FLOW_NAME = "cluster-collection"
+# The shared flow's description, and so a trigger deployment's where the user gave none: `prefect deploy`
+# writes the flow's description into a deployment that has none, and `create` makes the same deployment.
+# The parentheses keep it apart from any user text, whose parentheses `literal_markdown` escapes.
+FLOW_DESCRIPTION = "Re-clusters a collection's documents when its cluster trigger fires (prefect-cluster-triggers)."
 # A module path, not a file: Prefect imports it from the worker's environment (any machine
 # with the package installed), with no pull step and no directory of the deploying machine.
 # Prefect 3.9 treats an entrypoint with a colon as a file, so the dotted form it is.
@@ -93,15 +97,16 @@ _STATE_LINE = re.compile(r"^\*\*(cron|interval|event|conditional) trigger\*\*: .
 
 def shown_description(description: str | None) -> str | None:
     """What a deployment's description shows of the user's description: literal text (`literal_markdown`),
-    since the Prefect UI renders a description's HTML and links; `user_description` reads it back."""
-    return literal_markdown(description) if description else None
+    since the Prefect UI renders a description's HTML and links; `user_description` reads it back. None given:
+    the flow's description, as `prefect deploy` writes it."""
+    return literal_markdown(description) if description else FLOW_DESCRIPTION
 
 
 def user_description(description: str | None) -> str | None:
     """The description the user gave, without the state line a deployment's description also carries (None when
     empty): what `get` shows and a PATCH keeps. An edit in the Prefect UI shows too (read as literal markdown)."""
     text = _without_state_line(description)
-    return from_literal_markdown(text) if text else None
+    return from_literal_markdown(text) if text and text != FLOW_DESCRIPTION else None
 
 
 def state_line_of(description: str | None) -> str | None:

@@ -19,7 +19,12 @@ from prefect_cluster_triggers.blocks.collections import open_collection
 from prefect_cluster_triggers.blocks.result_store import default_result_store
 from prefect_cluster_triggers.core.contract import validate_request
 from prefect_cluster_triggers.deployments.cli.render import EXAMPLE_TRIGGERS, render_prefect_yaml, trigger_files
-from prefect_cluster_triggers.deployments.prefect_objects.translate import FLOW_NAME, TRIGGER_TAG, user_description
+from prefect_cluster_triggers.deployments.prefect_objects.translate import (
+    FLOW_DESCRIPTION,
+    FLOW_NAME,
+    TRIGGER_TAG,
+    user_description,
+)
 from prefect_cluster_triggers.deployments.service import commands, queries
 from tests.integration.triggers import create as _create
 from tests.integration.triggers import feed
@@ -232,6 +237,25 @@ def test_a_paused_trigger_file_stays_paused_across_deploys(server_env: dict[str,
     for _ in range(2):
         _deploy(server_env, "--prefect-file", str(tmp_path / "prefect.yaml"))
         assert _get("deploy-paused").status == "paused" and _get("deploy-active").status == "active"
+
+
+def test_a_trigger_without_a_description_reads_back_without_one_created_or_deployed(server_env: dict[str, str],
+                                                                                    tmp_path: Path) -> None:
+    """Prefect's client stores a deployment's missing description as the text "None", and `prefect deploy`
+    gives it the flow's: both show the shared flow's description in the UI and read back as none."""
+    body = json.loads((EXAMPLE_TRIGGERS / "daily-kmeans-cron.json").read_text())
+    del body["description"]
+    triggers = tmp_path / "triggers"
+    triggers.mkdir()
+    (triggers / "deploy-undescribed.json").write_text(json.dumps(body))
+    (tmp_path / "prefect.yaml").write_text(render_prefect_yaml(triggers))
+    _deploy(server_env, "--prefect-file", str(tmp_path / "prefect.yaml"))
+    created = queries.run_sync(commands.create_trigger(validate_request(body), trigger_id="create-undescribed"))
+    assert created.description is None
+    for name in ("deploy-undescribed", "create-undescribed"):
+        assert _get(name).description is None, name
+        deployment = next(d for d in _deployments() if d.name == name)
+        assert FLOW_DESCRIPTION in deployment.description and "None" not in deployment.description, name
 
 
 def test_prefect_deploy_makes_the_deployment_create_makes(server_env: dict[str, str]) -> None:

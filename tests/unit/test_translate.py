@@ -20,6 +20,7 @@ from prefect_cluster_triggers.deployments.prefect_objects.status import consecut
 from prefect_cluster_triggers.deployments.prefect_objects.translate import (
     DISABLED_TAG,
     FAILED_TAG,
+    FLOW_DESCRIPTION,
     TriggerRecord,
     as_scheduled,
     deployment_fields,
@@ -132,6 +133,13 @@ def test_a_description_shows_in_the_deployment_as_literal_text_and_reads_back_as
     shown = shown_description(HOSTILE)
     assert "<" not in shown and ">" not in shown and "](" not in shown.replace("\\](", "")
     assert user_description(with_state_line(shown, None)) == HOSTILE
+
+
+def test_no_description_shows_the_flows_and_reads_back_as_none() -> None:
+    line = "**cron trigger**: active, cron 0 2 * * * (UTC) — [state](/artifacts/artifact/1) · [trends](/artifacts/key/t)"
+    assert shown_description(None) == shown_description("") == FLOW_DESCRIPTION
+    assert user_description(with_state_line(shown_description(None), line)) is None
+    assert user_description(shown_description(FLOW_DESCRIPTION)) == FLOW_DESCRIPTION, "a user's own text is theirs"
 
 
 @given(st.text(max_size=300))
