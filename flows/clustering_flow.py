@@ -34,6 +34,7 @@ from prefect.utilities.asyncutils import run_coro_as_sync
 
 from prefect_cluster_triggers.blocks.cluster_definition import load_cluster_definition
 from prefect_cluster_triggers.blocks.collections import load_collection
+from prefect_cluster_triggers.blocks.files.lance_documents import BATCH_ROWS
 from prefect_cluster_triggers.blocks.files.member_parts import member_parts
 from prefect_cluster_triggers.blocks.files.result_files import StoredRun
 from prefect_cluster_triggers.blocks.result_store import ResultStore, default_result_store, results_owner
@@ -112,10 +113,13 @@ def open_collections(collection_ids: list[str], namespace_id: str) -> list[Any]:
 
 
 @task(name="sample and fit", retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_io_only, cache_policy=NO_CACHE)
-def fit(snapshots: list[Any], config: ExecutionConfig, previous: PreviousClusters | None) -> tuple[Fitted, Documents]:
-    """The fitted model, and the sample it was fitted on (the run's picture is drawn from it)."""
+def fit(snapshots: list[Any], config: ExecutionConfig,
+        previous: PreviousClusters | None) -> tuple[Fitted, Projection | None]:
+    """The fitted model, and the run's picture drawn from its sample: the sample ends with this task, so
+    the assignment that follows holds one batch, not the sample too."""
     sample, num_documents = _sample(snapshots, config)
-    return pipeline.fit_model(sample, config.config, num_documents=num_documents, previous=previous), sample
+    fitted = pipeline.fit_model(sample, config.config, num_documents=num_documents, previous=previous)
+    return fitted, _picture(fitted, sample, config)
 
 
 @task(name="assign and persist", retries=2, retry_delay_seconds=1, retry_condition_fn=_retry_io_only,
@@ -259,13 +263,13 @@ def _run(results_id: str, config: ExecutionConfig, cluster_id: str | None, trigg
     previous = _previous_clusters(previous_run)
     snapshots = open_collections(list(config.collection_ids), namespace_id)
     lap("open_ms")
-    fitted, sample = fit(quote(snapshots), config, previous)
+    fitted, picture = fit(quote(snapshots), config, previous)
     lap("fit_ms")
     record = _record(str(flow_run.id), results_id, config, cluster_id, trigger_id, timings)
     record["previous_run_id"] = previous_run.record["run_id"] if previous_run else None
     # quote(): Prefect would otherwise walk the model and the snapshots looking for upstream futures.
     record, report = assign_and_persist(store, owner, record, quote(snapshots), quote(fitted), quote(previous_run))
-    publish(owner, record, quote(report), quote(_picture(fitted, sample, config)), metric)
+    publish(owner, record, quote(report), quote(picture), metric)
     since = (f"{report.moved:,} moved since run {record['previous_run_id']}" if record["previous_run_id"]
              else "first run")
     get_run_logger().info("%s documents → %s clusters, %s, %.1f s", f"{record['num_documents']:,}",
@@ -274,11 +278,14 @@ def _run(results_id: str, config: ExecutionConfig, cluster_id: str | None, trigg
 
 
 def _picture(fitted: Fitted, sample: Documents, config: ExecutionConfig) -> Projection | None:
-    """The fit sample's documents with their stable cluster ids, projected on the sample's two main axes."""
+    """The fit sample's documents with their stable cluster ids, projected on the sample's two main axes.
+    Labelled a batch at a time: assigning the whole sample at once would copy it several times over."""
     if not len(sample.ids):
         return None
     try:  # a view: a picture that cannot be drawn leaves the run as it is
-        labels, _, _ = pipeline.assign(fitted.model, sample.ids, sample.vectors)
+        labels = np.concatenate([
+            pipeline.assign(fitted.model, sample.ids[start: start + BATCH_ROWS], sample.vectors[start: start + BATCH_ROWS])[0]
+            for start in range(0, len(sample.ids), BATCH_ROWS)])
         return project_sample(sample.vectors, labels, normalize=config.config.normalize)
     except Exception:
         get_run_logger().warning("no picture of this run's clusters", exc_info=True)
