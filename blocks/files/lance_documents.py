@@ -4,12 +4,14 @@
     vector   fixed_size_list<float32>[dim]
     payload  string (the JSON payload as text), nullable
 
-Why LanceDB (with pylance for scans) rather than our own files or plain Parquet: it is an
-embedded, Arrow-native table format made for vectors, with atomic versioned commits,
-upsert (`merge_insert` on `id`) and delete, concurrent writers (a commit that conflicts is
-retried against the new version), the same code on a local path or an `s3://` URI, and
-streamed scans in record batches. Parquet datasets have none of upsert, delete or atomic
-multi-file commits: we would be writing a table format again.
+Why Lance rather than our own files or plain Parquet: it is an embedded, Arrow-native table
+format made for vectors, with atomic versioned commits, upsert (`merge_insert` on `id`) and
+delete, concurrent writers (a commit that conflicts is retried against the new version), the
+same code on a local path or an `s3://` URI, and streamed scans in record batches. Parquet
+datasets have none of upsert, delete or atomic multi-file commits: we would be writing a
+table format again. Tables are kept where LanceDB keeps them (`<uri>/<table>.lance`) and
+opened with Lance's own Python package: LanceDB's database layer adds nothing we use and
+takes seconds to import in every process that opens a collection.
 
 Every add is one commit, all or nothing, whatever the collection holds: into an empty
 collection one streamed append (the bulk load), into one with documents one streamed
@@ -42,6 +44,10 @@ WRITE_ROWS = 16_384
 """Rows per batch streamed to a write: 48 MB at 768 dimensions."""
 PART_ROWS = 262_144
 """Rows per part of a run's assignment: one Dask task each (800 MB read at 768 dimensions)."""
+FILE_FORMAT = "2.0"
+"""Lance file format of a new table. Its default ("stable", 2.1) writes float vectors about 4x slower
+and scans them about 2x slower than 2.0, at the same size (`benchmarks/collection_io.py`);
+a table keeps the format it was made with."""
 _ROWS_PER_FILE = 131_072
 """Rows per data file of a bulk load: bounds the writer's memory (about 400 MB at 768 dimensions)."""
 
@@ -101,13 +107,18 @@ class LanceDocuments:
     def __init__(self, uri: str, table: str, storage_options: dict[str, str] | None = None) -> None:
         self.uri, self.table_name, self.storage_options = uri, table, storage_options or {}
 
+    @property
+    def path(self) -> str:
+        """The table's Lance dataset: `<uri>/<table>.lance`, where LanceDB keeps a table of that name."""
+        return f"{self.uri.rstrip('/')}/{self.table_name}.lance"
+
     def count(self) -> int:
-        table = self._table()
-        return table.count_rows() if table is not None else 0
+        dataset = self.dataset()
+        return dataset.count_rows() if dataset is not None else 0
 
     def dimension(self) -> int | None:
-        table = self._table()
-        return table.schema.field("vector").type.list_size if table is not None else None
+        dataset = self.dataset()
+        return dataset.schema.field("vector").type.list_size if dataset is not None else None
 
     def upsert(self, batches: Iterable[pa.RecordBatch]) -> WriteCounts:
         """Insert new ids and replace existing ones in one commit: a bulk append into an empty
@@ -119,14 +130,14 @@ class LanceDocuments:
         """
         import lance
 
-        table = self._table()
+        found = self.dataset()
         batches = iter(batches)
         first = next(batches, None)
         if first is None:
             return WriteCounts()
-        empty = table is None or table.count_rows() == 0
-        dim = (first if empty else table).schema.field("vector").type.list_size
-        dataset = (table or self._create(dim)).to_lance()
+        empty = found is None or found.count_rows() == 0
+        dim = (first if empty else found).schema.field("vector").type.list_size
+        dataset = found or self._create(dim)
         checked = _Checked(itertools.chain([first], batches), dim)
         reader = pa.RecordBatchReader.from_batches(schema(dim), iter(checked))
         try:
@@ -139,7 +150,7 @@ class LanceDocuments:
             result = (dataset.merge_insert("id").when_matched_update_all().when_not_matched_insert_all()
                       .execute(reader))
         except Exception:
-            if table is None:  # the table this add made: a refused first add leaves no collection behind
+            if found is None:  # the table this add made: a refused first add leaves no collection behind
                 self._drop_if_empty()
             if checked.problem is not None:
                 raise checked.problem from None
@@ -148,13 +159,13 @@ class LanceDocuments:
 
     def delete(self, ids: list[str]) -> int:
         """Delete documents by id in one commit; the number actually deleted (unknown ids are ignored)."""
-        table = self._table()
-        if table is None or not ids:
+        dataset = self.dataset()
+        if dataset is None or not ids:
             return 0
         deleted = 0
         for start in range(0, len(ids), 10_000):  # keeps the SQL filter a reasonable size
             quoted = ", ".join("'" + i.replace("'", "''") + "'" for i in ids[start : start + 10_000])
-            deleted += table.delete(f"id IN ({quoted})").num_deleted_rows
+            deleted += dataset.delete(f"id IN ({quoted})")["num_deleted_rows"]
         return deleted
 
     def batches(self, *, ids: bool = True, with_payloads: bool = False, batch_rows: int = BATCH_ROWS,
@@ -181,35 +192,35 @@ class LanceDocuments:
         return LanceSnapshot(self, dataset.version, dataset.count_rows(), dataset.schema.field("vector").type.list_size)
 
     def dataset(self, version: int | None = None) -> Any:
-        """The Lance dataset of the table at `version` (the newest when None), for what needs Lance's own
-        API (maintenance, benchmarks); None before the first add."""
-        table = self._table()
-        if table is None:
-            return None
-        dataset = table.to_lance()
-        return dataset if version is None else dataset.checkout_version(version)
-
-    def _table(self) -> Any:
-        import lancedb
+        """The Lance dataset of the table at `version` (the newest when None); None before the first add."""
+        import lance
 
         try:
-            return lancedb.connect(self.uri, storage_options=self.storage_options).open_table(self.table_name)
-        except ValueError:  # "Table ... was not found"
+            dataset = lance.dataset(self.path, storage_options=self.storage_options)
+        except ValueError:  # "Dataset at path ... was not found"
             return None
+        return dataset if version is None else dataset.checkout_version(version)
 
     def _drop_if_empty(self) -> None:
-        import lancedb
+        import lance
 
-        table = self._table()
-        if table is not None and table.count_rows() == 0:  # not if a concurrent first add committed meanwhile
-            lancedb.connect(self.uri, storage_options=self.storage_options).drop_table(self.table_name)
+        dataset = self.dataset()
+        if dataset is not None and dataset.count_rows() == 0:  # not if a concurrent first add committed meanwhile
+            lance.LanceDataset.drop(self.path, storage_options=self.storage_options, ignore_not_found=True)
 
     def _create(self, dim: int) -> Any:
-        import lancedb
+        """The empty table, in `FILE_FORMAT`; a concurrent first writer may create it at the same moment:
+        both then write into the one that won."""
+        import lance
 
-        database = lancedb.connect(self.uri, storage_options=self.storage_options)
-        # exist_ok: a concurrent first writer may create it at the same moment; both then upsert.
-        return database.create_table(self.table_name, schema=schema(dim), exist_ok=True)
+        try:
+            return lance.write_dataset(schema(dim).empty_table(), self.path, mode="create", data_storage_version=FILE_FORMAT,
+                                       storage_options=self.storage_options)
+        except OSError:  # "Dataset already exists", or a storage error: then there is no table either
+            existing = self.dataset()
+            if existing is None:
+                raise
+            return existing
 
 
 @dataclass(frozen=True)

@@ -161,15 +161,11 @@ def _collection_row(kind: type[Block], name: str) -> dict[str, Any]:
     row = {"collection_id": block.collection_id, "kind": _collection_kinds()[kind], "documents": None,
            "dimension": None, "version": None, "changed_at": None}
     if isinstance(block, LanceCollection):
-        import lancedb
-
         snapshot = block.snapshot()
         row["documents"] = snapshot.count
         if snapshot.version is not None:  # None: made, but no document added yet
-            documents = snapshot.documents
-            table = lancedb.connect(documents.uri, storage_options=documents.storage_options).open_table(
-                documents.table_name)
-            changed = next(v["timestamp"] for v in table.list_versions() if v["version"] == snapshot.version)
+            versions = snapshot.documents.dataset(snapshot.version).versions()
+            changed = next(v["timestamp"] for v in versions if v["version"] == snapshot.version)
             row.update(dimension=snapshot.dimension, version=snapshot.version,
                        changed_at=format_utc(changed.astimezone(timezone.utc)))
     return row
