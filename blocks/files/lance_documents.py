@@ -45,9 +45,8 @@ WRITE_ROWS = 16_384
 PART_ROWS = 262_144
 """Rows per part of a run's assignment: one Dask task each (800 MB read at 768 dimensions)."""
 FILE_FORMAT = "2.0"
-"""Lance file format of a new table. Its default ("stable", 2.1) writes float vectors about 4x slower
-and scans them about 2x slower than 2.0, at the same size (`benchmarks/collection_io.py`);
-a table keeps the format it was made with."""
+"""Lance file format of a new table: Lance's default ("stable", 2.1) writes and scans float vectors
+several times slower than 2.0, for files of the same size. A table keeps the format it was made with."""
 _ROWS_PER_FILE = 131_072
 """Rows per data file of a bulk load: bounds the writer's memory (about 400 MB at 768 dimensions)."""
 
