@@ -186,3 +186,19 @@ def test_no_import_cycles() -> None:
         if module not in state:
             visit(module, [module])
     assert cycles == []
+
+
+def test_every_error_of_ours_has_the_one_root() -> None:
+    """A caller catches `ClusterTriggersError` and has them all: no exception class of ours stands apart."""
+    import importlib
+    import inspect
+
+    from prefect_cluster_triggers.core.errors import ClusterTriggersError
+
+    apart = []
+    for module in MODULES:
+        loaded = importlib.import_module(f"{PACKAGE}.{module}")
+        apart += [f"{module}.{name}" for name, value in vars(loaded).items()
+                  if inspect.isclass(value) and issubclass(value, BaseException) and value.__module__ == loaded.__name__
+                  and not issubclass(value, ClusterTriggersError)]
+    assert apart == []
