@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator, Union
 
 import numpy as np
-from sklearn.metrics import silhouette_score
 
 from prefect_cluster_triggers.flows.engine.metrics import SILHOUETTE_SAMPLE
 
@@ -115,6 +114,8 @@ def silhouette_drop(sample: np.ndarray, baseline: Baseline, *, random_state: int
     labels = np.argmax(sample @ _unit(baseline.centroids).T, axis=1)
     if not 1 < len(np.unique(labels)) < len(sample):
         return baseline.silhouette  # everything fell into one cluster: no structure left
+    from sklearn.metrics import silhouette_score  # here: storage imports this module, not only the checks
+
     return baseline.silhouette - float(silhouette_score(sample, labels))
 
 

@@ -17,7 +17,6 @@ cost O(k^2) at the end instead of another pass over the collection.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import silhouette_score
 
 SILHOUETTE_SAMPLE = 4000
 
@@ -54,4 +53,6 @@ def silhouette_of(vectors: np.ndarray, labels: np.ndarray, *, random_state: int,
     sample_labels = labels[sample]
     if not 1 < len(np.unique(sample_labels)) < len(sample):
         return None
+    from sklearn.metrics import silhouette_score  # here: storage imports this module, not only the runs
+
     return float(silhouette_score(np.asarray(vectors[sample]), sample_labels))

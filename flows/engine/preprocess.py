@@ -6,12 +6,14 @@ chunked, so a 200k x 384 float32 collection costs 300 MB once, not three times.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
-from sklearn.decomposition import PCA
 
 from prefect_cluster_triggers.core.clustering_config import Reduce
+
+if TYPE_CHECKING:  # scikit-learn is imported where PCA runs: storage imports this module for its sampling alone
+    from sklearn.decomposition import PCA
 
 _CHUNK_ROWS = 16_384
 
@@ -37,6 +39,8 @@ def reduce_dimensions(vectors: np.ndarray, reduce: Reduce, *, random_state: int 
     n_components = min(reduce.n_components, vectors.shape[1], len(vectors))
     if n_components >= vectors.shape[1]:
         return vectors, None
+    from sklearn.decomposition import PCA
+
     pca = PCA(n_components=n_components, svd_solver="randomized", random_state=random_state)
     return pca.fit_transform(vectors).astype(np.float32, copy=False), pca
 
