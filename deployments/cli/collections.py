@@ -164,7 +164,7 @@ def _collection_row(kind: type[Block], name: str) -> dict[str, Any]:
         snapshot = block.snapshot()
         row["documents"] = snapshot.count
         if snapshot.version is not None:  # None: made, but no document added yet
-            versions = snapshot.documents.dataset(snapshot.version).versions()
+            versions = snapshot.documents.dataset().versions()  # every version's; no checkout of one needed
             changed = next(v["timestamp"] for v in versions if v["version"] == snapshot.version)
             row.update(dimension=snapshot.dimension, version=snapshot.version,
                        changed_at=format_utc(changed.astimezone(timezone.utc)))

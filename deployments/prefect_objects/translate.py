@@ -95,7 +95,7 @@ def stored_problem(deployment: Any) -> str:
 _STATE_LINE = re.compile(r"^\*\*(cron|interval|event|conditional) trigger\*\*: .* — \[state\]\([^)\s]*\).*$", re.MULTILINE)
 
 
-def shown_description(description: str | None) -> str | None:
+def shown_description(description: str | None) -> str:
     """What a deployment's description shows of the user's description: literal text (`literal_markdown`),
     since the Prefect UI renders a description's HTML and links; `user_description` reads it back. None given:
     the flow's description, as `prefect deploy` writes it."""
