@@ -92,8 +92,19 @@ class Plan(BaseModel):
     firings: list[Firing] = Field(description="Firings to create now, oldest first.")
     event_counter: int = Field(description="Counted since the last firing made so far (before this plan's).")
     event_counter_after: int = Field(description="Counted since the last firing once this plan's exist.")
-    last_cooldown_at: UtcDateTime | None = None
+    last_cooldown_at: UtcDateTime | None = Field(None, description="The latest hold-back once this plan's exist.")
+    last_cooldown_at_before: UtcDateTime | None = Field(None, description="The latest hold-back among known firings.")
     held_back_until: UtcDateTime | None = Field(None, description="Due time of a held-back firing, if one waits.")
+
+    def before(self) -> Plan:
+        """What the trigger shows while this plan's firings are not made (a reader, a paused trigger).
+
+        A held-back firing that is only planned has not happened: no cooldown applied, nothing waits.
+        """
+        if not self.firings:
+            return self
+        return Plan(firings=[], event_counter=self.event_counter, event_counter_after=self.event_counter,
+                    last_cooldown_at=self.last_cooldown_at_before, last_cooldown_at_before=self.last_cooldown_at_before)
 
 
 def plan(
@@ -118,14 +129,14 @@ def plan(
     cutoff = max((f.cutoff for f in past), default=(created_at, _LAST_ID))
     last_fired = max((f.due for f in past), default=None)
     cooldown = timedelta(seconds=cooldown_seconds)
-    held = max((f.last_cooldown_at for f in known if f.last_cooldown_at), default=None)
+    held = held_before = max((f.last_cooldown_at for f in known if f.last_cooldown_at), default=None)
     pending = sorted({e.id: e for e in events if e.mark > cutoff}.values(), key=lambda e: e.mark)
     counted = sum(e.count for e in pending)
     waiting = [f for f in known if f.due > now]
     if waiting:  # a held-back firing is due: it takes everything up to then
         counted = max([counted, *(f.counted or 0 for f in waiting)])
         return Plan(firings=[], event_counter=counted, event_counter_after=counted, last_cooldown_at=held,
-                    held_back_until=min(f.due for f in waiting))
+                    last_cooldown_at_before=held, held_back_until=min(f.due for f in waiting))
     new: list[Firing] = []
     counter = 0
     for event in pending:
@@ -148,6 +159,7 @@ def plan(
         event_counter=counted,
         event_counter_after=sum(e.count for e in pending if e.mark > cutoff),
         last_cooldown_at=held,
+        last_cooldown_at_before=held_before,
         held_back_until=held_back[0] if held_back else None,
     )
 

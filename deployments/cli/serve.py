@@ -12,6 +12,10 @@ from prefect_cluster_triggers.deployments.cli.common import needs_prefect
 
 app = typer.Typer()
 
+KEEP_ALIVE_SECONDS = 75
+"""How long an idle client connection stays open: longer than any client's or load balancer's own idle
+timeout (httpx 5 s, AWS ALB 60 s), so the server never closes a connection a client is reusing that instant."""
+
 
 @app.command(help="Serve the REST API (/v1/clusters/triggers) and the evaluator.")
 @needs_prefect
@@ -22,5 +26,6 @@ def api(host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.
 
     port = port or get_settings().stack.api_port
     os.environ["CLUSTER_TRIGGERS_API_PORT"] = str(port)  # the evaluator's wake-up address uses it
-    uvicorn.run("prefect_cluster_triggers.deployments.api.app:app", host=host, port=port, log_level="info")
+    uvicorn.run("prefect_cluster_triggers.deployments.api.app:app", host=host, port=port, log_level="info",
+                timeout_keep_alive=KEEP_ALIVE_SECONDS)
     return 0

@@ -122,10 +122,10 @@ class EventTriggers:
             self.due[trigger_id] = plan.held_back_until
         else:
             self.due.pop(trigger_id, None)
-        self._shown.show(trigger_id, EvaluatorState(
-            event_counter=plan.event_counter_after if active else plan.event_counter,
-            last_cooldown_at=plan.last_cooldown_at, held_back_until=plan.held_back_until if active else None,
-        ))
+        shown = plan if active else plan.before()
+        self._shown.show(trigger_id, EvaluatorState(event_counter=shown.event_counter_after,
+                                                    last_cooldown_at=shown.last_cooldown_at,
+                                                    held_back_until=shown.held_back_until if active else None))
         threshold = record.request.schedule_config.event_threshold
         self._record_evaluation(record, explain(plan, threshold=threshold, now=now, status=status.value), now)
 

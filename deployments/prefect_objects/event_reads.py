@@ -87,9 +87,10 @@ async def event_plan(
     config = record.request.schedule_config
     if not isinstance(config, EventScheduleConfig):
         raise TypeError(f"trigger {record.trigger_id} is a {record.request.trigger_type} trigger, not an event trigger")
-    now = now or datetime.now(timezone.utc)
     if firings is None:
         firings = await recent_firings(client, deployment.id)
+    # Taken after the firings are read: a firing an evaluator made meanwhile is due by then, not held back.
+    now = now or datetime.now(timezone.utc)
     checkpoint = stored or Checkpoint()
     if checkpoint.position is None:  # first evaluation: since the last firing (or creation), and GRACE before
         past = [f.cutoff_occurred for f in firings if f.due <= now]

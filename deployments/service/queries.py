@@ -382,7 +382,8 @@ async def _trigger_state(client: PrefectClient, deployment: Any, record: Trigger
     config = record.request.schedule_config
     if isinstance(config, EventScheduleConfig):
         stored = await load_checkpoint(record.trigger_id)
-        plan, _ = await event_plan(client, deployment, record, stored, pages=1)  # the checkpoint and one page newer
+        planned, _ = await event_plan(client, deployment, record, stored, pages=1)  # the checkpoint and one page newer
+        plan = planned.before()  # the evaluator makes its firings, not a read
         return EvaluatorState(event_counter=plan.event_counter, last_cooldown_at=plan.last_cooldown_at,
                               held_back_until=plan.held_back_until)
     if isinstance(config, ConditionalScheduleConfig):

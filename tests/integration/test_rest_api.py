@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import os
 import subprocess
@@ -148,6 +149,25 @@ def test_deletes_at_once_all_answer_disabled(api: str, keys: dict[str, str]) -> 
 
     for response in asyncio.run(both()):
         assert response.status_code == 200 and response.json()["status"] == "disabled", response.text
+
+
+def test_an_idle_kept_alive_connection_is_still_served(api: str, keys: dict[str, str]) -> None:
+    """A pooled client reusing a connection after a pause gets an answer, not a dropped connection.
+
+    httpx keeps an idle connection for 5 s; a server that closes it at the same moment drops the
+    request the client sends on it. The server keeps idle connections well beyond that.
+    """
+    host, port = api.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        for pause in (0, 8):
+            time.sleep(pause)
+            connection.request("GET", "/v1/clusters/triggers/trg_nowhere",
+                               headers={"Authorization": f"Bearer {keys['team-a']}", "X-Namespace": "team-a"})
+            response = connection.getresponse()  # RemoteDisconnected if the server dropped the connection
+            assert response.status == 404 and response.read(), f"after {pause} s idle"
+    finally:
+        connection.close()
 
 
 def test_errors_are_422_404_409(api: str, keys: dict[str, str]) -> None:

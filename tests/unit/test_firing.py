@@ -96,6 +96,22 @@ def test_a_reader_that_sees_the_held_back_firing_before_its_events_still_shows_w
     assert read.event_counter == 15 and read.held_back_until == held[0].due
 
 
+def test_before_its_firings_are_made_a_plan_shows_no_hold_back_yet():
+    created = T0 - timedelta(seconds=1)
+    # Both adds seen in one evaluation: it fires on the first ten and holds the next fifteen back.
+    events = [_event(0, 10, 0), _event(1, 15, 1)]
+    both = plan(events, [], created_at=created, threshold=10, cooldown_seconds=60, now=T0 + timedelta(seconds=2))
+    assert [f.documents for f in both.firings] == [10, None] and both.last_cooldown_at == T0 + timedelta(seconds=2)
+    # A reader (or a paused trigger) that does not make them shows the count, and no cooldown applied.
+    shown = both.before()
+    assert (shown.event_counter_after, shown.last_cooldown_at, shown.held_back_until) == (25, None, None)
+    # Once made, the hold-back shows, and nothing new is planned while it waits.
+    waiting = plan(events, both.firings, created_at=created, threshold=10, cooldown_seconds=60,
+                   now=T0 + timedelta(seconds=3))
+    assert waiting.before() == waiting and waiting.event_counter == 15
+    assert waiting.last_cooldown_at == T0 + timedelta(seconds=2) and waiting.held_back_until == both.firings[1].due
+
+
 def test_below_threshold_never_fires_and_events_before_creation_do_not_count():
     events = [_event(-5, 100, 0), _event(1, 99, 1)]
     result = plan(events, [], created_at=T0, threshold=100, cooldown_seconds=0, now=T0 + timedelta(seconds=2))
