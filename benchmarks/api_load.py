@@ -7,7 +7,8 @@ Starts its own stack (a Prefect server on SQLite, or on `--database-url`, and
   next to 60 concurrent `POST /api/deployments/` of the same deployment (one of ours as
   created: parameters, schema, schedule, tags) under new names;
 * one GET: sequential `GET /v1/clusters/triggers/{id}` next to `GET /api/deployments/{id}`;
-* 100 concurrent GETs of the triggers, next to 100 of their deployments;
+* 100 concurrent GETs of 100 different triggers (those created and paused ones), next to
+  100 of their deployments;
 * 50 concurrent `POST /v1/clusters/triggers/list`, next to 50 `POST /api/deployments/filter`
   by the namespace's tags.
 
@@ -15,7 +16,9 @@ Prints, per burst, the answers by status code, throughput, p50 and p95 of each s
 our / Prefect ratios, then checks that the namespace holds exactly the quota of active
 triggers and that `list` agrees with `get` for each.
 
-    .venv/bin/python benchmarks/api_load.py [--database-url postgresql+asyncpg://...]
+With `--busy N`, N processes spin on the CPU throughout (a busy machine: both sides share it).
+
+    .venv/bin/python benchmarks/api_load.py [--database-url postgresql+asyncpg://...] [--busy 2]
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -39,7 +43,17 @@ _TRIGGERS = "/v1/clusters/triggers"
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", help="PostgreSQL for the Prefect server (SQLite when absent)")
+    parser.add_argument("--busy", type=int, default=0, help="processes spinning on the CPU meanwhile")
     args = parser.parse_args()
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    try:
+        return _run(args)
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+
+
+def _run(args: argparse.Namespace) -> int:
     database = {"PREFECT_API_DATABASE_CONNECTION_URL": args.database_url} if args.database_url else {}
     with private_prefect("api-load-", CLUSTER_TRIGGERS_MAX_ACTIVE_TRIGGERS=str(_QUOTA), **database) as (env, data_dir):
         from prefect_cluster_triggers.deployments.api.keys import KeyStore
@@ -47,7 +61,8 @@ def main() -> int:
 
         key, _ = KeyStore().create(["bench"], created_by="api-load")
         with api_server(free_port(), env, log=data_dir / "api.log") as url:
-            print(f"database: {'PostgreSQL' if args.database_url else 'SQLite'}; quota {_QUOTA} active triggers")
+            print(f"database: {'PostgreSQL' if args.database_url else 'SQLite'}; quota {_QUOTA} active triggers; "
+                  f"{args.busy} processes spinning on the CPU")
             return asyncio.run(_bursts(url, env["PREFECT_API_URL"], key))
 
 
@@ -62,6 +77,9 @@ async def _bursts(url: str, prefect: str, key: str) -> int:
                                lambda i: theirs.post("/deployments/", json={**same, "name": f"baseline-{i}"}),
                                between=lambda: _deployment_body(theirs))
         triggers = [r.json()["trigger_id"] for r in created if r.status_code == 200]
+        paused = await asyncio.gather(*(ours.post(_TRIGGERS, json={**body, "status": "paused"})
+                                        for _ in range(_GETS - len(triggers))))
+        triggers += [r.json()["trigger_id"] for r in paused if r.status_code == 200]  # each GET a different one
         deployments = (await theirs.post("/deployments/filter", json={"limit": 200})).json()
         deployment_ids = [d["id"] for d in deployments if d["name"] in triggers]
 

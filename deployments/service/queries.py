@@ -18,7 +18,6 @@ from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
 from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.sorting import DeploymentSort, FlowRunSort
-from prefect.exceptions import ObjectNotFound
 from pydantic import BaseModel, Field, ValidationError
 
 from prefect_cluster_triggers.blocks.cluster_definition import ClusterDefinition
@@ -37,7 +36,7 @@ from prefect_cluster_triggers.core.fire_times import next_cron_time, next_interv
 from prefect_cluster_triggers.core.models import UtcDateTime
 from prefect_cluster_triggers.core.names import namespace_id_of, owned_name
 from prefect_cluster_triggers.core.settings import get_settings
-from prefect_cluster_triggers.deployments.prefect_objects import trigger_records, variables
+from prefect_cluster_triggers.deployments.prefect_objects import batched_reads, trigger_records, variables
 from prefect_cluster_triggers.deployments.prefect_objects.client import PAGE, prefect_client
 from prefect_cluster_triggers.deployments.prefect_objects.cursors import load_checkpoint
 from prefect_cluster_triggers.deployments.prefect_objects.event_reads import (
@@ -59,7 +58,6 @@ from prefect_cluster_triggers.deployments.prefect_objects.status import (
     unusable_trigger,
 )
 from prefect_cluster_triggers.deployments.prefect_objects.translate import (
-    FLOW_NAME,
     TRIGGER_TAG,
     TriggerRecord,
     as_scheduled,
@@ -256,10 +254,7 @@ async def find_trigger(client: PrefectClient, trigger_id: str, namespace_id: str
     namespace_id = namespace(namespace_id)
     if not re.fullmatch(IDENTIFIER_PATTERN, trigger_id):
         raise NotFound(f"trigger {trigger_id!r} not found")
-    try:
-        deployment = await client.read_deployment_by_name(f"{FLOW_NAME}/{trigger_id}")
-    except ObjectNotFound:
-        deployment = None
+    deployment = await batched_reads.trigger_deployment(client, trigger_id)
     if deployment is None or namespace_tag(namespace_id) not in deployment.tags or TRIGGER_TAG not in deployment.tags:
         raise NotFound(f"trigger {trigger_id!r} not found")
     return deployment, stored_record(deployment)
@@ -283,7 +278,8 @@ async def read_trigger(client: PrefectClient, trigger_id: str, namespace_id: str
     """One trigger as listing shows it (the same records, corrected the same way, so `get` and `ls` agree),
     with an event or conditional trigger's state read live: two Prefect calls at once."""
     (deployment, _), stored = await asyncio.gather(
-        find_trigger(client, trigger_id, namespace_id), variables.read(client, trigger_records.record_names([trigger_id])))
+        find_trigger(client, trigger_id, namespace_id),
+        batched_reads.variable_values(client, trigger_records.record_names([trigger_id])))
     return one(deployment, await statuses(client, [deployment], stored=stored, live=True))
 
 
