@@ -42,7 +42,6 @@ from typing import Any
 from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient, get_client
-from prefect.exceptions import ObjectNotFound
 from prefect.logging import get_logger
 
 from prefect_cluster_triggers.core import sweeps
@@ -58,7 +57,7 @@ from prefect_cluster_triggers.core.settings import get_settings
 from prefect_cluster_triggers.deployments.evaluator.condition_triggers import ConditionTriggers
 from prefect_cluster_triggers.deployments.evaluator.event_triggers import EventTriggers
 from prefect_cluster_triggers.deployments.evaluator.shown import ShownState
-from prefect_cluster_triggers.deployments.prefect_objects import trigger_records
+from prefect_cluster_triggers.deployments.prefect_objects import batched_reads, trigger_records
 from prefect_cluster_triggers.deployments.prefect_objects.automations import (
     automation_name,
     read_wake_webhook,
@@ -66,13 +65,12 @@ from prefect_cluster_triggers.deployments.prefect_objects.automations import (
     sync_automation,
     wake_webhook_id,
 )
-from prefect_cluster_triggers.deployments.prefect_objects.client import CONNECTIONS
+from prefect_cluster_triggers.deployments.prefect_objects.client import CONNECTIONS, prefect_client
 from prefect_cluster_triggers.deployments.prefect_objects.deployment_reads import TriggerDeployments, parsed
 from prefect_cluster_triggers.deployments.prefect_objects.event_reads import touched_triggers
 from prefect_cluster_triggers.deployments.prefect_objects.status import trigger_status
 from prefect_cluster_triggers.deployments.prefect_objects.sweep_lease import SweepLease
 from prefect_cluster_triggers.deployments.prefect_objects.translate import (
-    FLOW_NAME,
     TRIGGER_TAG,
     TriggerRecord,
     stored_record,
@@ -146,7 +144,7 @@ class Evaluator:
 
     async def wake(self, trigger_id: str, event: dict[str, Any]) -> None:
         """One matching event, straight from the trigger's automation: counted, and the trigger re-planned."""
-        async with get_client() as client:
+        async with prefect_client() as client:  # the API's shared one: a client of its own costs a TLS setup
             found = await _trigger(client, trigger_id)
             if found is None:
                 return
@@ -301,9 +299,8 @@ def _same(authorization: str | None, token: str) -> bool:
 
 
 async def _trigger(client: PrefectClient, trigger_id: str) -> tuple[Any, TriggerRecord] | None:
-    try:
-        deployment = await client.read_deployment_by_name(f"{FLOW_NAME}/{trigger_id}")
-    except ObjectNotFound:
+    deployment = await batched_reads.trigger_deployment(client, trigger_id)  # a burst of wake-ups: a few reads
+    if deployment is None:
         return None
     record = stored_record(deployment)
     if TRIGGER_TAG not in deployment.tags or record is None:

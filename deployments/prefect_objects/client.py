@@ -63,16 +63,24 @@ def without_client_retries() -> Iterator[None]:
     """Prefect's client retries switched off inside the block (task-local), for calls that retry themselves.
 
     Prefect's `temporary_settings` rebuilds its settings from every source at each entry (milliseconds of
-    CPU; it was a third of a sweep's); the derived settings are kept for the base they came from."""
-    global _no_retries
+    CPU; it was a third of a sweep's); the derived settings are made once per base settings. Inside the
+    block (nested, or in a task started there) the settings already have no retries and are kept as they are.
+    """
     context = prefect.context.get_settings_context()
-    if _no_retries is None or _no_retries[0] is not context.settings:
-        _no_retries = (context.settings, context.settings.copy_with_update(updates={PREFECT_CLIENT_MAX_RETRIES: 0}))
-    with prefect.context.SettingsContext(profile=context.profile, settings=_no_retries[1]):
+    base = context.settings
+    if base.client.max_retries == 0:
+        yield
+        return
+    if id(base) not in _no_retries:
+        if len(_no_retries) >= _KEPT_SETTINGS:  # settings made and dropped (tests' temporary settings)
+            _no_retries.clear()
+        _no_retries[id(base)] = (base, base.copy_with_update(updates={PREFECT_CLIENT_MAX_RETRIES: 0}))
+    with prefect.context.SettingsContext(profile=context.profile, settings=_no_retries[id(base)][1]):
         yield
 
 
-_no_retries: tuple[Settings, Settings] | None = None  # (base settings, the same without client retries)
+_KEPT_SETTINGS = 8
+_no_retries: dict[int, tuple[Settings, Settings]] = {}  # id(base) -> (base, kept alive so its id stays its own; derived)
 
 
 async def retry_lost_races(write: Callable[[], Awaitable[T]]) -> T:

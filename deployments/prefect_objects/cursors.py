@@ -42,7 +42,11 @@ from prefect_cluster_triggers.core.errors import ClusterTriggersError
 from prefect_cluster_triggers.core.firing import Checkpoint, Firing
 from prefect_cluster_triggers.core.names import prefect_name
 from prefect_cluster_triggers.deployments.prefect_objects import trigger_records, variables
-from prefect_cluster_triggers.deployments.prefect_objects.client import retry_lost_races, without_client_retries
+from prefect_cluster_triggers.deployments.prefect_objects.client import (
+    prefect_client,
+    retry_lost_races,
+    without_client_retries,
+)
 
 _NUMBERED = "cluster-trigger-checkpoint-"
 KEPT = 3  # blocks of a trigger kept: a reader that read the hint just before a save still finds its block
@@ -103,9 +107,7 @@ class Head:
 
 async def load_checkpoint(trigger_id: str) -> Checkpoint | None:
     """The trigger's newest stored checkpoint; None before its first evaluation."""
-    from prefect.client.orchestration import get_client
-
-    async with get_client() as client:
+    async with prefect_client() as client:  # the API's shared one: a client of its own costs a TLS setup
         return (await CursorCache().load(client, trigger_id)).checkpoint
 
 
@@ -114,7 +116,7 @@ class CursorCache:
     block exists (a small read and a probe), so an evaluation does not re-read the ids of the last
     ten minutes' events, and a cursor another process saved is read anew."""
 
-    _registered: ClassVar[bool] = False
+    _ids: ClassVar[dict[str, tuple[uuid.UUID, uuid.UUID]]] = {}  # Prefect API URL -> the cursor block's schema, type
 
     def __init__(self) -> None:
         self._held: dict[str, Head] = {}
@@ -171,19 +173,30 @@ class CursorCache:
 
 
 async def _create(client: PrefectClient, cursor: EventTriggerCursor, name: str) -> bool:
-    """Create the block; False when one of that name exists (a rival's, or this one's when an answer was lost)."""
-    if not CursorCache._registered:
+    """Create the block; False when one of that name exists (a rival's, or this one's when an answer was lost).
+
+    The block's schema and type ids are taken once per server from Prefect's own serialisation, which
+    looks for secret fields through the JSON schema of each (tens of ms a save); the cursor has none, so
+    its data is its plain JSON."""
+    server = str(client.api_url)
+    if server not in CursorCache._ids:
         try:
             await EventTriggerCursor.aregister_type_and_schema(client=client)
         except (ObjectAlreadyExists, httpx.HTTPStatusError):  # registered by a rival meanwhile (409)
             await EventTriggerCursor.aregister_type_and_schema(client=client)
-        CursorCache._registered = True
-    document = cursor._to_block_document(name=name, include_secrets=True)
+        document = cursor._to_block_document(name=name, include_secrets=True)
+        CursorCache._ids[server] = (document.block_schema_id, document.block_type_id)
+    schema_id, type_id = CursorCache._ids[server]
+    data = cursor.model_dump(mode="json")
+    data.pop("block_type_slug", None)  # Prefect's serialiser names the type on nested blocks only
     try:  # a lost SQLite race (503) wrote nothing: tried again at once, not after Prefect's pauses
         await retry_lost_races(lambda: client.create_block_document(BlockDocumentCreate(
-            **document.model_dump(include={"name", "block_schema_id", "block_type_id", "data", "is_anonymous"}))))
+            name=name, block_schema_id=schema_id, block_type_id=type_id, data=data, is_anonymous=False)))
     except ObjectAlreadyExists:
         return False
+    except Exception:  # the ids may be another server's (a new database behind the same URL): taken again next time
+        CursorCache._ids.pop(server, None)
+        raise
     return True
 
 

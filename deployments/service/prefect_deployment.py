@@ -9,6 +9,7 @@ quota slot.
 from __future__ import annotations
 
 import asyncio
+import functools
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID
@@ -45,10 +46,6 @@ _result_store_fixed: set[str] = set()  # Prefect API URLs whose default result s
 
 async def create_deployment(client: PrefectClient, fields: dict[str, Any], pull_steps: list[dict[str, Any]]) -> UUID:
     """The deployment `prefect deploy` makes of the same fields: no path, no pull step unless configured."""
-    from prefect.utilities.callables import parameter_schema
-
-    from prefect_cluster_triggers.flows.clustering_flow import cluster_collection
-
     flow_id, _ = await asyncio.gather(_flow_id(client), _ensure_work_pool(client, fields["work_pool"]["name"]))
     return await retry_lost_races(lambda: client.create_deployment(
         flow_id=flow_id,
@@ -58,7 +55,7 @@ async def create_deployment(client: PrefectClient, fields: dict[str, Any], pull_
         work_pool_name=fields["work_pool"]["name"],
         job_variables=fields["work_pool"].get("job_variables", {}),
         parameters=fields["parameters"],
-        parameter_openapi_schema=parameter_schema(cluster_collection).model_dump(exclude_unset=True),  # as `prefect deploy`
+        parameter_openapi_schema=_parameter_schema(),
         enforce_parameter_schema=True,
         tags=fields["tags"],
         description=fields["description"],
@@ -67,6 +64,16 @@ async def create_deployment(client: PrefectClient, fields: dict[str, Any], pull_
         concurrency_limit=fields["concurrency_limit"]["limit"],
         concurrency_options=ConcurrencyOptions(collision_strategy=ConcurrencyLimitStrategy.ENQUEUE),
     ))
+
+
+@functools.cache
+def _parameter_schema() -> dict[str, Any]:
+    """The shared flow's parameter schema, as `prefect deploy` writes it: made once (tens of ms of CPU each time)."""
+    from prefect.utilities.callables import parameter_schema
+
+    from prefect_cluster_triggers.flows.clustering_flow import cluster_collection
+
+    return parameter_schema(cluster_collection).model_dump(exclude_unset=True)
 
 
 async def fix_result_store(client: PrefectClient) -> None:
