@@ -7,6 +7,7 @@ only the concern it depends on. Every variable keeps its flat name (`CLUSTER_TRI
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ ENV_PREFIX = "CLUSTER_TRIGGERS_"
 
 
 class _Group(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)  # shared: see get_settings
 
 
 class TriggerRules(_Group):
@@ -115,5 +116,18 @@ def storage_root(storage: StorageSettings) -> str:
 
 
 def get_settings() -> Settings:
-    """Read the settings now, so a changed environment applies without a restart."""
-    return Settings()
+    """The settings of the environment as it is now, so a changed environment applies without a restart.
+
+    Built once per distinct set of `CLUSTER_TRIGGERS_*` variables: building reads and validates every
+    field (a millisecond), and a trigger's validation alone asks for them a few times.
+    """
+    key = tuple(sorted((k.upper(), v) for k, v in os.environ.items() if k.upper().startswith(ENV_PREFIX)))
+    if key not in _built:
+        if len(_built) >= _KEPT:  # environments set and dropped (tests)
+            _built.clear()
+        _built[key] = Settings()
+    return _built[key]
+
+
+_KEPT = 16
+_built: dict[tuple[tuple[str, str], ...], Settings] = {}

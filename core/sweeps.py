@@ -7,7 +7,8 @@ number of triggers, so a sweep visits a trigger
 
 * whose deployment (pause, tags, parameters, description) differs from what the last sweep saw,
 * that an event named since the last sweep began, less `EVENT_LAG`: a state change of one of
-  its runs, one of its own events, a collection event it counts,
+  its runs, one of its own events, a collection event it counts (each event once: the sweeps
+  that read it again within `EVENT_LAG` leave it to the one that acted on it),
 * that is due: a held-back firing comes due, a check slot begins,
 * or that is among the `1 / ROTATION` of the triggers visited longest ago, at most `SLICE`: the
   backstop for an event Prefect persisted later than `EVENT_LAG` after it occurred, a little at
@@ -38,17 +39,25 @@ class SweepMemory:
     visited: dict[str, int] = field(default_factory=dict)  # trigger id -> the sweep that last visited it
     sweeps: int = 0  # sweeps since taking the lease
     began: datetime | None = None  # when the last sweep began; None: no sweep since taking the lease
+    acted: dict[str, datetime] = field(default_factory=dict)  # event id -> occurred, of events a sweep acted on
 
     def forget(self) -> None:
         """The lease was lost or taken: the next sweep visits all."""
         self.seen.clear()
         self.visited.clear()
+        self.acted.clear()
         self.began = None
 
 
 def events_since(memory: SweepMemory) -> datetime | None:
     """Where this sweep reads events from; None when it visits all without reading them."""
     return None if memory.began is None else memory.began - EVENT_LAG
+
+
+def newly_named(named: Mapping[str, Mapping[str, datetime]], memory: SweepMemory) -> set[str]:
+    """The triggers named by an event no earlier sweep acted on. `named`: trigger id -> the events (id ->
+    occurred) naming it since `events_since`, which the next sweeps read again for `EVENT_LAG`."""
+    return {t for t, events in named.items() if not events.keys() <= memory.acted.keys()}
 
 
 def to_visit(fingerprints: Mapping[str, str], memory: SweepMemory, touched: Set[str] | None,
@@ -63,9 +72,14 @@ def to_visit(fingerprints: Mapping[str, str], memory: SweepMemory, touched: Set[
 
 
 def remember(memory: SweepMemory, fingerprints: Mapping[str, str], visited: Set[str], *, began: datetime,
-             failed: Set[str] = frozenset()) -> None:
+             failed: Set[str] = frozenset(), named: Mapping[str, Mapping[str, datetime]] | None = None) -> None:
     """After a sweep that visited `visited`: what the next one compares with. The `failed` visits are made
-    again next time."""
+    again next time; the events of `named` (as given to `newly_named`) were acted on, and are forgotten
+    once no sweep reads them again."""
+    for trigger, events in (named or {}).items():
+        if trigger in visited and trigger not in failed:
+            memory.acted.update(events)
+    memory.acted = {i: occurred for i, occurred in memory.acted.items() if occurred >= began - EVENT_LAG}
     memory.sweeps += 1
     memory.seen = {t: f for t, f in fingerprints.items()
                    if t not in failed and (t in visited or memory.seen.get(t) == f)}

@@ -170,7 +170,8 @@ class Evaluator:
                 await idempotency.expire(client)
             await self.deployments.refresh(client, sweeps.events_since(self.memory))
             raws, fingerprints = self.deployments.raws, self.deployments.fingerprints
-            touched = await self._touched(client, raws)
+            named = await self._named(client, raws)
+            touched = None if named is None else sweeps.newly_named(named, self.memory)
             for kept in (self.events.due, self.conditions.due, self._counts):  # of triggers that still exist
                 for gone in kept.keys() - raws.keys():
                     del kept[gone]
@@ -204,12 +205,12 @@ class Evaluator:
             await trigger_records.recount_missed(client, trigger_ids, now=datetime.now(timezone.utc))
             shown = await queries.statuses(client, [d for d in deployments if d.id in usable])
             await dashboard.publish_changed(client, shown)
-            sweeps.remember(self.memory, fingerprints, visit, began=began, failed=failed)
+            sweeps.remember(self.memory, fingerprints, visit, began=began, failed=failed, named=named)
             return len(deployments)
 
-    async def _touched(self, client: PrefectClient, raws: dict[str, dict[str, Any]]) -> set[str] | None:
-        """The triggers events named since the last sweep (`core.sweeps.events_since`); None: visit all
-        (the first sweep since taking the lease, or the events could not be read or were too many)."""
+    async def _named(self, client: PrefectClient, raws: dict[str, dict[str, Any]]) -> dict[str, dict[str, datetime]] | None:
+        """The triggers events named since the last sweep (`core.sweeps.events_since`), with those events;
+        None: visit all (the first sweep since taking the lease, or the events could not be read or were too many)."""
         since = sweeps.events_since(self.memory)
         if since is None:
             return None

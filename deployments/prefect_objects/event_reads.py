@@ -197,23 +197,26 @@ async def _read_events(client: PrefectClient, query: EventFilter, *, limit: int 
 
 
 async def touched_triggers(client: PrefectClient, since: datetime, *, deployments: Mapping[str, str],
-                           collections: Mapping[str, Iterable[str]]) -> set[str] | None:
-    """The triggers that events since `since` name: a state change of one of their runs (`deployments`
-    maps deployment ids to trigger ids), one of their own events, a collection event they count
-    (`collections` maps collection resource ids to the event triggers counting them). None when there
-    are more than `_MOST_ACTIVITY` events: reading them would cost more than visiting every trigger."""
+                           collections: Mapping[str, Iterable[str]]) -> dict[str, dict[str, datetime]] | None:
+    """The triggers that events since `since` name, each with those events (id -> occurred): a state change
+    of one of their runs (`deployments` maps deployment ids to trigger ids), one of their own events, a
+    collection event they count (`collections` maps collection resource ids to the event triggers counting
+    them). None when there are more than `_MOST_ACTIVITY` events: reading them would cost more than visiting
+    every trigger."""
     query = EventFilter(occurred=EventOccurredFilter(since=since, until=datetime.now(timezone.utc) + timedelta(minutes=1)),
                         event=EventNameFilter(prefix=_ACTIVITY, exclude_name=_NOT_ACTIVITY), order=EventOrder.ASC)
     events = await _read_events(client, query, limit=_MOST_ACTIVITY + 1)
     if len(events) > _MOST_ACTIVITY:
         return None
-    found: set[str] = set()
+    found: dict[str, dict[str, datetime]] = {}
     for event in events:
         resource = event.resource.id
+        named = set(collections.get(resource, ()))
         if resource.startswith(TRIGGER_RESOURCE):
-            found.add(resource.removeprefix(TRIGGER_RESOURCE))
-        found.update(collections.get(resource, ()))
+            named.add(resource.removeprefix(TRIGGER_RESOURCE))
         for related in event.related:
             if related.role == "deployment" and (trigger := deployments.get(related.id.removeprefix("prefect.deployment."))):
-                found.add(trigger)
+                named.add(trigger)
+        for trigger in named:
+            found.setdefault(trigger, {})[str(event.id)] = event.occurred
     return found

@@ -13,6 +13,7 @@ from prefect_cluster_triggers.core.sweeps import (
     SLICE,
     SweepMemory,
     events_since,
+    newly_named,
     remember,
     to_visit,
 )
@@ -45,6 +46,25 @@ def test_a_sweep_visits_what_changed_what_events_named_and_what_came_due() -> No
     due = {"trg_3": NOW - timedelta(seconds=1), "trg_4": NOW + timedelta(seconds=1)}
     visit = to_visit(changed, memory, {"trg_2"}, due, now=NOW)
     assert {"trg_1", "trg_new", "trg_2", "trg_3"} <= visit and "trg_4" not in visit and len(visit) <= 4 + SLICE
+
+
+def test_an_event_read_by_several_sweeps_makes_one_visit_and_is_forgotten_once_out_of_reach() -> None:
+    memory = _swept_once()
+    occurred = NOW - timedelta(seconds=5)
+    named = {"trg_2": {"e1": occurred}}
+    assert newly_named(named, memory) == {"trg_2"}
+    remember(memory, TRIGGERS, to_visit(TRIGGERS, memory, {"trg_2"}, {}, now=NOW), began=NOW, named=named)
+    # The next sweeps read e1 again (it is within EVENT_LAG of where they read from): no visit for it ...
+    assert newly_named(named, memory) == set()
+    # ... but one for a newer event naming the same trigger.
+    assert newly_named({"trg_2": {"e1": occurred, "e2": NOW}}, memory) == {"trg_2"}
+    # A visit that failed leaves its events to the next sweep.
+    failed = {"trg_3": {"e3": NOW}}
+    remember(memory, TRIGGERS, {"trg_3"}, began=NOW + timedelta(seconds=10), failed={"trg_3"}, named=failed)
+    assert newly_named(failed, memory) == {"trg_3"}
+    # Once no sweep reads it any more, it is forgotten: the memory does not grow with time.
+    remember(memory, TRIGGERS, set(), began=occurred + EVENT_LAG + timedelta(seconds=1))
+    assert "e1" not in memory.acted
 
 
 def test_a_visit_that_failed_is_made_again() -> None:
