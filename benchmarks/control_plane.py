@@ -43,6 +43,7 @@ from _private_stack import private_prefect
 _EXAMPLES = Path(__file__).resolve().parents[1] / "deployments" / "triggers"
 _KINDS = (("cron", 40), ("interval", 30), ("event", 20), ("conditional", 10))  # percent of the triggers
 _PARALLEL_CREATES = 16
+_PROGRESS = 1000  # creates between progress lines
 
 
 def main() -> int:
@@ -157,6 +158,8 @@ async def _measure(size: int, args: argparse.Namespace, env: dict, data_dir: Pat
                     answer = await api.post("/triggers", json=body, headers={"X-Namespace": namespace})
                     answer.raise_for_status()
                     made.append((namespace, kind, body, answer.json()["trigger_id"]))
+                    if len(made) % _PROGRESS == 0:  # the rate as the server fills: a long run stopped early still tells
+                        print(f"  {len(made)} created, {time.monotonic() - started:.0f} s", flush=True)
 
             started = time.monotonic()
             await asyncio.gather(*(create(*r) for r in requests))
