@@ -144,7 +144,7 @@ class Evaluator:
 
     async def wake(self, trigger_id: str, event: dict[str, Any]) -> None:
         """One matching event, straight from the trigger's automation: counted, and the trigger re-planned."""
-        async with prefect_client() as client:  # the API's shared one: a client of its own costs a TLS setup
+        async with prefect_client() as client:
             found = await _trigger(client, trigger_id)
             if found is None:
                 return

@@ -34,7 +34,7 @@ class ShownState:
 
     async def _write(self, trigger_id: str) -> None:
         try:
-            async with prefect_client() as client:  # the API's shared one: a client of its own costs a TLS setup
+            async with prefect_client() as client:
                 while (state := self._latest[trigger_id]) != self._written.get(trigger_id):
                     await variables.save(client, trigger_records.variable_name(trigger_records.STATE, trigger_id), state)
                     self._written[trigger_id] = state

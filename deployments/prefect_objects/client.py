@@ -37,7 +37,8 @@ _shared: PrefectClient | None = None
 
 @asynccontextmanager
 async def prefect_client() -> AsyncIterator[PrefectClient]:
-    """The shared client while one is open in this process, else a client of its own."""
+    """The shared client while one is open in this process (in the API: every request, wake-up and state
+    write), else a client of its own, which costs a TLS context and new connections."""
     if _shared is not None:
         yield _shared
         return

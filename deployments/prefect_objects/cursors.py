@@ -107,7 +107,7 @@ class Head:
 
 async def load_checkpoint(trigger_id: str) -> Checkpoint | None:
     """The trigger's newest stored checkpoint; None before its first evaluation."""
-    async with prefect_client() as client:  # the API's shared one: a client of its own costs a TLS setup
+    async with prefect_client() as client:
         return (await CursorCache().load(client, trigger_id)).checkpoint
 
 
