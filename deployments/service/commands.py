@@ -251,7 +251,9 @@ async def _changed(client: PrefectClient, trigger_id: str, namespace_id: str, ev
                    **details: Any) -> ClusterTrigger:
     """After a change: the event trigger's automation in line with its status, the runs record
     (what listing reads) written, the change announced as `cluster.trigger.<event>`, then the
-    trigger as it is now. A `new` trigger has no started run to read."""
+    trigger as it is now. A `new` trigger has no started run to read, and its announcement is
+    stamped when its deployment was made: the evaluator may look at it before this call ends,
+    and the feed must still show `created` first."""
     deployment, record = await queries.find_trigger(client, trigger_id, namespace_id)
     if record is not None and isinstance(record.request.schedule_config, EventScheduleConfig):
         status = trigger_status(deployment.paused, deployment.tags)
@@ -262,7 +264,8 @@ async def _changed(client: PrefectClient, trigger_id: str, namespace_id: str, ev
     await variables.save(client, name, figures)
     stored = {name: figures.model_dump(mode="json")}
     trigger = queries.one(deployment, await queries.statuses(client, [deployment], stored=stored, live=True))
-    announce(event, trigger_id, namespace_id, status=trigger.status.value, **details)
+    announce(event, trigger_id, namespace_id, occurred=deployment.created if new else None,
+             status=trigger.status.value, **details)
     return trigger
 
 
