@@ -28,7 +28,7 @@ from prefect_cluster_triggers.core.firing import EVENT_NAMES, CountedEvent, Firi
 from prefect_cluster_triggers.deployments.evaluator.shown import ShownState
 from prefect_cluster_triggers.deployments.prefect_objects.client import retry_lost_races
 from prefect_cluster_triggers.deployments.prefect_objects.cursors import CursorCache, CursorMoved, Head
-from prefect_cluster_triggers.deployments.prefect_objects.event_reads import event_plan, recent_firings
+from prefect_cluster_triggers.deployments.prefect_objects.event_reads import event_plan, events_after, recent_firings
 from prefect_cluster_triggers.deployments.prefect_objects.translate import EVENT_TAG, TriggerRecord
 from prefect_cluster_triggers.deployments.prefect_objects.trigger_events import announce
 from prefect_cluster_triggers.deployments.prefect_objects.trigger_records import EvaluatorState
@@ -103,7 +103,14 @@ class EventTriggers:
         for event_id in [i for i, e in recent.items() if e.occurred < now - _REMEMBER]:
             del recent[event_id]
         active = status == TriggerStatus.active
-        head, made = await asyncio.gather(self._cursors.load(client, trigger_id), recent_firings(client, deployment.id))
+        ahead = self._read_ahead(client, record, now)
+        try:
+            head, made = await asyncio.gather(self._cursors.load(client, trigger_id),
+                                              recent_firings(client, deployment.id))
+            events = await ahead[1] if ahead is not None and head is ahead[0] else None
+        finally:
+            if ahead is not None:
+                ahead[1].cancel()
         missing = [f for f in head.firings if f not in made]  # saved by an evaluation that died before making them
         if missing and self._made.get(trigger_id) != head.version:
             for firing in missing:
@@ -112,7 +119,7 @@ class EventTriggers:
         self._made[trigger_id] = head.version
         known = [*made, *(f for f in head.firings if f not in made)]  # the head's, even beyond the runs read
         plan, checkpoint = await event_plan(client, deployment, record, head.checkpoint, now=now,
-                                            recent=list(recent.values()), fire=active, firings=known)
+                                            recent=list(recent.values()), fire=active, firings=known, events=events)
         firings = plan.firings if active else []
         saved = await self._cursors.save(client, trigger_id, head, checkpoint, firings)  # CursorMoved: plan again
         await self._make_firings(client, deployment, record, saved)
@@ -128,6 +135,17 @@ class EventTriggers:
                                                     held_back_until=shown.held_back_until if active else None))
         threshold = record.request.schedule_config.event_threshold
         self._record_evaluation(record, explain(plan, threshold=threshold, now=now, status=status.value), now)
+
+    def _read_ahead(self, client: PrefectClient, record: TriggerRecord,
+                    now: datetime) -> tuple[Head, asyncio.Task[list[CountedEvent]]] | None:
+        """The events after the checkpoint this process holds, read while the newest one is loaded: in the
+        usual case nobody saved since, the read is the one the plan needs, a round trip off the firing's path."""
+        held = self._cursors.held(record.trigger_id)
+        if held is None or held.checkpoint is None or held.checkpoint.position is None:
+            return None
+        task = asyncio.ensure_future(events_after(client, record, held.checkpoint, now))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # unused when another saved first
+        return held, task
 
     async def _make_firings(self, client: PrefectClient, deployment: Any, record: TriggerRecord, head: Head) -> None:
         """The runs of the firings saved with `head`, once per process (keyed by their data: once in Prefect)."""

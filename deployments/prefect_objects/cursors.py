@@ -121,6 +121,10 @@ class CursorCache:
     def __init__(self) -> None:
         self._held: dict[str, Head] = {}
 
+    def held(self, trigger_id: str) -> Head | None:
+        """The trigger's head as this cache last saw it (what `load` answers when nothing newer was saved)."""
+        return self._held.get(trigger_id)
+
     async def load(self, client: PrefectClient, trigger_id: str) -> Head:
         """The trigger's newest checkpoint block: from the hint (or this cache, when newer) on while the next exists."""
         held = self._held.get(trigger_id)

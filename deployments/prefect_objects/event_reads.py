@@ -70,6 +70,7 @@ async def event_plan(
     pages: int | None = None,
     fire: bool = True,
     firings: list[Firing] | None = None,
+    events: list[CountedEvent] | None = None,
 ) -> tuple[Plan, Checkpoint]:
     """The event trigger's plan now, from its checkpoint and the events newer than it.
 
@@ -83,6 +84,7 @@ async def event_plan(
         pages: read at most this many pages of newer events (`get`: one); None reads all.
         fire: whether the plan's firings will be made (not for a paused trigger).
         firings: the trigger's recent firings when the caller has read them (`recent_firings`).
+        events: the events after `stored` when the caller has read them (`events_after`).
     """
     config = record.request.schedule_config
     if not isinstance(config, EventScheduleConfig):
@@ -96,13 +98,21 @@ async def event_plan(
         past = [f.cutoff_occurred for f in firings if f.due <= now]
         events = await _collection_events(client, record, max(past, default=deployment.created) - GRACE, now,
                                           pages=pages)
-    else:  # the events after its position, read while the window behind it is checked for late ones
-        late, events = await asyncio.gather(_late_in_window(client, record, checkpoint),
-                                            _collection_events(client, record, checkpoint.position, now, pages=pages))
-        if late:
-            events = await _collection_events(client, record, checkpoint.window_start(), now, pages=pages)
+    elif events is None:
+        events = await events_after(client, record, checkpoint, now, pages=pages)
     return fold(checkpoint, [*events, *recent], firings, created_at=deployment.created,
                 threshold=config.event_threshold, cooldown_seconds=config.cooldown_seconds, now=now, fire=fire)
+
+
+async def events_after(client: PrefectClient, record: TriggerRecord, checkpoint: Checkpoint, now: datetime, *,
+                       pages: int | None = None) -> list[CountedEvent]:
+    """The collection's events the checkpoint (one with a position) has not folded: those after its
+    position, read while the window behind it is checked for late ones, and from the window's start if so."""
+    late, events = await asyncio.gather(_late_in_window(client, record, checkpoint),
+                                        _collection_events(client, record, checkpoint.position, now, pages=pages))
+    if late:
+        events = await _collection_events(client, record, checkpoint.window_start(), now, pages=pages)
+    return events
 
 
 async def _late_in_window(client: PrefectClient, record: TriggerRecord, checkpoint: Checkpoint) -> bool:
