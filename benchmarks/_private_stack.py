@@ -7,6 +7,7 @@ earlier benchmark) is measured with it.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +16,8 @@ from typing import Iterator
 
 @contextmanager
 def private_prefect(prefix: str, **settings: str) -> Iterator[tuple[dict[str, str], Path]]:
-    """Start the server; yield the environment that points at it (also set in this process) and the data directory."""
+    """Start the server; yield the environment that points at it (also set in this process) and the data
+    directory, removed afterwards."""
     data_dir = Path(tempfile.mkdtemp(prefix=prefix))
     os.environ.update({"CLUSTER_TRIGGERS_DATA_DIR": str(data_dir), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                        **settings})
@@ -23,6 +25,9 @@ def private_prefect(prefix: str, **settings: str) -> Iterator[tuple[dict[str, st
 
     env = {**os.environ, "PREFECT_HOME": str(data_dir / "prefect"),
            "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "0.5"}
-    with prefect_server(free_port(), env, log=data_dir / "server.log") as url:
-        env["PREFECT_API_URL"] = os.environ["PREFECT_API_URL"] = url
-        yield env, data_dir
+    try:
+        with prefect_server(free_port(), env, log=data_dir / "server.log") as url:
+            env["PREFECT_API_URL"] = os.environ["PREFECT_API_URL"] = url
+            yield env, data_dir
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -99,21 +100,24 @@ def main() -> None:
     from prefect_cluster_triggers.deployments.stack.processes import free_port, prefect_server
 
     work = Path(tempfile.mkdtemp(prefix="bench-io-", dir=os.environ.get("BENCH_DIR")))
-    source = work / "vectors.npy"
-    _write_npy(source, args.rows, args.dim)
-    size_gb = source.stat().st_size / 1e9
-    env = {**os.environ, "PREFECT_HOME": str(work / "prefect"), "CLUSTER_TRIGGERS_DATA_DIR": str(work / "data"),
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    with prefect_server(free_port(), env, log=work / "server.log") as api_url:
-        env["PREFECT_API_URL"] = api_url
-        subprocess.run(["sync"], check=True)
-        cp = _measure(["cp", str(source), str(work / "copy.npy")], env)
-        (work / "copy.npy").unlink()
-        add = _measure([str(_BIN / "cluster-triggers"), "collections", "add", "bench", "--vectors", str(source)], env)
-        read = _measure([sys.executable, "-c", _READ, str(work / "data" / "collections")], env)
-        load = _measure([sys.executable, "-c", _LOAD, str(source)], env)
-        parquet_write = _measure([sys.executable, "-c", _PARQUET_WRITE, str(source), str(work / "parquet")], env)
-        parquet_read = _measure([sys.executable, "-c", _PARQUET_READ, str(work / "parquet")], env)
+    try:  # the run leaves nothing behind: its files are about 9 GB at the default size
+        source = work / "vectors.npy"
+        _write_npy(source, args.rows, args.dim)
+        size_gb = source.stat().st_size / 1e9
+        env = {**os.environ, "PREFECT_HOME": str(work / "prefect"), "CLUSTER_TRIGGERS_DATA_DIR": str(work / "data"),
+               "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+        with prefect_server(free_port(), env, log=work / "server.log") as api_url:
+            env["PREFECT_API_URL"] = api_url
+            subprocess.run(["sync"], check=True)
+            cp = _measure(["cp", str(source), str(work / "copy.npy")], env)
+            (work / "copy.npy").unlink()
+            add = _measure([str(_BIN / "cluster-triggers"), "collections", "add", "bench", "--vectors", str(source)], env)
+            read = _measure([sys.executable, "-c", _READ, str(work / "data" / "collections")], env)
+            load = _measure([sys.executable, "-c", _LOAD, str(source)], env)
+            parquet_write = _measure([sys.executable, "-c", _PARQUET_WRITE, str(source), str(work / "parquet")], env)
+            parquet_read = _measure([sys.executable, "-c", _PARQUET_READ, str(work / "parquet")], env)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     print(f"{args.rows} x {args.dim} float32 ({size_gb:.1f} GB), each side a fresh process")
     print(f"write  cp                   {cp[0]:7.2f} s  {cp[1]:7.0f} MB peak")
     print(f"       collections add      {add[0]:7.2f} s  {add[1]:7.0f} MB peak   add/cp {add[0] / cp[0]:5.2f}x time")
