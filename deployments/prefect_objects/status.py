@@ -147,7 +147,7 @@ def cluster_trigger(
         created_at=deployment.created,
         updated_at=record.updated_at or deployment.updated,  # `prefect deploy` stamps no change time
         created_by=record.created_by,
-        description=user_description(deployment.description),
+        description=user_description(deployment.description, described=request.description is not None),
         **figures.model_dump(exclude={"as_of"}),
         **extra,
     )
@@ -173,7 +173,7 @@ def unusable_trigger(deployment: Any, problem: str, figures: RunFigures) -> Clus
         status=TriggerStatus.failed if status == TriggerStatus.active else status,
         created_at=deployment.created,
         updated_at=deployment.updated,
-        description=user_description(deployment.description),
+        description=user_description(deployment.description, described=request.get("description") is not None),
         stored_problem=problem,
         **figures.model_dump(exclude={"as_of"}),
     )

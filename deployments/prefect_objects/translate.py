@@ -95,6 +95,9 @@ def stored_problem(deployment: Any) -> str:
 _STATE_LINE = re.compile(r"^\*\*(cron|interval|event|conditional) trigger\*\*: .* — \[state\]\([^)\s]*\).*$", re.MULTILINE)
 
 
+_PREFECT_NONE = "None"
+
+
 def shown_description(description: str | None) -> str:
     """What a deployment's description shows of the user's description: literal text (`literal_markdown`),
     since the Prefect UI renders a description's HTML and links; `user_description` reads it back. None given:
@@ -102,11 +105,17 @@ def shown_description(description: str | None) -> str:
     return literal_markdown(description) if description else FLOW_DESCRIPTION
 
 
-def user_description(description: str | None) -> str | None:
+def user_description(description: str | None, *, described: bool = True) -> str | None:
     """The description the user gave, without the state line a deployment's description also carries (None when
-    empty): what `get` shows and a PATCH keeps. An edit in the Prefect UI shows too (read as literal markdown)."""
+    empty): what `get` shows and a PATCH keeps. An edit in the Prefect UI shows too (read as literal markdown).
+
+    `described`: whether the trigger's record holds a description. When it holds none, the text "None" is what
+    Prefect's client stores for a deployment made without one, not the user's words.
+    """
     text = _without_state_line(description)
-    return from_literal_markdown(text) if text and text != FLOW_DESCRIPTION else None
+    if not text or text == FLOW_DESCRIPTION or (text == _PREFECT_NONE and not described):
+        return None
+    return from_literal_markdown(text)
 
 
 def state_line_of(description: str | None) -> str | None:

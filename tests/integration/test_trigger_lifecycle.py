@@ -13,6 +13,7 @@ import httpx
 import numpy as np
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import DeploymentUpdate
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags, LogFilter, LogFilterFlowRunId
 
 from prefect_cluster_triggers.blocks.collections import open_collection
@@ -256,6 +257,10 @@ def test_a_trigger_without_a_description_reads_back_without_one_created_or_deplo
         assert _get(name).description is None, name
         deployment = next(d for d in _deployments() if d.name == name)
         assert FLOW_DESCRIPTION in deployment.description and "None" not in deployment.description, name
+    # A deployment whose missing description Prefect's client stored as "None" reads back without one too.
+    with get_client(sync_client=True) as client:
+        client.update_deployment(deployment.id, DeploymentUpdate(description="None"))
+    assert _get("create-undescribed").description is None
 
 
 def test_prefect_deploy_makes_the_deployment_create_makes(server_env: dict[str, str]) -> None:

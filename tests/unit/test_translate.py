@@ -142,6 +142,12 @@ def test_no_description_shows_the_flows_and_reads_back_as_none() -> None:
     assert user_description(shown_description(FLOW_DESCRIPTION)) == FLOW_DESCRIPTION, "a user's own text is theirs"
 
 
+def test_the_text_prefect_stores_for_no_description_reads_as_none_unless_the_user_wrote_it() -> None:
+    line = "**cron trigger**: active, cron 0 2 * * * (UTC) — [state](/artifacts/artifact/1) · [trends](/artifacts/key/t)"
+    assert user_description(with_state_line("None", line), described=False) is None
+    assert user_description(with_state_line(shown_description("None"), line), described=True) == "None"
+
+
 @given(st.text(max_size=300))
 def test_any_description_reads_back_from_its_deployment(text: str) -> None:
     line = "**event trigger**: active, 0 / 5 documents — [state](/artifacts/artifact/1) · [trends](/artifacts/key/t)"
