@@ -60,6 +60,18 @@ def newly_named(named: Mapping[str, Mapping[str, datetime]], memory: SweepMemory
     return {t for t, events in named.items() if not events.keys() <= memory.acted.keys()}
 
 
+def evaluated_already(named: Mapping[str, Mapping[str, datetime]], memory: SweepMemory,
+                      handled: Mapping[str, Set[str]], fingerprints: Mapping[str, str],
+                      due: Mapping[str, datetime], *, now: datetime) -> set[str]:
+    """Of the triggers named by new events (`newly_named`), those whose new events were each planned with
+    by a wake-up's evaluation (`handled`: trigger id -> event ids), whose deployment is as last seen and
+    that owe nothing due: the sweep visits them (automation, page) without evaluating them again, which
+    would read what the wake-up read, on the Prefect server the next wake-ups wait on."""
+    return {t for t, events in named.items()
+            if (new := events.keys() - memory.acted.keys()) and new <= handled.get(t, set())
+            and memory.seen.get(t) == fingerprints.get(t) and not (t in due and due[t] <= now)}
+
+
 def to_visit(fingerprints: Mapping[str, str], memory: SweepMemory, touched: Set[str] | None,
              due: Mapping[str, datetime], *, now: datetime) -> set[str]:
     """The triggers this sweep visits. `touched`: those events named since `events_since`; None visits all."""

@@ -49,6 +49,7 @@ class EventTriggers:
         self._cursors = CursorCache()
         self._waiting: set[str] = set()  # triggers with an evaluation waiting for the lock
         self._made: dict[str, str] = {}  # trigger -> version of the cursor whose firings this process made
+        self._evaluated_at: dict[str, datetime] = {}  # trigger -> when its last completed evaluation began
         self.due: dict[str, datetime] = {}  # trigger -> when its held-back firing comes due: a sweep visits it then
 
     def received(self, record: TriggerRecord, event: dict[str, Any]) -> bool:
@@ -62,6 +63,12 @@ class EventTriggers:
             count=count_of(config.event_type, event.get("payload")), received=datetime.now(timezone.utc),
         )
         return True
+
+    def handled(self) -> dict[str, set[str]]:
+        """Per trigger, the delivered events a completed evaluation planned with: a sweep that reads them
+        need not evaluate the trigger again for them."""
+        return {trigger_id: {i for i, e in self._recent[trigger_id].items() if e.received <= began}
+                for trigger_id, began in self._evaluated_at.items()}
 
     async def evaluate(self, client: PrefectClient, deployment: Any, record: TriggerRecord, *,
                        status: TriggerStatus = TriggerStatus.active) -> None:
@@ -135,6 +142,7 @@ class EventTriggers:
                                                     held_back_until=shown.held_back_until if active else None))
         threshold = record.request.schedule_config.event_threshold
         self._record_evaluation(record, explain(plan, threshold=threshold, now=now, status=status.value), now)
+        self._evaluated_at[trigger_id] = now  # every event delivered by then was in `recent`, so in the plan
 
     def _read_ahead(self, client: PrefectClient, record: TriggerRecord,
                     now: datetime) -> tuple[Head, asyncio.Task[list[CountedEvent]]] | None:

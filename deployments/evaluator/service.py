@@ -175,8 +175,10 @@ class Evaluator:
             for kept in (self.events.due, self.conditions.due, self._counts):  # of triggers that still exist
                 for gone in kept.keys() - raws.keys():
                     del kept[gone]
-            visit = sweeps.to_visit(fingerprints, self.memory, touched, {**self.events.due, **self.conditions.due},
-                                    now=began)
+            due = {**self.events.due, **self.conditions.due}
+            visit = sweeps.to_visit(fingerprints, self.memory, touched, due, now=began)
+            settled = set() if named is None else sweeps.evaluated_already(
+                named, self.memory, self.events.handled(), fingerprints, due, now=began)
             checks = type_tag(TriggerType.conditional)  # first: a check has its slot to meet
             deployments = [parsed(raws[t]) for t in sorted(visit, key=lambda t: (checks not in raws[t]["tags"], t))]
             automations: dict[str, list[Any]] | None = None  # a full sweep reads them all at once
@@ -191,7 +193,8 @@ class Evaluator:
                     if not self.lease.held:
                         return  # another replica sweeps now
                     try:
-                        await self._sweep_one(client, deployment, automations)
+                        await self._sweep_one(client, deployment, automations,
+                                              evaluate=deployment.name not in settled)
                     except Exception:  # one broken trigger must not starve the others
                         failed.add(deployment.name)
                         _logger.exception("evaluating deployment %s failed; retrying at the next sweep",
@@ -226,7 +229,9 @@ class Evaluator:
             return None
 
     async def _sweep_one(self, client: PrefectClient, deployment: Any,
-                         automations: dict[str, list[Any]] | None) -> None:
+                         automations: dict[str, list[Any]] | None, *, evaluate: bool) -> None:
+        """Bring one trigger in line: its automation, and (unless `evaluate` is False: a wake-up evaluated
+        it after each of its new events) its event plan or due check."""
         record = stored_record(deployment)
         if record is None:
             return  # it cannot run; `get` and `ls` show why (stored_problem)
@@ -239,7 +244,8 @@ class Evaluator:
         else:
             self._counts.pop(record.trigger_id, None)
         if isinstance(config, EventScheduleConfig) and status != TriggerStatus.disabled:
-            await self.events.evaluate(client, deployment, record, status=status)
+            if evaluate:
+                await self.events.evaluate(client, deployment, record, status=status)
         elif isinstance(config, ConditionalScheduleConfig) and status == TriggerStatus.active:
             await self.conditions.check(client, deployment, record, config)
         else:
