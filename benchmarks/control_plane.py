@@ -19,6 +19,11 @@ its automation, first check and page; `catch_up_s`) and measures:
   are counted as missing);
 * REST `get` of one trigger and `list` of one namespace: p50 of `--reads` sequential calls.
 
+`--existing NAME` measures the triggers an earlier run left in the database NAME on the
+--database-url server (its size in --triggers) instead of creating them: the sweep, events and
+reads again, with `catch_up_s` the first sweep of the new evaluator, a full one. `--logs DIR`
+keeps the Prefect server's and the API's logs.
+
 Prints a row per size and, with two sizes, each figure's growth ratio (largest / smallest).
 
     .venv/bin/python benchmarks/control_plane.py --triggers 1000,10000 --database-url postgresql+asyncpg://...
@@ -30,6 +35,7 @@ import argparse
 import asyncio
 import json
 import random
+import shutil
 import statistics
 import sys
 import time
@@ -54,13 +60,23 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=2.0, help="collection events a second during the stream")
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the event stream")
     parser.add_argument("--reads", type=int, default=50)
+    parser.add_argument("--existing", help="a database of an earlier run (on --database-url) whose triggers to measure")
+    parser.add_argument("--logs", type=Path, help="a folder to keep the servers' logs in")
     args = parser.parse_args()
     rows = []
     for size in (int(s) for s in args.triggers.split(",")):
-        database = {"PREFECT_API_DATABASE_CONNECTION_URL": _fresh(args.database_url, size)} if args.database_url else {}
+        name = args.existing or (args.database_url and _fresh(args.database_url, size))
+        database = {"PREFECT_API_DATABASE_CONNECTION_URL": f"{args.database_url.rsplit('/', 1)[0]}/{name}"} \
+            if args.database_url else {}
         with private_prefect(f"control-plane-{size}-", CLUSTER_TRIGGERS_MAX_ACTIVE_TRIGGERS=str(args.per_namespace),
                              PREFECT_SERVER_SERVICES_SCHEDULER_MAX_RUNS="3", **database) as (env, data_dir):
-            rows.append(asyncio.run(_measure(size, args, env, data_dir)))
+            try:
+                rows.append(asyncio.run(_measure(size, args, env, data_dir)))
+            finally:
+                if args.logs:
+                    args.logs.mkdir(parents=True, exist_ok=True)
+                    for log in data_dir.glob("*.log"):
+                        shutil.copy(log, args.logs / f"{size}-{log.name}")
             print(json.dumps(rows[-1]), flush=True)  # a size's figures as soon as they are measured
     print(f"database: {'PostgreSQL' if args.database_url else 'SQLite'}")
     print(f"{'triggers':>9} {'create/s':>9} {'catch-up s':>10} {'visited':>8} {'sweep s':>8} {'full s':>7} "
@@ -83,7 +99,7 @@ def main() -> int:
 
 
 def _fresh(url: str, size: int) -> str:
-    """A new database on the same PostgreSQL server, so each size starts empty."""
+    """The name of a new database on the same PostgreSQL server, so each size starts empty."""
     import sqlalchemy
     from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -96,7 +112,7 @@ def _fresh(url: str, size: int) -> str:
         await engine.dispose()
 
     asyncio.run(create())
-    return f"{url.rsplit('/', 1)[0]}/{name}"
+    return name
 
 
 async def _caught_up(sweeper: Any) -> float:
@@ -115,6 +131,22 @@ async def _caught_up(sweeper: Any) -> float:
                     break
                 await asyncio.sleep(1.0)
     return time.monotonic() - began
+
+
+async def _existing() -> list[tuple[str, str, dict, str]]:
+    """(namespace, kind, body, trigger id) of each trigger on the server, as `_measure` makes them."""
+    from prefect.client.orchestration import get_client
+
+    from prefect_cluster_triggers.deployments.prefect_objects.translate import stored_record
+
+    made = []
+    async with get_client() as client:
+        while page := await client.read_deployments(offset=len(made), limit=200):
+            for deployment in page:
+                if (record := stored_record(deployment)) is not None:
+                    body = record.request.model_dump(mode="json")
+                    made.append((record.namespace_id, body["trigger_type"], body, record.trigger_id))
+    return made
 
 
 def _requests(size: int, per_namespace: int) -> list[tuple[str, str, dict]]:
@@ -162,9 +194,14 @@ async def _measure(size: int, args: argparse.Namespace, env: dict, data_dir: Pat
                         print(f"  {len(made)} created, {time.monotonic() - started:.0f} s", flush=True)
 
             started = time.monotonic()
-            await asyncio.gather(*(create(*r) for r in requests))
-            create_per_s = size / (time.monotonic() - started)
-            print(f"{size} triggers created in {time.monotonic() - started:.0f} s", flush=True)
+            if args.existing:
+                made = await _existing()
+                create_per_s = float("nan")
+                print(f"{len(made)} triggers found in {args.existing}", flush=True)
+            else:
+                await asyncio.gather(*(create(*r) for r in requests))
+                create_per_s = size / (time.monotonic() - started)
+                print(f"{size} triggers created in {time.monotonic() - started:.0f} s", flush=True)
             catch_up_s = await _caught_up(sweeper)
             print(f"the sweeper caught up with them {catch_up_s:.0f} s after the last create", flush=True)
 
@@ -182,7 +219,7 @@ async def _measure(size: int, args: argparse.Namespace, env: dict, data_dir: Pat
 
             watcher = asyncio.create_task(watch_sweeps())
             sent: list[str] = []
-            stream_started = time.monotonic()
+            stream_started, stream_began_at = time.monotonic(), datetime.now(timezone.utc)
             while time.monotonic() - stream_started < args.seconds:
                 namespace, collection, trigger_id = random.choice(events)
                 await asyncio.to_thread(notify_collection, collection, count=1, namespace=namespace)
@@ -198,7 +235,7 @@ async def _measure(size: int, args: argparse.Namespace, env: dict, data_dir: Pat
                     runs.extend(page)
             for run in runs:
                 firing = run.parameters.get("firing") or {}
-                if firing.get("cutoff_occurred"):
+                if firing.get("cutoff_occurred") and datetime.fromisoformat(firing["cutoff_occurred"]) >= stream_began_at:
                     latencies.append((run.created - datetime.fromisoformat(firing["cutoff_occurred"])).total_seconds())
             latencies.sort()
 
