@@ -17,7 +17,7 @@ from prefect.client.schemas.objects import StateType
 from prefect.events import emit_event
 from prefect.logging import get_logger
 
-from prefect_cluster_triggers.blocks.result_store import default_result_store_with
+from prefect_cluster_triggers.blocks.result_store import ResultStore
 from prefect_cluster_triggers.core import checks
 from prefect_cluster_triggers.core.contract import ConditionalScheduleConfig
 from prefect_cluster_triggers.core.errors import ClusterTriggersError
@@ -44,8 +44,9 @@ class ConditionTriggers:
         self.due: dict[str, datetime] = {}  # trigger -> when its next check slot begins: a sweep visits it then
 
     async def check(self, client: PrefectClient, deployment: Any, record: TriggerRecord,
-                    config: ConditionalScheduleConfig) -> None:
-        """Measure the trigger's metric if its slot has not been checked yet, and fire when it crossed."""
+                    config: ConditionalScheduleConfig, store: ResultStore) -> None:
+        """Measure the trigger's metric if its slot has not been checked yet, and fire when it crossed.
+        `store`: the server's result store (`default_result_store_with`), read once for a sweep's checks."""
         trigger_id = record.trigger_id
         if trigger_id not in self._checked:  # first sight since start: continue from the last recorded check
             last = await last_measurement(client, trigger_id)
@@ -59,7 +60,6 @@ class ConditionTriggers:
         collections = list(request.execution_config.collection_ids) if request.execution_config else None
         value, error = None, None
         try:
-            store = await default_result_store_with(client)
             value = await asyncio.to_thread(measure, store, trigger_id, record.namespace_id, config.metric, collections,
                                             request.cluster_id)
         except ClusterTriggersError as exc:
@@ -68,7 +68,9 @@ class ConditionTriggers:
             _logger.exception("check of trigger %s failed", trigger_id)
             error = f"{type(exc).__name__}: {exc}"
         decided_at = datetime.now(timezone.utc)
-        decision = checks.decide(value, error, config.threshold, busy=await _busy(client, deployment.id))
+        decision = checks.decide(value, error, config.threshold, busy=False)
+        if decision == Decision.fired and await _busy(client, deployment.id):  # read only when it would fire
+            decision = checks.decide(value, error, config.threshold, busy=True)
         message = checks.explain(config.metric, value, error, config.threshold, decision)
         measurement = Measurement(metric=config.metric, value=value, threshold=config.threshold, message=message,
                                   fired=decision == Decision.fired, decision=decision, error=error, checked_at=now)

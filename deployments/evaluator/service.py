@@ -44,6 +44,7 @@ from uuid import UUID
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.logging import get_logger
 
+from prefect_cluster_triggers.blocks.result_store import ResultStore, default_result_store_with
 from prefect_cluster_triggers.core import sweeps
 from prefect_cluster_triggers.core.contract import (
     ConditionalScheduleConfig,
@@ -60,6 +61,7 @@ from prefect_cluster_triggers.deployments.evaluator.shown import ShownState
 from prefect_cluster_triggers.deployments.prefect_objects import batched_reads, trigger_records
 from prefect_cluster_triggers.deployments.prefect_objects.automations import (
     automation_name,
+    automations_by_name,
     read_wake_webhook,
     save_wake_webhook,
     sync_automation,
@@ -182,10 +184,9 @@ class Evaluator:
             checks = type_tag(TriggerType.conditional)  # first: a check has its slot to meet
             deployments = [parsed(raws[t]) for t in sorted(visit, key=lambda t: (checks not in raws[t]["tags"], t))]
             automations: dict[str, list[Any]] | None = None  # a full sweep reads them all at once
+            store = await default_result_store_with(client)  # once for the sweep's checks
             if touched is None:
-                automations = {}
-                for automation in await client.read_automations():
-                    automations.setdefault(automation.name, []).append(automation)
+                automations = await automations_by_name(client)
             parallel, failed = asyncio.Semaphore(CONNECTIONS), set()
 
             async def one(deployment: Any) -> None:
@@ -193,8 +194,9 @@ class Evaluator:
                     if not self.lease.held:
                         return  # another replica sweeps now
                     try:
-                        await self._sweep_one(client, deployment, automations,
-                                              evaluate=deployment.name not in settled)
+                        await self._sweep_one(client, deployment, automations, store,
+                                              evaluate=deployment.name not in settled,
+                                              changed=self.memory.seen.get(deployment.name) != fingerprints[deployment.name])
                     except Exception:  # one broken trigger must not starve the others
                         failed.add(deployment.name)
                         _logger.exception("evaluating deployment %s failed; retrying at the next sweep",
@@ -228,17 +230,21 @@ class Evaluator:
                             exc_info=True)
             return None
 
-    async def _sweep_one(self, client: PrefectClient, deployment: Any,
-                         automations: dict[str, list[Any]] | None, *, evaluate: bool) -> None:
+    async def _sweep_one(self, client: PrefectClient, deployment: Any, automations: dict[str, list[Any]] | None,
+                         store: ResultStore, *, evaluate: bool, changed: bool) -> None:
         """Bring one trigger in line: its automation, and (unless `evaluate` is False: a wake-up evaluated
-        it after each of its new events) its event plan or due check."""
+        it after each of its new events) its event plan or due check.
+
+        Only an event trigger has an automation: another one's is looked for when its deployment
+        changed (a PATCH from an event trigger) or on a full sweep, not at each of its checks."""
         record = stored_record(deployment)
         if record is None:
             return  # it cannot run; `get` and `ls` show why (stored_problem)
         status = trigger_status(deployment.paused, deployment.tags)
-        existing = None if automations is None else automations.get(automation_name(record.trigger_id), [])
-        await sync_automation(client, record, deployment.id, status, self._webhook_id, existing)
         config = record.request.schedule_config
+        if isinstance(config, EventScheduleConfig) or changed or automations is not None:
+            existing = None if automations is None else automations.get(automation_name(record.trigger_id), [])
+            await sync_automation(client, record, deployment.id, status, self._webhook_id, existing)
         if isinstance(config, EventScheduleConfig):
             self._counts[record.trigger_id] = collection_resource(record.namespace_id, config.collection_id)
         else:
@@ -247,7 +253,7 @@ class Evaluator:
             if evaluate:
                 await self.events.evaluate(client, deployment, record, status=status)
         elif isinstance(config, ConditionalScheduleConfig) and status == TriggerStatus.active:
-            await self.conditions.check(client, deployment, record, config)
+            await self.conditions.check(client, deployment, record, config, store)
         else:
             self.conditions.due.pop(record.trigger_id, None)  # paused or deleted: no check until it changes
 

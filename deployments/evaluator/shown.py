@@ -2,7 +2,8 @@
 
 The evaluator decides often; `ls` and `get` read the trigger's STATE record
 (`prefect_objects.trigger_records`). One writer per trigger writes the latest state until it is
-written, so a burst of wake-ups costs a write or two instead of one each, and never delays a firing.
+written, so a burst of wake-ups costs a write or two instead of one each; at most `_AT_ONCE` writes are
+in flight, so the writes of a sweep's hundreds of checks never take the connections a firing waits for.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from prefect_cluster_triggers.deployments.prefect_objects.client import prefect_
 from prefect_cluster_triggers.deployments.prefect_objects.trigger_records import EvaluatorState
 
 _logger = get_logger("cluster_triggers.evaluator")
+_AT_ONCE = 2  # state writes in flight, of the shared client's `CONNECTIONS`
 
 
 class ShownState:
@@ -25,6 +27,7 @@ class ShownState:
         self._written: dict[str, EvaluatorState] = {}
         self._latest: dict[str, EvaluatorState] = {}
         self._writers: dict[str, asyncio.Task] = {}
+        self._at_once = asyncio.Semaphore(_AT_ONCE)
 
     def show(self, trigger_id: str, state: EvaluatorState) -> None:
         """Make `state` what the trigger shows, soon."""
@@ -36,7 +39,9 @@ class ShownState:
         try:
             async with prefect_client() as client:
                 while (state := self._latest[trigger_id]) != self._written.get(trigger_id):
-                    await variables.save(client, trigger_records.variable_name(trigger_records.STATE, trigger_id), state)
+                    async with self._at_once:
+                        await variables.save(client, trigger_records.variable_name(trigger_records.STATE, trigger_id),
+                                             state)
                     self._written[trigger_id] = state
         except Exception:  # shown at the next decision instead
             _logger.exception("could not write the state record of trigger %s", trigger_id)

@@ -31,6 +31,7 @@ from pydantic import SecretStr
 
 from prefect_cluster_triggers.core.contract import EventScheduleConfig, TriggerStatus
 from prefect_cluster_triggers.core.firing import EVENT_NAMES, collection_resource
+from prefect_cluster_triggers.deployments.prefect_objects.client import PAGE
 from prefect_cluster_triggers.deployments.prefect_objects.translate import TriggerRecord
 
 WEBHOOK_BLOCK = "cluster-triggers-wake"
@@ -78,6 +79,20 @@ async def wake_webhook_id(client: PrefectClient) -> UUID | None:
     except ObjectNotFound:
         return None
     return document.id
+
+
+async def automations_by_name(client: PrefectClient) -> dict[str, list[Any]]:
+    """Every automation on the server by name, read page by page: Prefect answers at most a page
+    (`PAGE`) to a read without a limit, and an automation missing from the answer would be made again."""
+    found: dict[UUID, Any] = {}
+    offset = 0
+    while page := await client.read_automations(limit=PAGE, offset=offset):
+        offset += len(page)
+        found.update((automation.id, automation) for automation in page)  # one moved by a concurrent change: once
+    named: dict[str, list[Any]] = {}
+    for automation in found.values():
+        named.setdefault(automation.name, []).append(automation)
+    return named
 
 
 async def sync_automation(

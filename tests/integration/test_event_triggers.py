@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from datetime import datetime, timedelta, timezone
@@ -11,6 +12,8 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.events import emit_event
+from prefect.events.actions import DoNothing
+from prefect.events.schemas.automations import AutomationCore, EventTrigger
 from prefect.events.worker import EventsWorker
 
 from prefect_cluster_triggers.blocks.collection_events import notify_collection
@@ -18,8 +21,10 @@ from prefect_cluster_triggers.blocks.collections import HttpCollection, open_col
 from prefect_cluster_triggers.core.firing import Decision, collection_resource
 from prefect_cluster_triggers.core.names import namespace_id_of, owned_name
 from prefect_cluster_triggers.deployments.prefect_objects.automations import automation_name
+from prefect_cluster_triggers.deployments.prefect_objects.client import PAGE
 from prefect_cluster_triggers.deployments.prefect_objects.event_reads import Measurement, measurement_history
 from prefect_cluster_triggers.deployments.prefect_objects.status import of_deployment
+from prefect_cluster_triggers.deployments.prefect_objects.sweep_lease import sweeper
 from prefect_cluster_triggers.deployments.prefect_objects.translate import CONDITION_TAG, EVENT_TAG, FLOW_NAME
 from prefect_cluster_triggers.deployments.service import commands, queries
 from tests.integration.conftest import ApiProcess
@@ -234,6 +239,47 @@ def test_counting_survives_a_restart_of_the_evaluator(api_process: ApiProcess) -
     time.sleep(_SETTLE)
     assert len(_runs("trg_restart", EVENT_TAG)) == 1 and fired[0].parameters["firing"]["documents"] == 120
     assert get("trg_restart").event_counter == 0
+
+
+def test_a_starting_evaluator_makes_no_second_automation_past_prefects_first_page(api_process: ApiProcess) -> None:
+    """Prefect answers at most a page of automations to a read without a limit: the full sweep of an evaluator
+    that starts sees them all, or it would make again every event trigger's automation past the first page."""
+    create(_event_trigger("col_pages", threshold=100, cooldown=0), "trg_pages")
+    assert _automation_enabled("trg_pages") is True
+
+    async def fillers(count: int) -> list:  # named to come first: ours are past the first page
+        async with get_client() as client:
+            return [await client.create_automation(AutomationCore(
+                name=f"a-filler-{i:04d}", enabled=False, trigger=EventTrigger(expect={"test.filler"}, threshold=1),
+                actions=[DoNothing()])) for i in range(count)]
+
+    async def sweep_after(moment: datetime) -> None:
+        async with get_client() as client:
+            while not ((report := await sweeper(client) or {}).get("last_sweep_started_at")
+                       and datetime.fromisoformat(report["last_sweep_started_at"]) > moment):
+                await asyncio.sleep(0.5)
+
+    async def remove(ids: list) -> None:
+        async with get_client() as client:
+            for automation_id in ids:
+                await client.delete_automation(automation_id)
+
+    made = queries.run_sync(fillers(PAGE + 1))
+    try:
+        api_process.stop()
+        restarted = datetime.now(timezone.utc)
+        api_process.start()  # its first sweep visits every trigger with every automation read at once
+        queries.run_sync(asyncio.wait_for(sweep_after(restarted), PATIENCE))
+        assert _automations("trg_pages") == 1
+    finally:
+        queries.run_sync(remove(made))
+
+
+def _automations(trigger_id: str) -> int:
+    async def read() -> int:
+        async with get_client() as client:
+            return len(await client.read_automations_by_name(automation_name(trigger_id)))
+    return queries.run_sync(read())
 
 
 def test_20_events_stamped_3_minutes_ago_after_a_firing_count_once() -> None:

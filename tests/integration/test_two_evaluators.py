@@ -15,6 +15,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 
 from prefect_cluster_triggers.blocks.collections import open_collection
+from prefect_cluster_triggers.blocks.result_store import default_result_store_with
 from prefect_cluster_triggers.core import checks
 from prefect_cluster_triggers.deployments.evaluator.service import Evaluator
 from prefect_cluster_triggers.deployments.prefect_objects.status import of_deployment
@@ -42,7 +43,8 @@ def test_two_evaluators_checking_at_once_fire_a_conditional_trigger_once() -> No
             config = record.request.schedule_config
             first, second = Evaluator("http://127.0.0.1:9/unused"), Evaluator("http://127.0.0.1:9/unused")
             # No clustering yet: each check finds the first clustering owed, and fires.
-            await asyncio.gather(*(e.conditions.check(client, deployment, record, config) for e in (first, second)))
+            store = await default_result_store_with(client)
+            await asyncio.gather(*(e.conditions.check(client, deployment, record, config, store) for e in (first, second)))
             runs = await client.read_flow_runs(deployment_filter=of_deployment(deployment.id),
                                                flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[CONDITION_TAG])))
             return runs
