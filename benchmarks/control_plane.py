@@ -17,7 +17,10 @@ its automation, first check and page; `catch_up_s`) and measures:
   `--seconds`) to random event triggers, each the time from the event (its `occurred`) to
   the creation of the firing run whose cutoff it is (p50, p95; events with no run by the end
   are counted as missing);
-* REST `get` of one trigger and `list` of one namespace: p50 of `--reads` sequential calls.
+* REST `get` of one trigger and `list` of one namespace: p50 of `--reads` sequential calls;
+* a run created from a trigger's deployment (Prefect's `create_flow_run_from_deployment`, the
+  call every firing makes): p50 of `--reads` sequential creates after the stream, each run
+  scheduled a day ahead and deleted after.
 
 `--existing NAME` measures the triggers an earlier run left in the database NAME on the
 --database-url server (its size in --triggers) instead of creating them: the sweep, events and
@@ -81,15 +84,16 @@ def main() -> int:
     print(f"database: {'PostgreSQL' if args.database_url else 'SQLite'}")
     print(f"{'triggers':>9} {'create/s':>9} {'catch-up s':>10} {'visited':>8} {'sweep s':>8} {'full s':>7} "
           f"{'sweep cpu s':>12} {'event->run p50':>15} {'p95':>7} {'missing':>8} {'get p50 ms':>11} "
-          f"{'list p50 ms':>12}")
+          f"{'list p50 ms':>12} {'run create p50 ms':>18}")
     for row in rows:
         print(f"{row['triggers']:>9} {row['create_per_s']:>9.1f} {row['catch_up_s']:>10.0f} {row['visited_p50']:>8.0f} "
               f"{row['sweep_s']:>8.2f} {row['full_sweep_s']:>7.2f} {row['sweep_cpu_s']:>12.2f} "
               f"{row['event_p50_s']:>15.2f} {row['event_p95_s']:>7.2f} {row['missing']:>8} "
-              f"{row['get_p50_ms']:>11.1f} {row['list_p50_ms']:>12.1f}")
+              f"{row['get_p50_ms']:>11.1f} {row['list_p50_ms']:>12.1f} {row['run_create_p50_ms']:>18.1f}")
     if len(rows) > 1:
         small, large = rows[0], rows[-1]
-        figures = ("visited_p50", "sweep_s", "full_sweep_s", "sweep_cpu_s", "event_p95_s", "get_p50_ms", "list_p50_ms")
+        figures = ("visited_p50", "sweep_s", "full_sweep_s", "sweep_cpu_s", "event_p95_s", "get_p50_ms", "list_p50_ms",
+                   "run_create_p50_ms")
         growth = {k: large[k] / small[k] for k in figures
                   if small[k]}
         print(f"growth {large['triggers']} / {small['triggers']} triggers ({large['triggers'] / small['triggers']:.0f}x): "
@@ -147,6 +151,28 @@ async def _existing() -> list[tuple[str, str, dict, str]]:
                     body = record.request.model_dump(mode="json")
                     made.append((record.namespace_id, body["trigger_type"], body, record.trigger_id))
     return made
+
+
+async def _run_creates(made: list[tuple[str, str, dict, str]]) -> list[float]:
+    """Seconds of each `create_flow_run_from_deployment` of one run a trigger, scheduled a day ahead (no
+    worker takes it, no sweep counts it) and deleted after."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Scheduled
+
+    from prefect_cluster_triggers.deployments.prefect_objects.translate import FLOW_NAME
+
+    seconds, runs = [], []
+    async with get_client() as client:
+        for _, _, _, trigger_id in made:
+            deployment = await client.read_deployment_by_name(f"{FLOW_NAME}/{trigger_id}")
+            began = time.perf_counter()
+            runs.append(await client.create_flow_run_from_deployment(
+                deployment.id, state=Scheduled(scheduled_time=datetime.now(timezone.utc) + timedelta(days=1)),
+                tags=["control-plane-probe"]))
+            seconds.append(time.perf_counter() - began)
+        for run in runs:
+            await client.delete_flow_run(run.id)
+    return seconds
 
 
 def _requests(size: int, per_namespace: int) -> list[tuple[str, str, dict]]:
@@ -249,6 +275,7 @@ async def _measure(size: int, args: argparse.Namespace, env: dict, data_dir: Pat
                 (await api.post("/triggers/list", json={"limit": 1000},
                                 headers={"X-Namespace": namespace})).raise_for_status()
                 lists.append(time.perf_counter() - began)
+            creates = await _run_creates(made[: args.reads])
     durations = [r["last_sweep_seconds"] for r in sweeps.values()]
     cpu = [r["last_sweep_cpu_seconds"] for r in sweeps.values()]
     full = [r["last_sweep_seconds"] for r in sweeps.values() if r.get("last_sweep_visited", size) >= size]
@@ -263,6 +290,7 @@ async def _measure(size: int, args: argparse.Namespace, env: dict, data_dir: Pat
         "event_p50_s": latencies[len(latencies) // 2] if latencies else float("nan"),
         "event_p95_s": latencies[int(len(latencies) * 0.95)] if latencies else float("nan"),
         "get_p50_ms": statistics.median(gets) * 1000, "list_p50_ms": statistics.median(lists) * 1000,
+        "run_create_p50_ms": statistics.median(creates) * 1000,
     }
 
 
