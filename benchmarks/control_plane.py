@@ -19,8 +19,8 @@ its automation, first check and page; `catch_up_s`) and measures:
   are counted as missing);
 * REST `get` of one trigger and `list` of one namespace: p50 of `--reads` sequential calls;
 * a run created from a trigger's deployment (Prefect's `create_flow_run_from_deployment`, the
-  call every firing makes): p50 of `--reads` sequential creates after the stream, each run
-  scheduled a day ahead and deleted after.
+  call every firing makes): p50 of sequential creates after the stream, one for each trigger the
+  reads sampled, each run scheduled a day ahead and deleted after.
 
 `--existing NAME` measures the triggers an earlier run left in the database NAME on the
 --database-url server (its size in --triggers) instead of creating them: the sweep, events and
@@ -155,7 +155,7 @@ async def _existing() -> list[tuple[str, str, dict, str]]:
 
 async def _run_creates(made: list[tuple[str, str, dict, str]]) -> list[float]:
     """Seconds of each `create_flow_run_from_deployment` of one run a trigger, scheduled a day ahead (no
-    worker takes it, no sweep counts it) and deleted after."""
+    worker takes it) and deleted once all are made."""
     from prefect.client.orchestration import get_client
     from prefect.states import Scheduled
 
@@ -275,7 +275,7 @@ async def _measure(size: int, args: argparse.Namespace, env: dict, data_dir: Pat
                 (await api.post("/triggers/list", json={"limit": 1000},
                                 headers={"X-Namespace": namespace})).raise_for_status()
                 lists.append(time.perf_counter() - began)
-            creates = await _run_creates(made[: args.reads])
+            creates = await _run_creates(sample)  # the triggers read above
     durations = [r["last_sweep_seconds"] for r in sweeps.values()]
     cpu = [r["last_sweep_cpu_seconds"] for r in sweeps.values()]
     full = [r["last_sweep_seconds"] for r in sweeps.values() if r.get("last_sweep_visited", size) >= size]
