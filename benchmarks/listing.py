@@ -4,7 +4,7 @@ Starts its own Prefect server (SQLite, temporary data directory, free port), cre
 triggers (cron, interval and event, in turn) and one completed run, then, alternating
 rounds in the same process:
 
-* listing: `queries.list_triggers` (deployments, snapshot variables, missed runs,
+* listing: `queries.list_triggers` (deployments, trigger records, missed runs,
   cluster definitions);
 * baseline: every trigger read as `get` reads one (its deployment, its snapshots, the runs
   they missed, its event state read live).

@@ -58,7 +58,7 @@ from prefect_cluster_triggers.core.settings import get_settings
 from prefect_cluster_triggers.deployments.evaluator.condition_triggers import ConditionTriggers
 from prefect_cluster_triggers.deployments.evaluator.event_triggers import EventTriggers
 from prefect_cluster_triggers.deployments.evaluator.shown import ShownState
-from prefect_cluster_triggers.deployments.prefect_objects import batched_reads, trigger_records
+from prefect_cluster_triggers.deployments.prefect_objects import batched_reads, records, trigger_records
 from prefect_cluster_triggers.deployments.prefect_objects.automations import (
     automation_name,
     automations_by_name,
@@ -118,7 +118,8 @@ class Evaluator:
             self.token = existing.token
             async with get_client() as client:
                 self._webhook_id = await wake_webhook_id(client)
-        self._tasks = [asyncio.create_task(self._keep_lease()), asyncio.create_task(self._sweep_forever())]
+        self._tasks = [asyncio.create_task(self._keep_lease()), asyncio.create_task(self._sweep_forever()),
+                       asyncio.create_task(_move_records())]
 
     async def stop(self) -> None:
         """Stop sweeping and give the sweep lease up (wake-ups in flight finish)."""
@@ -305,6 +306,18 @@ class Evaluator:
                                      "last_sweep_visited": visited}
             except Exception:  # a sweep that fails (Prefect restarting) is retried at the next one
                 _logger.exception("sweep failed; retrying in %s s", get_settings().evaluator.evaluator_sweep_seconds)
+
+
+async def _move_records() -> None:
+    """Move the records an earlier version kept in Prefect Variables (once per start, beside the sweeps)."""
+    try:
+        async with get_client() as client:
+            moved = await records.move_from_variables(client)
+    except Exception:  # Prefect restarting: the next start moves the rest
+        _logger.exception("could not move the records kept in Prefect Variables; the next start tries again")
+        return
+    if moved:
+        _logger.info("moved %d records from Prefect Variables to blocks", moved)
 
 
 def _same(authorization: str | None, token: str) -> bool:

@@ -12,7 +12,7 @@ import asyncio
 
 from prefect.logging import get_logger
 
-from prefect_cluster_triggers.deployments.prefect_objects import trigger_records, variables
+from prefect_cluster_triggers.deployments.prefect_objects import records, trigger_records
 from prefect_cluster_triggers.deployments.prefect_objects.client import prefect_client
 from prefect_cluster_triggers.deployments.prefect_objects.trigger_records import EvaluatorState
 
@@ -40,7 +40,7 @@ class ShownState:
             async with prefect_client() as client:
                 while (state := self._latest[trigger_id]) != self._written.get(trigger_id):
                     async with self._at_once:
-                        await variables.save(client, trigger_records.variable_name(trigger_records.STATE, trigger_id),
+                        await records.save(client, trigger_records.record_name(trigger_records.STATE, trigger_id),
                                              state)
                     self._written[trigger_id] = state
         except Exception:  # shown at the next decision instead

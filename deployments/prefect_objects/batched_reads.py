@@ -1,6 +1,6 @@
-"""Reads by name that concurrent requests share: a trigger's deployment and its variables.
+"""Reads by name that concurrent requests share: a trigger's deployment and its records.
 
-Under a burst of `get`s every request reads one deployment and a few variables, so the Prefect
+Under a burst of `get`s every request reads one deployment and a few records, so the Prefect
 server, not this process, sets the pace: a hundred requests are two hundred Prefect calls.
 Reads of one kind are therefore made together (the DataLoader pattern): a read starts at once
 when few are in flight, and the names asked for meanwhile go into the next one, one filter call
@@ -17,7 +17,7 @@ from weakref import WeakKeyDictionary
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName, FlowFilter, FlowFilterName
 
-from prefect_cluster_triggers.deployments.prefect_objects import variables
+from prefect_cluster_triggers.deployments.prefect_objects import records
 from prefect_cluster_triggers.deployments.prefect_objects.client import PAGE
 from prefect_cluster_triggers.deployments.prefect_objects.translate import FLOW_NAME
 
@@ -81,7 +81,7 @@ class _Reads:
             return {d.name: d for d in found}
 
         self.deployments: Coalesced[str, Any] = Coalesced(deployments)
-        self.variables: Coalesced[str, Any] = Coalesced(lambda names: variables.read(client, names))
+        self.records: Coalesced[str, Any] = Coalesced(lambda names: records.read(client, names))
 
 
 _reads: WeakKeyDictionary[PrefectClient, _Reads] = WeakKeyDictionary()
@@ -98,6 +98,6 @@ async def trigger_deployment(client: PrefectClient, trigger_id: str) -> Any | No
     return (await _of(client).deployments.load([trigger_id])).get(trigger_id)
 
 
-async def variable_values(client: PrefectClient, names: list[str]) -> dict[str, Any]:
-    """The values of the variables among `names`, by name (as `variables.read`)."""
-    return await _of(client).variables.load(names)
+async def record_values(client: PrefectClient, names: list[str]) -> dict[str, Any]:
+    """The values of the records among `names`, by name (as `records.read`)."""
+    return await _of(client).records.load(names)

@@ -15,7 +15,7 @@ that died after its save and before its runs leaves them to the next one, which 
 head's firings first (their runs' idempotency keys come from the data, so making them twice
 makes them once).
 
-The blocks are `cluster-trigger-checkpoint-<n>-<trigger>`. The Variable
+The blocks are `cluster-trigger-checkpoint-<n>-<trigger>`. The record (`records`)
 `cluster-trigger-cursor-<trigger>` holds the newest number a saver wrote (a hint: a reader goes
 on from there while the next block exists). The three newest blocks are
 kept; older ones are deleted by the saver of the block three after them. A checkpoint saved
@@ -32,8 +32,7 @@ from typing import ClassVar
 import httpx
 from prefect.blocks.core import Block
 from prefect.client.orchestration import PrefectClient
-from prefect.client.schemas.actions import BlockDocumentCreate
-from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from prefect.exceptions import ObjectNotFound
 from prefect.logging import get_logger
 from pydantic import Field
 
@@ -41,10 +40,9 @@ from prefect_cluster_triggers.blocks.saving import DOCS_URL
 from prefect_cluster_triggers.core.errors import ClusterTriggersError
 from prefect_cluster_triggers.core.firing import Checkpoint, Firing
 from prefect_cluster_triggers.core.names import prefect_name
-from prefect_cluster_triggers.deployments.prefect_objects import trigger_records, variables
+from prefect_cluster_triggers.deployments.prefect_objects import records, trigger_records
 from prefect_cluster_triggers.deployments.prefect_objects.client import (
     prefect_client,
-    retry_lost_races,
     without_client_retries,
 )
 
@@ -84,8 +82,8 @@ class CursorMoved(ClusterTriggersError):
 
 
 def cursor_name(trigger_id: str) -> str:
-    """The name of the variable holding the number of the trigger's newest checkpoint block (a hint)."""
-    return trigger_records.variable_name("cursor", trigger_id)
+    """The name of the record holding the number of the trigger's newest checkpoint block (a hint)."""
+    return trigger_records.record_name("cursor", trigger_id)
 
 
 def block_name(trigger_id: str, number: int) -> str:
@@ -116,8 +114,6 @@ class CursorCache:
     block exists (a small read and a probe), so an evaluation does not re-read the ids of the last
     ten minutes' events, and a cursor another process saved is read anew."""
 
-    _ids: ClassVar[dict[str, tuple[uuid.UUID, uuid.UUID]]] = {}  # Prefect API URL -> the cursor block's schema, type
-
     def __init__(self) -> None:
         self._held: dict[str, Head] = {}
 
@@ -129,7 +125,7 @@ class CursorCache:
         """The trigger's newest checkpoint block: from the hint (or this cache, when newer) on while the next exists."""
         held = self._held.get(trigger_id)
         hints, following = await asyncio.gather(  # the held cursor's successor is probed while the hint is read
-            variables.read(client, [cursor_name(trigger_id)]),
+            records.read(client, [cursor_name(trigger_id)]),
             _read(client, trigger_id, held.number + 1) if held is not None else asyncio.sleep(0))
         hint = hints.get(cursor_name(trigger_id))
         hinted = hint if isinstance(hint, int) and not isinstance(hint, bool) else 0
@@ -166,10 +162,10 @@ class CursorCache:
 
     async def tidy(self, client: PrefectClient, trigger_id: str, saved: Head) -> None:
         """After a save (and after its runs: neither is on the firing's path), write the hint and delete the
-        block `KEPT` saves back; one attempt each, both may fail: the chain is the record."""
+        block `KEPT` saves back; both may fail: the chain is the record."""
         try:
             with without_client_retries():
-                await variables.save_value_once(client, cursor_name(trigger_id), saved.number)
+                await records.save_value(client, cursor_name(trigger_id), saved.number)
                 if saved.number - KEPT >= 0:
                     await _delete(client, block_name(trigger_id, saved.number - KEPT))
         except httpx.HTTPError as exc:
@@ -179,29 +175,11 @@ class CursorCache:
 async def _create(client: PrefectClient, cursor: EventTriggerCursor, name: str) -> bool:
     """Create the block; False when one of that name exists (a rival's, or this one's when an answer was lost).
 
-    The block's schema and type ids are taken once per server from Prefect's own serialisation, which
-    looks for secret fields through the JSON schema of each (tens of ms a save); the cursor has none, so
-    its data is its plain JSON."""
-    server = str(client.api_url)
-    if server not in CursorCache._ids:
-        try:
-            await EventTriggerCursor.aregister_type_and_schema(client=client)
-        except (ObjectAlreadyExists, httpx.HTTPStatusError):  # registered by a rival meanwhile (409)
-            await EventTriggerCursor.aregister_type_and_schema(client=client)
-        document = cursor._to_block_document(name=name, include_secrets=True)
-        CursorCache._ids[server] = (document.block_schema_id, document.block_type_id)
-    schema_id, type_id = CursorCache._ids[server]
+    The cursor has no secret fields, so its data is its plain JSON, not Prefect's serialisation,
+    which looks for secrets through the JSON schema of each field (tens of ms a save)."""
     data = cursor.model_dump(mode="json")
     data.pop("block_type_slug", None)  # Prefect's serialiser names the type on nested blocks only
-    try:  # a lost SQLite race (503) wrote nothing: tried again at once, not after Prefect's pauses
-        await retry_lost_races(lambda: client.create_block_document(BlockDocumentCreate(
-            name=name, block_schema_id=schema_id, block_type_id=type_id, data=data, is_anonymous=False)))
-    except ObjectAlreadyExists:
-        return False
-    except Exception:  # the ids may be another server's (a new database behind the same URL): taken again next time
-        CursorCache._ids.pop(server, None)
-        raise
-    return True
+    return await records.create_block(client, EventTriggerCursor, name, data) is not None
 
 
 async def _read(client: PrefectClient, trigger_id: str, number: int) -> Head | None:

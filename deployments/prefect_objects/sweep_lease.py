@@ -1,8 +1,8 @@
-"""Which `cluster-triggers api` replica sweeps: a lease in one Prefect Variable, kept alive by a beat.
+"""Which `cluster-triggers api` replica sweeps: a lease in one record, kept alive by a beat.
 
 Any number of replicas serve the REST API and take wake-ups; one of them sweeps. It holds this
-lease: the Variable `cluster-triggers-sweeper` names it and carries a beat it advances every
-`beat_seconds`. The other replicas read the Variable as often; one that sees the same beat for
+lease: the record `cluster-triggers-sweeper` (`records`) names it and carries a beat it advances every
+`beat_seconds`. The other replicas read the record as often; one that sees the same beat for
 `MISSED_BEATS` beats of its own clock (no two machines' clocks are ever compared) writes itself
 in, waits `settle` seconds for any rival's write to land, and holds the lease if it reads itself
 back. A holder whose beats fail (a busy server) sweeps on until it reads another holder: two
@@ -23,10 +23,10 @@ from typing import Any
 
 from prefect.client.orchestration import PrefectClient
 
-from prefect_cluster_triggers.deployments.prefect_objects import variables
+from prefect_cluster_triggers.deployments.prefect_objects import records
 from prefect_cluster_triggers.deployments.prefect_objects.client import without_client_retries
 
-LEASE_VARIABLE = "cluster-triggers-sweeper"
+LEASE_RECORD = "cluster-triggers-sweeper"
 MISSED_BEATS = 3  # beats without a change after which a lease is taken over
 
 
@@ -79,22 +79,22 @@ class SweepLease:
             return
         self._held = False
         if (await self._read(client)).get("holder") == self.holder:
-            await variables.save_value(client, LEASE_VARIABLE, {"holder": None, "beat": -1, "address": None})
+            await records.save_value(client, LEASE_RECORD, {"holder": None, "beat": -1, "address": None})
 
     async def _read(self, client: PrefectClient) -> dict[str, Any]:
-        value = (await variables.read(client, [LEASE_VARIABLE])).get(LEASE_VARIABLE)
+        value = (await records.read(client, [LEASE_RECORD])).get(LEASE_RECORD)
         return value if isinstance(value, dict) else {}
 
     async def _write(self, client: PrefectClient) -> None:
         """One attempt, within a beat: a beat lost to a busy server is a missed beat, not a 50 s retry
-        (`variables.save_value` retries lost SQLite races that long)."""
+        (`records.save_value` retries lost SQLite races that long)."""
         self._beat += 1
         value = {"holder": self.holder, "beat": self._beat, "address": self.address, **self.report}
         with without_client_retries():
-            await asyncio.wait_for(variables.save_value(client, LEASE_VARIABLE, value), self.beat_seconds)
+            await asyncio.wait_for(records.save_value(client, LEASE_RECORD, value), self.beat_seconds)
 
 
 async def sweeper(client: PrefectClient) -> dict[str, Any] | None:
     """Who holds the sweep lease (holder, beat, address, and its last sweep's figures); None when nobody has or it was released."""
-    value = (await variables.read(client, [LEASE_VARIABLE])).get(LEASE_VARIABLE)
+    value = (await records.read(client, [LEASE_RECORD])).get(LEASE_RECORD)
     return value if isinstance(value, dict) and value.get("holder") else None

@@ -1,8 +1,8 @@
 """Trigger records: what listing reads, so `ls` of N triggers costs the same few API calls as of one.
 
 Prefect's API has no per-deployment grouped run count, so an exact `execution_count` costs
-one call per trigger. Instead, whoever learns a trigger's figures keeps them in a Prefect
-Variable per trigger, read for a whole page in one call:
+one call per trigger. Instead, whoever learns a trigger's figures keeps them in a record
+(`records`) per trigger, read for a whole page in one call:
 
 * `cluster-trigger-runs-<id>`: the run figures (count, failures, newest run), written by the
   shared flow when a run starts and when it ends (its state hooks), and by every change
@@ -49,7 +49,7 @@ from prefect_cluster_triggers.deployments.prefect_objects.status import (
     of_deployment,
     run_figures_of,
 )
-from prefect_cluster_triggers.deployments.prefect_objects.variables import read, save
+from prefect_cluster_triggers.deployments.prefect_objects.records import read, save
 
 RUNS, STATE = "runs", "state"  # the two records of a trigger
 
@@ -73,14 +73,14 @@ class EvaluatorState(BaseModel):
         return {}
 
 
-def variable_name(kind: str, trigger_id: str) -> str:
-    """The Variable holding a trigger's `kind` record (RUNS or STATE)."""
+def record_name(kind: str, trigger_id: str) -> str:
+    """The record holding a trigger's `kind` record (RUNS or STATE)."""
     return f"cluster-trigger-{kind}-{prefect_name(trigger_id)}"
 
 
 def record_names(trigger_ids: list[str]) -> list[str]:
     """Both records of each trigger, as one `read` takes them."""
-    return [variable_name(kind, i) for i in trigger_ids for kind in (RUNS, STATE)]
+    return [record_name(kind, i) for i in trigger_ids for kind in (RUNS, STATE)]
 
 
 async def run_figures(client: PrefectClient, deployment_id: Any, *, now: datetime) -> RunFigures:
@@ -129,10 +129,10 @@ async def recount_missed(client: PrefectClient, trigger_ids: dict[Any, str], *, 
 
     `trigger_ids` maps deployment ids to trigger ids.
     """
-    stored = await read(client, [variable_name(RUNS, t) for t in trigger_ids.values()])
-    figures = {t: RunFigures.model_validate(stored[variable_name(RUNS, t)])
-               for t in trigger_ids.values() if variable_name(RUNS, t) in stored}
+    stored = await read(client, [record_name(RUNS, t) for t in trigger_ids.values()])
+    figures = {t: RunFigures.model_validate(stored[record_name(RUNS, t)])
+               for t in trigger_ids.values() if record_name(RUNS, t) in stored}
     missed = await runs_missed(client, trigger_ids, figures)
     for deployment_id in missed:
-        await save(client, variable_name(RUNS, trigger_ids[deployment_id]), await run_figures(client, deployment_id, now=now))
+        await save(client, record_name(RUNS, trigger_ids[deployment_id]), await run_figures(client, deployment_id, now=now))
     return [trigger_ids[d] for d in missed]

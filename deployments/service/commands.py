@@ -31,7 +31,7 @@ from prefect_cluster_triggers.core.contract import (
     validate_request,
 )
 from prefect_cluster_triggers.core.errors import AlreadyExists, Conflict, ContractError, Problem, QuotaExceeded
-from prefect_cluster_triggers.deployments.prefect_objects import trigger_records, variables
+from prefect_cluster_triggers.deployments.prefect_objects import records, trigger_records
 from prefect_cluster_triggers.deployments.prefect_objects.automations import sync_automation, wake_webhook_id
 from prefect_cluster_triggers.deployments.prefect_objects.client import PAGE, prefect_client
 from prefect_cluster_triggers.deployments.prefect_objects.status import RunFigures, of_deployment, trigger_status
@@ -260,8 +260,8 @@ async def _changed(client: PrefectClient, trigger_id: str, namespace_id: str, ev
         await sync_automation(client, record, deployment.id, status, await wake_webhook_id(client))
     as_of = datetime.now(timezone.utc)  # before the runs are read: a run ending meanwhile counts as missed
     figures = RunFigures(as_of=as_of) if new else await trigger_records.run_figures(client, deployment.id, now=as_of)
-    name = trigger_records.variable_name(trigger_records.RUNS, trigger_id)
-    await variables.save(client, name, figures)
+    name = trigger_records.record_name(trigger_records.RUNS, trigger_id)
+    await records.save(client, name, figures)
     stored = {name: figures.model_dump(mode="json")}
     trigger = queries.one(deployment, await queries.statuses(client, [deployment], stored=stored, live=True))
     announce(event, trigger_id, namespace_id, occurred=deployment.created if new else None,

@@ -36,7 +36,7 @@ from prefect_cluster_triggers.core.fire_times import next_cron_time, next_interv
 from prefect_cluster_triggers.core.models import UtcDateTime
 from prefect_cluster_triggers.core.names import namespace_id_of, owned_name
 from prefect_cluster_triggers.core.settings import get_settings
-from prefect_cluster_triggers.deployments.prefect_objects import batched_reads, trigger_records, variables
+from prefect_cluster_triggers.deployments.prefect_objects import batched_reads, records, trigger_records
 from prefect_cluster_triggers.deployments.prefect_objects.client import PAGE, prefect_client
 from prefect_cluster_triggers.deployments.prefect_objects.cursors import load_checkpoint
 from prefect_cluster_triggers.deployments.prefect_objects.event_reads import (
@@ -100,7 +100,7 @@ async def list_triggers(
     """Triggers of a namespace, newest first, and how many match in all.
 
     A fixed number of Prefect calls whatever the page size (see `prefect_objects.trigger_records`):
-    the deployments, the record variables and the cluster definitions.
+    the deployments, the trigger records and the cluster definitions.
     """
     namespace_id = namespace(namespace_id)
     tags = [TRIGGER_TAG, namespace_tag(namespace_id)] + ([type_tag(trigger_type)] if trigger_type else [])
@@ -279,7 +279,7 @@ async def read_trigger(client: PrefectClient, trigger_id: str, namespace_id: str
     with an event or conditional trigger's state read live: two Prefect calls at once."""
     (deployment, _), stored = await asyncio.gather(
         find_trigger(client, trigger_id, namespace_id),
-        batched_reads.variable_values(client, trigger_records.record_names([trigger_id])))
+        batched_reads.record_values(client, trigger_records.record_names([trigger_id])))
     return one(deployment, await statuses(client, [deployment], stored=stored, live=True))
 
 
@@ -298,21 +298,21 @@ async def statuses(client: PrefectClient, deployments: list[Any], *, stored: dic
     whose stored record no longer validates is shown `failed` with `stored_problem` saying why."""
     ids = [d.name for d in deployments]  # a trigger's deployment is named by its id
     if stored is None:
-        stored = await variables.read(client, trigger_records.record_names(ids))
+        stored = await records.read(client, trigger_records.record_names(ids))
     figures = {
-        i: RunFigures.model_validate(stored[trigger_records.variable_name(trigger_records.RUNS, i)])
-        for i in ids if trigger_records.variable_name(trigger_records.RUNS, i) in stored
+        i: RunFigures.model_validate(stored[trigger_records.record_name(trigger_records.RUNS, i)])
+        for i in ids if trigger_records.record_name(trigger_records.RUNS, i) in stored
     }
     now = datetime.now(timezone.utc)
-    records = [stored_record(d) for d in deployments]
-    wanted = {owned_name(r.namespace_id, r.request.cluster_id) for r in records if r and r.request.cluster_id}
+    parsed_records = [stored_record(d) for d in deployments]
+    wanted = {owned_name(r.namespace_id, r.request.cluster_id) for r in parsed_records if r and r.request.cluster_id}
     definitions = await _cluster_definitions(client, wanted) if wanted else {}
     for deployment in deployments:
         if deployment.name not in figures:  # rare: count this one and keep it for next time
             figures[deployment.name] = await trigger_records.run_figures(client, deployment.id, now=now)
-            await variables.save(client, trigger_records.variable_name(trigger_records.RUNS, deployment.name), figures[deployment.name])
+            await records.save(client, trigger_records.record_name(trigger_records.RUNS, deployment.name), figures[deployment.name])
     triggers = []
-    for deployment, record in zip(deployments, records):
+    for deployment, record in zip(deployments, parsed_records):
         if record is None:
             try:
                 triggers.append(unusable_trigger(deployment, stored_problem(deployment), figures[deployment.name]))
@@ -322,7 +322,7 @@ async def statuses(client: PrefectClient, deployments: list[Any], *, stored: dic
         if live:
             state = await _trigger_state(client, deployment, record)
         else:
-            state = EvaluatorState.model_validate(stored.get(trigger_records.variable_name(trigger_records.STATE, record.trigger_id), {}))
+            state = EvaluatorState.model_validate(stored.get(trigger_records.record_name(trigger_records.STATE, record.trigger_id), {}))
         request = record.request
         definition = owned_name(record.namespace_id, request.cluster_id) if request.cluster_id else None
         triggers.append(cluster_trigger(

@@ -1,8 +1,8 @@
 """Exact quotas of active triggers: an active trigger holds one of its namespace's numbered slots.
 
-A namespace whose quota is N has N slots; a slot is a Prefect variable
+A namespace whose quota is N has N slots; a slot is a record (`records`)
 `cluster-trigger-slot-<namespace>-<k>` (k < N) whose value names the trigger holding it.
-The database's unique constraint on variable names is the whole lock: of two callers
+The database's unique constraint on record names is the whole lock: of two callers
 creating slot k at once, on SQLite or PostgreSQL and in any number of processes, exactly
 one succeeds, so no interleaving of creates and resumes gets more than N slots held.
 Different triggers take different slots, so their creates do not wait for each other.
@@ -29,23 +29,18 @@ from typing import Any
 from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient
-from prefect.client.schemas.actions import VariableCreate
-from prefect.exceptions import ObjectAlreadyExists
 
 from prefect_cluster_triggers.core.contract import TriggerStatus
 from prefect_cluster_triggers.core.errors import QuotaExceeded
+from prefect_cluster_triggers.core.names import prefect_name
 from prefect_cluster_triggers.core.settings import get_settings
+from prefect_cluster_triggers.deployments.prefect_objects import records
 from prefect_cluster_triggers.deployments.prefect_objects.client import PAGE
 from prefect_cluster_triggers.deployments.prefect_objects.status import trigger_status
 from prefect_cluster_triggers.deployments.prefect_objects.translate import FLOW_NAME, TRIGGER_TAG, namespace_tag
-from prefect_cluster_triggers.deployments.prefect_objects.variables import (
-    delete_variable,
-    variables_named,
-    variables_where,
-)
 
 CLAIM_GRACE = timedelta(minutes=10)
-SLOT_TAG = "cluster-trigger-slot"
+SLOT_PREFIX = "cluster-trigger-slot-"
 _TRIES_PER_READ = 2  # slots tried before reading again: under a burst, what was free is mostly taken by then
 _ROUNDS = 100  # reads at most; each one after a lost race sees at least one more slot held
 
@@ -56,7 +51,7 @@ class Slot:
 
     number: int
     trigger_id: str
-    variable_id: UUID
+    record_id: UUID
     taken_at: datetime
 
 
@@ -65,7 +60,7 @@ class Claim:
     """A slot this process took, and when (its own clock), to confirm it later."""
 
     name: str
-    variable_id: UUID
+    record_id: UUID
     started: float
 
 
@@ -84,7 +79,7 @@ async def claim(client: PrefectClient, namespace_id: str, trigger_id: str) -> Cl
         holders = {slot.trigger_id for slot in held.values()}
         if trigger_id in holders:
             mine = next(s for s in held.values() if s.trigger_id == trigger_id)
-            return Claim(_name(namespace_id, mine.number), mine.variable_id, time.monotonic())
+            return Claim(_name(namespace_id, mine.number), mine.record_id, time.monotonic())
         unslotted = sorted(active - holders)
         if len(holders) + len(unslotted) >= limit:
             raise QuotaExceeded(
@@ -104,17 +99,17 @@ async def claim(client: PrefectClient, namespace_id: str, trigger_id: str) -> Cl
 
 
 async def confirm(client: PrefectClient, claim: Claim) -> bool:
-    """Whether the slot is still provably this caller's: the same variable, taken less than CLAIM_GRACE / 2 ago."""
+    """Whether the slot is still provably this caller's: the same record, taken less than CLAIM_GRACE / 2 ago."""
     if time.monotonic() - claim.started >= (CLAIM_GRACE / 2).total_seconds():
         return False
-    return any(UUID(v["id"]) == claim.variable_id for v in await variables_named(client, [claim.name]))
+    return any(r.id == claim.record_id for r in await records.named(client, [claim.name]))
 
 
 async def release(client: PrefectClient, namespace_id: str, trigger_id: str) -> None:
     """Give back the trigger's slots (after it stopped being active)."""
     for slot in await _slots(client, namespace_id):
         if slot.trigger_id == trigger_id:
-            await delete_variable(client, slot.variable_id)
+            await records.delete(client, slot.record_id)
 
 
 def _held(slots: list[Slot], active: set[str], now: datetime) -> tuple[dict[int, Slot], dict[int, Slot]]:
@@ -138,24 +133,19 @@ async def _take_one(client: PrefectClient, namespace_id: str, trigger_id: str, f
         number = free.pop()
         started = time.monotonic()
         stale = reclaimable.pop(number, None)
-        if stale is not None and not await delete_variable(client, stale.variable_id):
+        if stale is not None and not await records.delete(client, stale.record_id):
             continue  # another caller took it back first
-        try:
-            variable = await client.create_variable(VariableCreate(
-                name=_name(namespace_id, number), value={"trigger_id": trigger_id}, tags=[TRIGGER_TAG, SLOT_TAG]))
-        except ObjectAlreadyExists:
-            continue
-        return Claim(variable.name, variable.id, started)
+        record = await records.create(client, _name(namespace_id, number), {"trigger_id": trigger_id})
+        if record is not None:
+            return Claim(record.name, record.id, started)
     return None
 
 
 async def _slots(client: PrefectClient, namespace_id: str) -> list[Slot]:
-    """Every slot variable of the namespace."""
+    """Every slot of the namespace."""
     prefix = _name(namespace_id, "")
-    found = await variables_where(client, {"name": {"like_": f"{prefix}%"}})
-    return [Slot(int(v["name"].removeprefix(prefix)), v["value"]["trigger_id"], UUID(v["id"]),
-                 datetime.fromisoformat(v["created"]))
-            for v in found if v["name"].startswith(prefix)]  # LIKE's `_` matches any character
+    return [Slot(int(r.name.removeprefix(prefix)), r.value["trigger_id"], r.id, r.created)
+            for r in await records.starting_with(client, prefix)]
 
 
 async def _active(client: PrefectClient, namespace_id: str, slots: list[Slot], now: datetime) -> set[str]:
@@ -201,4 +191,4 @@ def _unpaused(namespace_id: str, names: set[str] | None = None) -> dict[str, Any
 
 
 def _name(namespace_id: str, number: int | str) -> str:
-    return f"cluster-trigger-slot-{namespace_id}-{number}"
+    return f"{SLOT_PREFIX}{prefect_name(namespace_id)}-{number}"

@@ -34,7 +34,7 @@ from prefect.logging import get_logger
 from prefect.utilities.asyncutils import run_coro_as_sync
 
 from prefect_cluster_triggers.core.settings import get_settings
-from prefect_cluster_triggers.deployments.prefect_objects import trigger_records, variables
+from prefect_cluster_triggers.deployments.prefect_objects import records, trigger_records
 from prefect_cluster_triggers.deployments.prefect_objects.automations import automation_name
 from prefect_cluster_triggers.deployments.prefect_objects.status import trigger_status
 from prefect_cluster_triggers.deployments.prefect_objects.translate import (
@@ -87,7 +87,7 @@ async def _record_run(deployment_id: Any, *, failed: bool) -> None:
         deployment = await client.read_deployment(deployment_id)
         record = TriggerRecord.model_validate(deployment.parameters["trigger"])
         figures = await trigger_records.run_figures(client, deployment_id, now=datetime.now(timezone.utc))
-        await variables.save(client, trigger_records.variable_name(trigger_records.RUNS, record.trigger_id), figures)
+        await records.save(client, trigger_records.record_name(trigger_records.RUNS, record.trigger_id), figures)
         if failed and figures.consecutive_failures >= get_settings().rules.max_consecutive_failures:
             async with changing(client, record.trigger_id, wait=_POLICY_WAIT):
                 deployment = await client.read_deployment(deployment_id)  # as it is now, not as first read

@@ -25,7 +25,7 @@ from prefect_cluster_triggers.blocks.collections import open_collection
 from prefect_cluster_triggers.core.contract import validate_request
 from prefect_cluster_triggers.core.names import prefect_name
 from prefect_cluster_triggers.deployments.api.keys import KeyStore
-from prefect_cluster_triggers.deployments.prefect_objects import variables
+from prefect_cluster_triggers.deployments.prefect_objects import records
 from prefect_cluster_triggers.deployments.prefect_objects.translate import FLOW_NAME
 from prefect_cluster_triggers.deployments.service import commands, queries
 
@@ -203,7 +203,7 @@ def test_a_refused_create_leaves_no_deployment(prefect_api: str, monkeypatch: py
     async def lost(*_: Any, **__: Any) -> None:
         raise httpx.ConnectError("the Prefect API went away mid-create")
 
-    monkeypatch.setattr(variables, "save", lost)
+    monkeypatch.setattr(records, "save", lost)
     request = validate_request({"trigger_type": "event", "execution_config": {"collection_ids": ["c"], "config": KMEANS},
                                 "schedule_config": {"event_type": "documents_added", "event_threshold": 5,
                                                     "collection_id": "c"}})

@@ -1,4 +1,4 @@
-"""The sweep lease between replicas, over an in-memory Variable store whose writes can be made to fail."""
+"""The sweep lease between replicas, over an in-memory record store whose writes can be made to fail."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ from typing import Any
 
 import pytest
 
-from prefect_cluster_triggers.deployments.prefect_objects import sweep_lease, variables
+from prefect_cluster_triggers.deployments.prefect_objects import records, sweep_lease
 from prefect_cluster_triggers.deployments.prefect_objects.sweep_lease import MISSED_BEATS, SweepLease
 
 BEAT = 0.01
 
 
 class Store:
-    """One Prefect server's Variables; `failing` holders' writes time out (a busy server)."""
+    """One Prefect server's records; `failing` holders' writes time out (a busy server)."""
 
     def __init__(self) -> None:
         self.values: dict[str, Any] = {}
@@ -32,8 +32,8 @@ class Store:
 @pytest.fixture
 def store(monkeypatch: pytest.MonkeyPatch) -> Store:
     found = Store()
-    monkeypatch.setattr(variables, "read", found.read)
-    monkeypatch.setattr(variables, "save_value", found.save_value)
+    monkeypatch.setattr(records, "read", found.read)
+    monkeypatch.setattr(records, "save_value", found.save_value)
     return found
 
 
@@ -50,7 +50,7 @@ def test_one_replica_takes_the_free_lease_and_keeps_it(store: Store) -> None:
         return [await _beat(lease) for _ in range(5)]
 
     assert asyncio.run(run()) == [True] * 5
-    assert store.values[sweep_lease.LEASE_VARIABLE]["holder"] == "a"
+    assert store.values[sweep_lease.LEASE_RECORD]["holder"] == "a"
 
 
 def test_a_holder_whose_beats_time_out_sweeps_on_while_nobody_else_takes_over(store: Store) -> None:

@@ -1,0 +1,88 @@
+"""Where the plugin keeps its small records: block documents, never the user's Prefect Variables.
+
+Prefect reads every Variable of the server each time it creates a run from a deployment, so
+records kept there would slow every firing as triggers are added; records an earlier version
+kept there are moved, and keep working (a retry with an Idempotency-Key used before the move
+still gets its first answer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from prefect.client.orchestration import get_client
+from pydantic import BaseModel
+
+from prefect_cluster_triggers.core.contract import validate_request
+from prefect_cluster_triggers.deployments.prefect_objects import records, trigger_records
+from prefect_cluster_triggers.deployments.service import commands, idempotency, queries
+
+KMEANS = {"algorithm": "kmeans", "n_clusters": 3}
+
+
+class Answer(BaseModel):
+    trigger_id: str
+
+
+async def _our_variables(client: Any) -> list[str]:
+    response = await client.request("POST", "/variables/filter",
+                                    json={"variables": {"name": {"like_": f"{records.PREFIX}%"}}, "limit": 200})
+    return [v["name"] for v in response.json()]
+
+
+def test_a_trigger_and_its_quota_slot_leave_the_users_variables_alone(prefect_api: str) -> None:
+    request = validate_request({"trigger_type": "event", "execution_config": {"collection_ids": ["c"], "config": KMEANS},
+                                "schedule_config": {"event_type": "documents_added", "event_threshold": 5,
+                                                    "collection_id": "c"}})
+    created = queries.run_sync(commands.create_trigger(request, trigger_id="trg_records", namespace_id="tenant-records"))
+    assert created.status == "active"
+
+    async def look() -> tuple[list[str], dict[str, Any]]:
+        async with get_client() as client:
+            return (await _our_variables(client),
+                    await records.read(client, [trigger_records.record_name(trigger_records.RUNS, "trg_records")]))
+
+    variables, runs = queries.run_sync(look())
+    assert variables == []
+    assert runs[trigger_records.record_name(trigger_records.RUNS, "trg_records")]["execution_count"] == 0
+
+
+def test_records_an_earlier_version_kept_in_variables_are_moved_and_still_answer(prefect_api: str) -> None:
+    asked = idempotency.fingerprint("POST", "/v1/clusters/triggers", {"trigger_type": "cron"})
+    key_name = idempotency.key_record_name("ns_0123456789abcdef", "retry-after-upgrade")
+    newer = trigger_records.record_name(trigger_records.STATE, "trg_moved_newer")
+    older = trigger_records.record_name(trigger_records.STATE, "trg_moved")
+
+    async def scenario() -> tuple[Answer, dict[str, Any], list[str], int]:
+        async with get_client() as client:
+            for name, value in [(key_name, {"fingerprint": asked, "token": "t0", "answer": {"trigger_id": "trg_first"}}),
+                                (older, {"event_counter": 4}), (newer, {"event_counter": 1}),
+                                ("cluster-trigger-slot-ns_0123456789abcdef-0", {"trigger_id": "trg_moved"})]:
+                await client.request("POST", "/variables/", json={"name": name, "value": value})
+            await records.save_value(client, newer, {"event_counter": 9})  # written since by the new version
+            moved = sum(await asyncio.gather(records.move_from_variables(client), records.move_from_variables(client)))
+
+            async def work(_: str) -> Answer:
+                raise AssertionError("a retry of a request answered before the move must not be worked again")
+
+            answer = await idempotency.once("ns_0123456789abcdef", "retry-after-upgrade", asked, work, Answer)
+            return answer, await records.read(client, [older, newer]), await _our_variables(client), moved
+
+    answer, states, left, moved = queries.run_sync(scenario())
+    assert answer == Answer(trigger_id="trg_first")
+    assert states == {older: {"event_counter": 4}, newer: {"event_counter": 9}}
+    assert left == []
+    assert moved == 2  # the key and the older state, each once however many movers ran; the slot is made again
+
+
+@pytest.mark.parametrize("value", [7, "text", {"nested": [1, 2.5, None]}, None])
+def test_a_record_reads_back_as_saved(prefect_api: str, value: Any) -> None:
+    async def round_trip() -> Any:
+        async with get_client() as client:
+            await records.save_value(client, f"{records.PREFIX}-test-round-trip", "first")
+            await records.save_value(client, f"{records.PREFIX}-test-round-trip", value)
+            return await records.read(client, [f"{records.PREFIX}-test-round-trip"])
+
+    assert queries.run_sync(round_trip()) == {f"{records.PREFIX}-test-round-trip": value}
