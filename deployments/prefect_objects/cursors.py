@@ -188,7 +188,7 @@ async def _read(client: PrefectClient, trigger_id: str, number: int) -> Head | N
             block_name(trigger_id, number), block_type_slug=EventTriggerCursor.get_block_type_slug())
     except ObjectNotFound:
         return None
-    cursor = EventTriggerCursor._from_block_document(document)
+    cursor = EventTriggerCursor.model_validate(document.data)  # not `Block.load`'s: no "loaded" event per evaluation
     return Head(number=number, checkpoint=cursor.checkpoint, firings=list(cursor.firings), version=cursor.version)
 
 

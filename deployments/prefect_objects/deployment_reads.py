@@ -21,7 +21,7 @@ from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.responses import DeploymentResponse
 
 from prefect_cluster_triggers.deployments.prefect_objects.client import PAGE
-from prefect_cluster_triggers.deployments.prefect_objects.translate import TRIGGER_TAG
+from prefect_cluster_triggers.deployments.prefect_objects.translate import TRIGGER_TAG, without_state_line
 
 _TRIGGERS = {"deployments": {"tags": {"all_": [TRIGGER_TAG]}}}
 
@@ -72,8 +72,11 @@ async def raw_trigger_deployments(client: PrefectClient, *, updated_since: datet
 
 
 def fingerprint(raw: dict[str, Any]) -> str:
-    """What a sweep acts on of a deployment: its pause, tags, parameters (the record) and description."""
-    facts = [raw.get("paused"), sorted(raw.get("tags") or []), raw.get("parameters"), raw.get("description")]
+    """What a sweep acts on of a deployment: its pause, tags, parameters (the record) and description. Not the
+    state line the sweep itself writes into the description: else each line written would have the next sweep
+    visit the trigger again for nothing."""
+    facts = [raw.get("paused"), sorted(raw.get("tags") or []), raw.get("parameters"),
+             without_state_line(raw.get("description"))]
     return hashlib.blake2b(json.dumps(facts, sort_keys=True, default=str).encode(), digest_size=16).hexdigest()
 
 

@@ -112,7 +112,7 @@ def user_description(description: str | None, *, described: bool = True) -> str 
     `described`: whether the trigger's record holds a description. When it holds none, the text "None" is what
     Prefect's client stores for a deployment made without one, not the user's words.
     """
-    text = _without_state_line(description)
+    text = without_state_line(description)
     if not text or text == FLOW_DESCRIPTION or (text == _PREFECT_NONE and not described):
         return None
     return from_literal_markdown(text)
@@ -127,7 +127,7 @@ def state_line_of(description: str | None) -> str | None:
 def with_state_line(description: str | None, line: str | None) -> str | None:
     """The deployment's description (markdown, as it shows): the state line (when given), a blank line, then
     the user's part of `description` (stripped of any state line it held: one line whatever was written before)."""
-    user = _without_state_line(description)
+    user = without_state_line(description)
     if line is None:
         return user
     if not _STATE_LINE.fullmatch(line):
@@ -135,7 +135,8 @@ def with_state_line(description: str | None, line: str | None) -> str | None:
     return f"{line}\n\n{user}" if user else line
 
 
-def _without_state_line(description: str | None) -> str | None:
+def without_state_line(description: str | None) -> str | None:
+    """The description without its state line (None when nothing else is left)."""
     return _STATE_LINE.sub("", description or "").strip() or None
 
 

@@ -82,6 +82,19 @@ def test_the_state_line_says_what_the_trigger_waits_for_and_links_its_page() -> 
     assert state_line_of(with_state_line("Nightly [run](x)", line)) == line
 
 
+def test_a_new_state_line_has_the_next_sweep_visit_nothing_a_users_edit_does() -> None:
+    from prefect_cluster_triggers.deployments.prefect_objects.deployment_reads import fingerprint
+
+    trigger = _trigger(_CONDITIONAL, last_measurement=0.05)
+    raw = {"paused": False, "tags": ["a"], "parameters": {"p": 1},
+           "description": with_state_line("Nightly", state_line(trigger, "a1"))}
+    checked = {**raw, "description": with_state_line(raw["description"], state_line(
+        trigger.model_copy(update={"last_measurement": 0.07}), "a2"))}
+    edited = {**raw, "description": with_state_line("Nightly, reviewed", state_line(trigger, "a1"))}
+    assert fingerprint(checked) == fingerprint(raw)
+    assert fingerprint(edited) != fingerprint(raw)
+
+
 def test_a_trends_page_gets_a_version_for_a_new_value_or_hourly_not_for_every_check() -> None:
     from prefect_cluster_triggers.deployments.service.run_pages import TRENDS_REFRESH, trends_due
 
