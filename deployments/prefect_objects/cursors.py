@@ -162,10 +162,10 @@ class CursorCache:
 
     async def tidy(self, client: PrefectClient, trigger_id: str, saved: Head) -> None:
         """After a save (and after its runs: neither is on the firing's path), write the hint and delete the
-        block `KEPT` saves back; both may fail: the chain is the record."""
+        block `KEPT` saves back; one attempt each, both may fail: the chain is the record."""
         try:
             with without_client_retries():
-                await records.save_value(client, cursor_name(trigger_id), saved.number)
+                await records.save_value(client, cursor_name(trigger_id), saved.number, retry=False)
                 if saved.number - KEPT >= 0:
                     await _delete(client, block_name(trigger_id, saved.number - KEPT))
         except httpx.HTTPError as exc:

@@ -84,14 +84,20 @@ async def registered(client: PrefectClient, block: type[Block]) -> tuple[UUID, U
     return _types[key]
 
 
-async def create_block(client: PrefectClient, block: type[Block], name: str, data: dict[str, Any]) -> Any | None:
+async def create_block(client: PrefectClient, block: type[Block], name: str, data: dict[str, Any], *,
+                       retry: bool = True) -> Any | None:
     """Create a block document of `block`'s type holding `data`; None when one of that name exists.
 
-    A lost SQLite race (503) wrote nothing and is tried again at once, not after Prefect's pauses."""
+    A lost SQLite race (503) wrote nothing and is tried again at once, not after Prefect's pauses
+    (with `retry`; without, it is the answer)."""
     schema_id, type_id = await registered(client, block)
+
+    async def write() -> Any:
+        return await client.create_block_document(BlockDocumentCreate(
+            name=name, block_schema_id=schema_id, block_type_id=type_id, data=data, is_anonymous=False))
+
     try:
-        return await retry_lost_races(lambda: client.create_block_document(BlockDocumentCreate(
-            name=name, block_schema_id=schema_id, block_type_id=type_id, data=data, is_anonymous=False)))
+        return await (retry_lost_races(write) if retry else write())
     except ObjectAlreadyExists:
         return None
     except Exception:  # the ids may be another server's (a new database behind the same URL): taken again next time
@@ -99,9 +105,9 @@ async def create_block(client: PrefectClient, block: type[Block], name: str, dat
         raise
 
 
-async def create(client: PrefectClient, name: str, value: Any) -> Record | None:
+async def create(client: PrefectClient, name: str, value: Any, *, retry: bool = True) -> Record | None:
     """Create the record `name` holding `value` (JSON); None when it exists (the lock of quotas and keys)."""
-    document = await create_block(client, RecordBlock, name, {"value": value})
+    document = await create_block(client, RecordBlock, name, {"value": value}, retry=retry)
     if document is None:
         return None
     _ids[(str(client.api_url), name)] = document.id
@@ -113,28 +119,32 @@ async def save(client: PrefectClient, name: str, value: BaseModel) -> None:
     await save_value(client, name, value.model_dump(mode="json"))
 
 
-async def save_value(client: PrefectClient, name: str, value: Any) -> None:
+async def save_value(client: PrefectClient, name: str, value: Any, *, retry: bool = True) -> None:
     """Create or replace the record `name` holding `value` (JSON); the last write wins.
 
-    Usually one call: the record's id is remembered from its last read or write."""
+    Usually one call: the record's id is remembered from its last read or write. Without `retry`,
+    a lost SQLite race is the answer (for a hint that a later write renews)."""
     key = (str(client.api_url), name)
     while True:
         known = _ids.get(key)
-        if known is not None and await update(client, known, value):
+        if known is not None and await update(client, known, value, retry=retry):
             return
         _ids.pop(key, None)
-        if await create(client, name, value) is not None:
+        if await create(client, name, value, retry=retry) is not None:
             return
         found = await named(client, [name])  # created meanwhile by another writer: replace it
-        if found and await update(client, found[0].id, value):
+        if found and await update(client, found[0].id, value, retry=retry):
             return
 
 
-async def update(client: PrefectClient, record_id: UUID, value: Any) -> bool:
-    """Replace the value of the record `record_id`; False when it is gone."""
+async def update(client: PrefectClient, record_id: UUID, value: Any, *, retry: bool = True) -> bool:
+    """Replace the value of the record `record_id`; False when it is gone. `retry`: as for `create_block`."""
+    async def write() -> None:
+        await client.update_block_document(record_id, BlockDocumentUpdate(data={"value": value},
+                                                                          merge_existing_data=False))
+
     try:
-        await retry_lost_races(lambda: client.update_block_document(
-            record_id, BlockDocumentUpdate(data={"value": value}, merge_existing_data=False)))
+        await (retry_lost_races(write) if retry else write())
     except ObjectNotFound:
         return False
     return True
