@@ -8,7 +8,8 @@ whole life (`shared_client`); the CLI, which makes one call per process, makes i
 On SQLite, Prefect's server answers a write that lost a race with another with 503 at once,
 and Prefect's client waits 2, 4, 8, 16 and 32 s before trying again: in a burst of 60
 creates the last one waited over a minute for a database that was idle most of that time.
-`retry_lost_races` tries such a write again after a short random pause instead.
+`retry_lost_races` tries such a write again after a short random pause instead, and queues
+the process's writes once the server has shown it refuses concurrent ones.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import weakref
 from contextlib import asynccontextmanager, contextmanager
 from typing import AsyncIterator, Awaitable, Callable, Iterator, TypeVar
 
@@ -87,22 +89,49 @@ _no_retries: dict[int, tuple[Settings, Settings]] = {}  # id(base) -> (base, kep
 async def retry_lost_races(write: Callable[[], Awaitable[T]]) -> T:
     """`write()` (one Prefect write), tried again after a pause of up to `_PAUSE_CAP` while it loses races.
 
+    Once the server has answered a lost race, this process's writes queue and go one at a time.
+    Prefect writes a block document or a deployment in a transaction that reads before it writes,
+    and SQLite refuses such a transaction at once, without waiting, when another write landed
+    after its read. Sent all at once, the writes of a burst of creates kept refusing each other
+    past `_RACE_DEADLINE`; queued, they go through one after another. PostgreSQL never answers 503 for a conflict, so there
+    writes are never queued and this is the plain call.
+
     Prefect's own retries are switched off for these calls only (the setting is task-local),
     so its exponential pauses do not stack on ours; a dropped connection, which Prefect's
     client retries, is retried here the same way (Prefect's deployment create is an upsert).
-    PostgreSQL never answers 503 for a conflict, so there this is the plain call.
     """
-    deadline = time.monotonic() + _RACE_DEADLINE
-    attempt = 0
+    loop = asyncio.get_running_loop()
     with without_client_retries():
-        while True:
+        if loop not in _queuing:
             try:
                 return await write()
             except httpx.HTTPStatusError as exc:
-                if exc.response.status_code != _LOST_RACE or time.monotonic() > deadline:
+                if exc.response.status_code != _LOST_RACE:
                     raise
+                _queuing.add(loop)
             except httpx.TransportError:  # a dropped connection, which Prefect's client would retry too
-                if time.monotonic() > deadline:
-                    raise
-            await asyncio.sleep(random.uniform(0, min(_PAUSE_CAP, 0.05 * 2**attempt)))
-            attempt += 1
+                pass
+        async with loop_lock("writes"):
+            deadline = time.monotonic() + _RACE_DEADLINE
+            attempt = 0
+            while True:
+                try:
+                    return await write()
+                except httpx.HTTPStatusError as exc:
+                    if exc.response.status_code != _LOST_RACE or time.monotonic() > deadline:
+                        raise
+                except httpx.TransportError:
+                    if time.monotonic() > deadline:
+                        raise
+                await asyncio.sleep(random.uniform(0, min(_PAUSE_CAP, 0.05 * 2**attempt)))
+                attempt += 1
+
+
+def loop_lock(name: str) -> asyncio.Lock:
+    """The running event loop's lock called `name` (an asyncio lock belongs to the loop it was first used in)."""
+    locks = _locks.setdefault(asyncio.get_running_loop(), {})
+    return locks.setdefault(name, asyncio.Lock())
+
+
+_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = weakref.WeakKeyDictionary()
+_queuing: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()  # loops whose server answered a lost race

@@ -28,7 +28,7 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from pydantic import BaseModel, Field
 
 from prefect_cluster_triggers.blocks.saving import DOCS_URL
-from prefect_cluster_triggers.deployments.prefect_objects.client import PAGE, retry_lost_races
+from prefect_cluster_triggers.deployments.prefect_objects.client import PAGE, loop_lock, retry_lost_races
 
 PREFIX = "cluster-trigger"  # every record's name starts so (and every Variable an earlier version kept)
 _MOVING = 8  # Variables moved at once
@@ -73,14 +73,16 @@ _ids: dict[tuple[str, str], UUID] = {}  # (API URL, record name) -> the id it wa
 
 
 async def registered(client: PrefectClient, block: type[Block]) -> tuple[UUID, UUID]:
-    """The block class's schema and type ids on this server, registered the first time (once per process)."""
+    """The block class's schema and type ids on this server, registered the first time (once per process:
+    a burst's first writes wait for one registration, where each made its own four calls)."""
     key = (str(client.api_url), block)
-    if key not in _types:
-        try:
-            await block.aregister_type_and_schema(client=client)
-        except (ObjectAlreadyExists, httpx.HTTPStatusError):  # registered by a rival meanwhile (409)
-            await block.aregister_type_and_schema(client=client)
-        _types[key] = (block._block_schema_id, block._block_type_id)  # what registering set
+    async with loop_lock(f"register {block.get_block_type_slug()}"):
+        if key not in _types:
+            try:
+                await block.aregister_type_and_schema(client=client)
+            except (ObjectAlreadyExists, httpx.HTTPStatusError):  # registered by a rival meanwhile (409)
+                await block.aregister_type_and_schema(client=client)
+            _types[key] = (block._block_schema_id, block._block_type_id)  # what registering set
     return _types[key]
 
 

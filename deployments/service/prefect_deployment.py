@@ -40,13 +40,36 @@ from prefect_cluster_triggers.deployments.prefect_objects.translate import (
 from prefect_cluster_triggers.deployments.service import quota
 
 _result_store_fixed: set[str] = set()  # Prefect API URLs whose default result store exists
-
-
+_prerequisites: dict[tuple[str, str], UUID] = {}  # (API URL, work pool) -> the shared flow's id: both exist
 
 
 async def create_deployment(client: PrefectClient, fields: dict[str, Any], pull_steps: list[dict[str, Any]]) -> UUID:
-    """The deployment `prefect deploy` makes of the same fields: no path, no pull step unless configured."""
-    flow_id, _ = await asyncio.gather(_flow_id(client), _ensure_work_pool(client, fields["work_pool"]["name"]))
+    """The deployment `prefect deploy` makes of the same fields: no path, no pull step unless configured.
+
+    The shared flow's id and its work pool are looked up once per process and server; when either
+    was deleted since (in the Prefect UI), the create is refused (404 for the pool, 409 for the
+    flow) and made again after a fresh look-up."""
+    pool = fields["work_pool"]["name"]
+    key = (str(client.api_url), pool)
+    known = key in _prerequisites
+    try:
+        return await _upsert(client, await _prerequisite(client, pool), fields, pull_steps)
+    except (ObjectAlreadyExists, httpx.HTTPStatusError) as exc:
+        if not known or (isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code != 404):
+            raise
+    _prerequisites.pop(key, None)
+    return await _upsert(client, await _prerequisite(client, pool), fields, pull_steps)
+
+
+async def _prerequisite(client: PrefectClient, pool: str) -> UUID:
+    """The shared flow's id, once it and the work pool `pool` are known to exist."""
+    key = (str(client.api_url), pool)
+    if key not in _prerequisites:
+        _prerequisites[key], _ = await asyncio.gather(_flow_id(client), _ensure_work_pool(client, pool))
+    return _prerequisites[key]
+
+
+async def _upsert(client: PrefectClient, flow_id: UUID, fields: dict[str, Any], pull_steps: list[dict[str, Any]]) -> UUID:
     return await retry_lost_races(lambda: client.create_deployment(
         flow_id=flow_id,
         name=fields["name"],

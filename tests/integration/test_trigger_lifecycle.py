@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from tests.integration.triggers import create as _create
 from tests.integration.triggers import feed
 from tests.integration.triggers import get as _get
 from tests.integration.triggers import wait_for as _wait_for
+from tests.seed_examples import CRON
 
 REPOSITORY = Path(__file__).parents[2]
 
@@ -285,3 +287,22 @@ def test_prefect_deploy_makes_the_deployment_create_makes(server_env: dict[str, 
 def _deployments() -> list:
     with get_client(sync_client=True) as client:
         return client.read_deployments(deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=[TRIGGER_TAG])))
+
+
+def test_a_work_pool_deleted_in_the_ui_is_made_again_by_the_next_create(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pool a process looked up once is gone: the next create still makes its trigger, in a pool of that name."""
+    monkeypatch.setenv("CLUSTER_TRIGGERS_WORK_POOL", "pool-deleted-meanwhile")
+
+    async def scenario() -> tuple[str, str]:
+        first = await commands.create_trigger(validate_request(json.loads(CRON)), namespace_id="team-pool")
+        async with get_client() as client:
+            await client.delete_work_pool("pool-deleted-meanwhile")
+        second = await commands.create_trigger(validate_request(json.loads(CRON)), namespace_id="team-pool")
+        async with get_client() as client:
+            deployment = await client.read_deployment_by_name(f"{FLOW_NAME}/{second.trigger_id}")
+            pool = await client.read_work_pool("pool-deleted-meanwhile")
+        assert deployment.work_pool_name == pool.name
+        return first.trigger_id, second.trigger_id
+
+    first, second = asyncio.run(scenario())
+    assert first != second

@@ -1,13 +1,16 @@
-"""`without_client_retries`: Prefect's client retries off inside the block only, without rebuilding settings each time."""
+"""`without_client_retries`: Prefect's client retries off inside the block only, without rebuilding settings each time;
+`retry_lost_races`: writes refused as lost races go through, queued once the server has refused one."""
 
 from __future__ import annotations
 
 import asyncio
 
+import httpx
 import prefect.context
+import pytest
 from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
-from prefect_cluster_triggers.deployments.prefect_objects.client import without_client_retries
+from prefect_cluster_triggers.deployments.prefect_objects.client import retry_lost_races, without_client_retries
 
 
 def test_retries_are_off_inside_and_back_after() -> None:
@@ -48,3 +51,52 @@ def test_nested_and_interleaved_blocks_keep_reusing_the_derived_settings() -> No
 
     assert asyncio.run(turns()) == {id(derived)}
     assert PREFECT_CLIENT_MAX_RETRIES.value() > 0
+
+
+class _OneWriterAtATime:
+    """A server that, like Prefect's on SQLite, answers 503 to a write that overlaps another."""
+
+    def __init__(self) -> None:
+        self.writing = 0
+        self.refused = 0
+        self.written = 0
+
+    async def write(self) -> int:
+        self.writing += 1
+        try:
+            await asyncio.sleep(0.002)
+            if self.writing > 1:
+                self.refused += 1
+                request = httpx.Request("POST", "http://prefect/api/block_documents/")
+                raise httpx.HTTPStatusError("lost race", request=request, response=httpx.Response(503, request=request))
+            self.written += 1
+            return self.written
+        finally:
+            self.writing -= 1
+
+
+def test_a_burst_refused_as_lost_races_is_written_whole_and_queued_after_the_first_refusal() -> None:
+    server = _OneWriterAtATime()
+
+    async def burst() -> tuple[list[int], int]:
+        first = await asyncio.gather(*(retry_lost_races(server.write) for _ in range(20)))
+        refused_in_first_burst = server.refused
+        second = await asyncio.gather(*(retry_lost_races(server.write) for _ in range(20)))
+        assert server.refused == refused_in_first_burst  # queued now: nothing overlaps, nothing is refused
+        return first + second, refused_in_first_burst
+
+    written, refused = asyncio.run(burst())
+    assert sorted(written) == list(range(1, 41)) and refused > 0
+
+
+def test_a_write_refused_for_another_reason_is_not_tried_again() -> None:
+    calls = []
+
+    async def write() -> None:
+        calls.append(1)
+        request = httpx.Request("POST", "http://prefect/api/deployments/")
+        raise httpx.HTTPStatusError("bad", request=request, response=httpx.Response(422, request=request))
+
+    with pytest.raises(httpx.HTTPStatusError):
+        asyncio.run(retry_lost_races(write))
+    assert calls == [1]
