@@ -1,7 +1,7 @@
 """Exact quotas of active triggers: an active trigger holds one of its namespace's numbered slots.
 
 A namespace whose quota is N has N slots; a slot is a record (`records`)
-`cluster-trigger-slot-<namespace>-<k>` (k < N) whose value names the trigger holding it.
+`cluster-trigger-slot-<prefect_name(namespace)>-<k>` (k < N) whose value names the trigger holding it.
 The database's unique constraint on record names is the whole lock: of two callers
 creating slot k at once, on SQLite or PostgreSQL and in any number of processes, exactly
 one succeeds, so no interleaving of creates and resumes gets more than N slots held.

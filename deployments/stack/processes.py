@@ -5,7 +5,6 @@ Used by `make run` and by the tests and benchmarks that start a stack of their o
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import socket
@@ -18,7 +17,11 @@ from typing import ContextManager, Iterator
 
 import httpx
 
+from prefect_cluster_triggers.deployments.stack import guard
+
 BIN = Path(sys.executable).parent
+
+
 def free_port() -> int:
     """A port on 127.0.0.1 nobody listens on now."""
     with socket.socket() as probe:
@@ -83,26 +86,18 @@ def _wait_answering(url: str, process: subprocess.Popen, name: str, timeout: flo
 @contextmanager
 def child_process(command: list, env: dict[str, str], *, log: Path | None = None,
                   cwd: Path | None = None) -> Iterator[subprocess.Popen]:
-    """A child in its own process group, so stopping it also stops whatever it started (flow runs).
-
-    It also gets SIGTERM if this process dies without stopping it (a SIGKILL, an OOM kill):
-    no server, worker or API outlives the stack that started it. Its output goes to `log`
-    when given, else to this terminal.
+    """A child under a `guard`, which stops it and whatever it started (flow runs) when this process
+    stops it or dies without stopping it (a SIGKILL, an OOM kill): no server, worker or API outlives
+    the stack that started it. Its output goes to `log` when given, else to this terminal.
     """
+    guarded = [sys.executable, "-m", guard.__name__, str(os.getpid()), *(str(c) for c in command)]
     with open(log, "ab") if log else _no_file() as output:
-        process = subprocess.Popen([str(c) for c in command], env=env, start_new_session=True, cwd=cwd,
-                                   stdout=output, stderr=subprocess.STDOUT if output else None,
-                                   preexec_fn=_terminate_with_parent)
+        process = subprocess.Popen(guarded, env=env, start_new_session=True, cwd=cwd,
+                                   stdout=output, stderr=subprocess.STDOUT if output else None)
         try:
             yield process
         finally:
             _stop(process)
-
-
-def _terminate_with_parent() -> None:
-    """In the child, before exec: ask Linux for SIGTERM when the parent dies (prctl PR_SET_PDEATHSIG)."""
-    if sys.platform == "linux":
-        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @contextmanager
@@ -111,7 +106,7 @@ def _no_file() -> Iterator[None]:
 
 
 def _stop(process: subprocess.Popen) -> None:
-    """SIGTERM to the whole group, SIGKILL what is left after 15 s."""
+    """SIGTERM to the guard, SIGKILL after 15 s (its command has `guard.GRACE` to stop)."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(process.pid, sig)
@@ -163,9 +158,3 @@ def _listening_inodes(port: int) -> set[str]:
         found |= {row.split()[9] for row in rows
                   if row.split()[3] == "0A" and int(row.split()[1].rsplit(":", 1)[1], 16) == port}
     return found
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-BIN = Path(sys.executable).parent
