@@ -25,27 +25,30 @@ _PR_SET_PDEATHSIG = 1
 
 
 def main(argv: list[str]) -> int:
-    """Run `argv[1:]` until it exits or this guard is told to stop; `argv[0]` is the stack's pid."""
+    """Run `argv[1:]` until it exits or this guard is told to stop; `argv[0]` is the stack's pid.
+
+    The stopping signals are blocked and taken with `sigtimedwait` between looks at the command,
+    so a stop never interrupts the guard half-way through anything."""
     stack_pid, command = int(argv[0]), argv[1:]
+    signal.pthread_sigmask(signal.SIG_BLOCK, {*_STOPPING, signal.SIGCHLD})
     _on_parent_death(signal.SIGTERM)
-    child = subprocess.Popen(command, start_new_session=True, preexec_fn=lambda: _on_parent_death(signal.SIGKILL))
-    for sig in _STOPPING:
-        signal.signal(sig, _raise_stop)
-    try:
-        if os.getppid() != stack_pid:  # the stack died before the parent-death signal was asked for
-            raise _Stop(signal.SIGTERM)
-        return child.wait()
-    except _Stop as stop:  # raised out of the wait, which gives up its lock: stopping waits for the child again
-        for sig in _STOPPING:
-            signal.signal(sig, signal.SIG_IGN)
-        _stop_group(child)
-        return 128 + stop.signum
+    child = subprocess.Popen(command, start_new_session=True, preexec_fn=_in_the_command)
+    stopping = None if os.getppid() == stack_pid else signal.SIGTERM  # the stack died before we asked
+    while stopping is None:
+        code = child.poll()
+        if code is not None:
+            return code
+        received = signal.sigtimedwait({*_STOPPING, signal.SIGCHLD}, 1.0)  # SIGCHLD: the command exited
+        if received is not None and received.si_signo in _STOPPING:
+            stopping = received.si_signo
+    _stop_group(child)
+    return 128 + stopping
 
 
-class _Stop(Exception):
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
+def _in_the_command() -> None:
+    """In the command's process, before exec: signals as usual, and killed at once with its guard."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {*_STOPPING, signal.SIGCHLD})
+    _on_parent_death(signal.SIGKILL)
 
 
 def _on_parent_death(sig: int) -> None:
@@ -54,11 +57,7 @@ def _on_parent_death(sig: int) -> None:
         ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, sig)
 
 
-def _raise_stop(signum: int, _frame: object) -> None:
-    raise _Stop(signum)
-
-
-_STOPPING = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+_STOPPING = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
 
 
 def _stop_group(child: subprocess.Popen) -> None:
