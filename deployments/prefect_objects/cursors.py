@@ -196,7 +196,7 @@ async def _newest(client: PrefectClient, trigger_id: str) -> Head:
     """The highest-numbered block of the trigger (the numbered blocks, at most a few, read by name)."""
     suffix = f"-{prefect_name(trigger_id)}"
     response = await client.request("POST", "/block_documents/filter", json={
-        "block_documents": {"name": {"like_": f"{_NUMBERED}%{suffix}"}},
+        "block_documents": {"name": {"like_": f"{_NUMBERED}%{suffix}"}, "is_anonymous": None},  # see records.create_block
         "block_types": {"slug": {"any_": [EventTriggerCursor.get_block_type_slug()]}},
         "include_secrets": False, "limit": 200})
     numbers = []

@@ -90,13 +90,19 @@ async def create_block(client: PrefectClient, block: type[Block], name: str, dat
                        retry: bool = True) -> Any | None:
     """Create a block document of `block`'s type holding `data`; None when one of that name exists.
 
+    The document is anonymous, though named: Prefect emits no event for an anonymous document's
+    create, update or delete, and leaves it off the UI's Blocks page. A named one had every
+    condition check and every event trigger's evaluation add one to three events to Prefect's
+    event feed, each stored and matched against every automation. Names stay unique per block
+    type either way, so creating one is still the lock of quotas and keys.
+
     A lost SQLite race (503) wrote nothing and is tried again at once, not after Prefect's pauses
     (with `retry`; without, it is the answer)."""
     schema_id, type_id = await registered(client, block)
 
     async def write() -> Any:
         return await client.create_block_document(BlockDocumentCreate(
-            name=name, block_schema_id=schema_id, block_type_id=type_id, data=data, is_anonymous=False))
+            name=name, block_schema_id=schema_id, block_type_id=type_id, data=data, is_anonymous=True))
 
     try:
         return await (retry_lost_races(write) if retry else write())
@@ -218,7 +224,7 @@ async def move_from_variables(client: PrefectClient) -> int:
 
 async def _filter(client: PrefectClient, documents: dict[str, Any], offset: int) -> list[Record]:
     response = await client.request("POST", "/block_documents/filter", json={
-        "block_documents": {**documents, "is_anonymous": {"eq_": False}},
+        "block_documents": {**documents, "is_anonymous": None},  # anonymous, and named by an earlier version
         "block_types": {"slug": {"any_": [RecordBlock.get_block_type_slug()]}},
         "include_secrets": True, "offset": offset, "limit": PAGE})
     found = [Record(UUID(d["id"]), d["name"], d["data"].get("value"), datetime.fromisoformat(d["created"]))

@@ -1,4 +1,4 @@
-"""Where the plugin keeps its small records: block documents, never the user's Prefect Variables.
+"""Where the plugin keeps its small records: anonymous block documents, never the user's Prefect Variables.
 
 Prefect reads every Variable of the server each time it creates a run from a deployment, so
 records kept there would slow every firing as triggers are added; records an earlier version
@@ -9,6 +9,7 @@ still gets its first answer).
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from pydantic import BaseModel
 
 from prefect_cluster_triggers.core.contract import validate_request
 from prefect_cluster_triggers.deployments.prefect_objects import records, trigger_records
+from prefect_cluster_triggers.deployments.prefect_objects.records import RecordBlock
 from prefect_cluster_triggers.deployments.service import commands, idempotency, queries
 
 KMEANS = {"algorithm": "kmeans", "n_clusters": 3}
@@ -86,3 +88,29 @@ def test_a_record_reads_back_as_saved(prefect_api: str, value: Any) -> None:
             return await records.read(client, [f"{records.PREFIX}-test-round-trip"])
 
     assert queries.run_sync(round_trip()) == {f"{records.PREFIX}-test-round-trip": value}
+
+
+def test_records_stay_out_of_the_users_event_feed_and_blocks_page(prefect_api: str) -> None:
+    """A record is written at every condition check and event evaluation: none of its writes is a Prefect
+    event (stored, shown in the feed, matched against every automation) or a block on the Blocks page."""
+    name = f"{records.PREFIX}-test-quiet"
+
+    async def scenario() -> tuple[list[str], list[str], Any, Any]:
+        async with get_client() as client:
+            since = datetime.now(timezone.utc) - timedelta(seconds=1)
+            created = await records.create(client, name, "first")
+            await records.save_value(client, name, "second")
+            kept = await records.read(client, [name])
+            loaded = (await RecordBlock.aload(name, client=client)).value
+            listed = [d.name for d in await client.read_block_documents_by_type(RecordBlock.get_block_type_slug())]
+            assert await records.delete(client, created.id)
+            await asyncio.sleep(3)  # Prefect's event persister flushes every 0.5 s here
+            events = await client.request("POST", "/events/filter", json={
+                "filter": {"occurred": {"since": since.isoformat()}, "event": {"prefix": ["prefect.block-document."]},
+                           "any_resource": {"id": [f"prefect.block-document.{created.id}"]}}, "limit": 50})
+            return [e["event"] for e in events.json()["events"]], listed, kept, loaded
+
+    events, listed, kept, loaded = queries.run_sync(scenario())
+    assert kept == {name: "second"} and loaded == "second"
+    assert name not in listed
+    assert events == []
