@@ -6,7 +6,8 @@ what it holds. Not Prefect Variables: Prefect reads every Variable of the server
 creates a run from a deployment (to render `prefect.variables` in parameters), so records of
 thousands of triggers kept there slow every firing of every trigger. Block documents are read
 by name only, and Prefect keeps their names unique per block type: of two callers creating
-the same name at once exactly one succeeds, the lock quotas and keys rely on.
+the same name at once exactly one succeeds, the lock quotas and keys rely on. They are
+anonymous documents (see `create_block`): no Prefect event per write, not on the Blocks page.
 
 Records saved as Variables by an earlier version are moved here by `move_from_variables`.
 """
