@@ -31,6 +31,7 @@ CONNECTIONS = 8  # the shared client's connections (Prefect's pool of 16 would q
 _LOST_RACE = 503  # what Prefect's server answers for SQLite's "database is locked"
 _PAUSE_CAP = 1.0  # seconds: full-jitter backoff, 50 ms doubling up to this
 _RACE_DEADLINE = 50.0  # seconds of lost races before the 503 is the answer
+_QUEUE_SECONDS = 60.0  # writes queue for this long after the last lost race
 
 T = TypeVar("T")
 
@@ -89,7 +90,8 @@ _no_retries: dict[int, tuple[Settings, Settings]] = {}  # id(base) -> (base, kep
 async def retry_lost_races(write: Callable[[], Awaitable[T]]) -> T:
     """`write()` (one Prefect write), tried again after a pause of up to `_PAUSE_CAP` while it loses races.
 
-    Once the server has answered a lost race, this process's writes queue and go one at a time.
+    For `_QUEUE_SECONDS` after the server last answered a lost race, this process's writes queue
+    and go one at a time.
     Prefect writes a block document or a deployment in a transaction that reads before it writes,
     and SQLite refuses such a transaction at once, without waiting, when another write landed
     after its read. Sent all at once, the writes of a burst of creates kept refusing each other
@@ -102,13 +104,13 @@ async def retry_lost_races(write: Callable[[], Awaitable[T]]) -> T:
     """
     loop = asyncio.get_running_loop()
     with without_client_retries():
-        if loop not in _queuing:
+        if time.monotonic() >= _queued_until.get(loop, 0.0):
             try:
                 return await write()
             except httpx.HTTPStatusError as exc:
                 if exc.response.status_code != _LOST_RACE:
                     raise
-                _queuing.add(loop)
+                _queued_until[loop] = time.monotonic() + _QUEUE_SECONDS
             except httpx.TransportError:  # a dropped connection, which Prefect's client would retry too
                 pass
         async with loop_lock("writes"):
@@ -120,6 +122,7 @@ async def retry_lost_races(write: Callable[[], Awaitable[T]]) -> T:
                 except httpx.HTTPStatusError as exc:
                     if exc.response.status_code != _LOST_RACE or time.monotonic() > deadline:
                         raise
+                    _queued_until[loop] = time.monotonic() + _QUEUE_SECONDS
                 except httpx.TransportError:
                     if time.monotonic() > deadline:
                         raise
@@ -134,4 +137,4 @@ def loop_lock(name: str) -> asyncio.Lock:
 
 
 _locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = weakref.WeakKeyDictionary()
-_queuing: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()  # loops whose server answered a lost race
+_queued_until: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, float] = weakref.WeakKeyDictionary()  # monotonic

@@ -10,6 +10,7 @@ import prefect.context
 import pytest
 from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
+from prefect_cluster_triggers.deployments.prefect_objects import client
 from prefect_cluster_triggers.deployments.prefect_objects.client import retry_lost_races, without_client_retries
 
 
@@ -87,6 +88,22 @@ def test_a_burst_refused_as_lost_races_is_written_whole_and_queued_after_the_fir
 
     written, refused = asyncio.run(burst())
     assert sorted(written) == list(range(1, 41)) and refused > 0
+
+
+def test_writes_go_side_by_side_again_once_no_race_was_lost_for_a_while(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lost race on PostgreSQL (a statement timed out) queues its process's writes for a while, not for good."""
+    monkeypatch.setattr(client, "_QUEUE_SECONDS", 0.2)
+    server = _OneWriterAtATime()
+
+    async def bursts() -> tuple[int, int]:
+        await asyncio.gather(*(retry_lost_races(server.write) for _ in range(10)))
+        queued = server.refused
+        await asyncio.sleep(0.3)
+        await asyncio.gather(*(retry_lost_races(server.write) for _ in range(10)))
+        return queued, server.refused
+
+    queued, later = asyncio.run(bursts())
+    assert queued > 0 and later > queued and server.written == 20
 
 
 def test_a_write_refused_for_another_reason_is_not_tried_again() -> None:
