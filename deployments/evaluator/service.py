@@ -58,7 +58,7 @@ from prefect_cluster_triggers.core.settings import get_settings
 from prefect_cluster_triggers.deployments.evaluator.condition_triggers import ConditionTriggers
 from prefect_cluster_triggers.deployments.evaluator.event_triggers import EventTriggers
 from prefect_cluster_triggers.deployments.evaluator.shown import ShownState
-from prefect_cluster_triggers.deployments.prefect_objects import batched_reads, records, trigger_records
+from prefect_cluster_triggers.deployments.prefect_objects import batched_reads, cursors, records, trigger_records
 from prefect_cluster_triggers.deployments.prefect_objects.automations import (
     automation_name,
     automations_by_name,
@@ -309,15 +309,19 @@ class Evaluator:
 
 
 async def _move_records() -> None:
-    """Move the records an earlier version kept in Prefect Variables (once per start, beside the sweeps)."""
+    """Move the records earlier versions kept in Prefect Variables or named block documents (once per start,
+    beside the sweeps): a write to either is a Prefect event, stored and matched against every automation."""
+    derived = [trigger_records.record_name(trigger_records.RUNS, ""), trigger_records.record_name(trigger_records.STATE, ""),
+               cursors.cursor_name("")]
     try:
         async with get_client() as client:
             moved = await records.move_from_variables(client)
+            made = await records.make_anonymous(client, derived)
     except Exception:  # Prefect restarting: the next start moves the rest
-        _logger.exception("could not move the records kept in Prefect Variables; the next start tries again")
+        _logger.exception("could not move the records of an earlier version; the next start tries again")
         return
-    if moved:
-        _logger.info("moved %d records from Prefect Variables to blocks", moved)
+    if moved or made:
+        _logger.info("moved %d records from Prefect Variables to blocks, made %d named records anonymous", moved, made)
 
 
 def _same(authorization: str | None, token: str) -> bool:

@@ -223,9 +223,31 @@ async def move_from_variables(client: PrefectClient) -> int:
         moved += sum(await asyncio.gather(*(one(v) for v in page)))
 
 
+async def make_anonymous(client: PrefectClient, prefixes: list[str]) -> int:
+    """Make the records under `prefixes` that an earlier version wrote as named documents anonymous; how many.
+
+    Only for records whose value is renewed by their next write (run figures, evaluator state,
+    cursor hints): each is deleted and made again with its value, and a write landing between
+    the two is lost until the next one (a trigger without a runs record is recounted by the next
+    sweep). Quota slots, keys and the lease are locks and keep their named documents: made
+    again, they would be free for a moment. Replicas doing this at once make each record once."""
+    parallel = asyncio.Semaphore(_MOVING)
+
+    async def one(record: Record) -> bool:
+        async with parallel:
+            return await delete(client, record.id) and await create(client, record.name, record.value) is not None
+
+    made = 0
+    for prefix in prefixes:
+        while page := [r for r in await _filter(client, {"name": {"like_": f"{prefix}%"}, "is_anonymous": {"eq_": False}}, 0)
+                       if r.name.startswith(prefix)]:
+            made += sum(await asyncio.gather(*(one(r) for r in page)))
+    return made
+
+
 async def _filter(client: PrefectClient, documents: dict[str, Any], offset: int) -> list[Record]:
     response = await client.request("POST", "/block_documents/filter", json={
-        "block_documents": {**documents, "is_anonymous": None},  # anonymous, and named by an earlier version
+        "block_documents": {"is_anonymous": None, **documents},  # None: anonymous, and named by an earlier version
         "block_types": {"slug": {"any_": [RecordBlock.get_block_type_slug()]}},
         "include_secrets": True, "offset": offset, "limit": PAGE})
     found = [Record(UUID(d["id"]), d["name"], d["data"].get("value"), datetime.fromisoformat(d["created"]))

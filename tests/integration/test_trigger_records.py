@@ -14,12 +14,13 @@ from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import BlockDocumentCreate
 from pydantic import BaseModel
 
 from prefect_cluster_triggers.core.contract import validate_request
-from prefect_cluster_triggers.deployments.prefect_objects import records, trigger_records
+from prefect_cluster_triggers.deployments.prefect_objects import cursors, records, trigger_records
 from prefect_cluster_triggers.deployments.prefect_objects.records import RecordBlock
-from prefect_cluster_triggers.deployments.service import commands, idempotency, queries
+from prefect_cluster_triggers.deployments.service import commands, idempotency, queries, quota
 
 KMEANS = {"algorithm": "kmeans", "n_clusters": 3}
 
@@ -114,3 +115,29 @@ def test_records_stay_out_of_the_users_event_feed_and_blocks_page(prefect_api: s
     assert kept == {name: "second"} and loaded == "second"
     assert name not in listed
     assert events == []
+
+
+def test_named_records_of_an_earlier_version_are_made_anonymous_with_their_values(prefect_api: str) -> None:
+    """Run figures, state and cursor hints are made again as anonymous documents (no event per write), by
+    two replicas at once each once; a quota slot, a lock, keeps its named document."""
+    derived = {trigger_records.record_name(trigger_records.RUNS, "trg_named"): {"runs": 3},
+               trigger_records.record_name(trigger_records.STATE, "trg_named"): {"state": "kept"},
+               cursors.cursor_name("trg_named"): 7}
+    slot = f"{quota.SLOT_PREFIX}tenant-named-0"
+    prefixes = [trigger_records.record_name(kind, "") for kind in (trigger_records.RUNS, trigger_records.STATE)]
+
+    async def scenario() -> tuple[int, dict[str, bool], dict[str, Any]]:
+        async with get_client() as client:
+            schema_id, type_id = await records.registered(client, RecordBlock)
+            for name, value in {**derived, slot: {"trigger_id": "trg_named"}}.items():
+                await client.create_block_document(BlockDocumentCreate(
+                    name=name, block_schema_id=schema_id, block_type_id=type_id, data={"value": value}, is_anonymous=False))
+            made = sum(await asyncio.gather(*(records.make_anonymous(client, [*prefixes, cursors.cursor_name("")])
+                                              for _ in range(2))))
+            anonymous = {name: (await client.read_block_document_by_name(name, RecordBlock.get_block_type_slug())).is_anonymous
+                         for name in [*derived, slot]}
+            return made, anonymous, await records.read(client, list(derived))
+
+    made, anonymous, values = queries.run_sync(scenario())
+    assert made == 3 and values == derived
+    assert anonymous == {**{name: True for name in derived}, slot: False}
