@@ -185,6 +185,7 @@ def test_listing_costs_the_same_few_calls_for_3_or_12_triggers_and_agrees_with_g
     open_collection(collection, "list-big").add_documents(np.random.default_rng(5).normal(size=(60, 16)))  # its own
     ran = queries.run_sync(commands.execute_trigger("trg-list-big-0", "list-big", wait=True, timeout_seconds=90))
     assert ran.status == "completed"
+    _wait_for("trg-list-big-0", lambda t: t.execution_count == 1, namespace="list-big")  # its end hook's record
     time.sleep(4)  # the scheduler has made the scheduled runs `get` reads
 
     requests: list[str] = []

@@ -15,17 +15,18 @@ def create(body: dict, trigger_id: str) -> ClusterTrigger:
     return queries.run_sync(commands.create_trigger(validate_request(body), trigger_id=trigger_id))
 
 
-def get(trigger_id: str) -> ClusterTrigger:
-    return queries.run_sync(queries.get_trigger(trigger_id))
+def get(trigger_id: str, namespace: str | None = None) -> ClusterTrigger:
+    return queries.run_sync(queries.get_trigger(trigger_id, namespace))
 
 
 PATIENCE = 300.0  # seconds a test waits on what a busy SQLite server does within a sweep or two on a quiet one
 
 
-def wait_for(trigger_id: str, done: Callable[[ClusterTrigger], bool], timeout: float = PATIENCE) -> ClusterTrigger:
+def wait_for(trigger_id: str, done: Callable[[ClusterTrigger], bool], timeout: float = PATIENCE, *,
+             namespace: str | None = None) -> ClusterTrigger:
     deadline = time.monotonic() + timeout
     while True:
-        trigger = get(trigger_id)
+        trigger = get(trigger_id, namespace)
         if done(trigger):
             return trigger
         if time.monotonic() > deadline:
