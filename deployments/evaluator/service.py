@@ -93,9 +93,9 @@ class Evaluator:
     def __init__(self, wake_url: str) -> None:
         self.wake_url = wake_url
         self.token = secrets.token_urlsafe(32)
-        shown = ShownState()
-        self.events = EventTriggers(shown)
-        self.conditions = ConditionTriggers(shown)
+        self.shown = ShownState()
+        self.events = EventTriggers(self.shown)
+        self.conditions = ConditionTriggers(self.shown)
         self._webhook_id: UUID | None = None
         self._tasks: list[asyncio.Task] = []
         self._keys_expire_at = 0.0
@@ -209,7 +209,11 @@ class Evaluator:
             usable = {d.id: r for d in deployments if (r := stored_record(d)) is not None}
             trigger_ids = {deployment_id: r.trigger_id for deployment_id, r in usable.items()}
             await trigger_records.recount_missed(client, trigger_ids, now=datetime.now(timezone.utc))
-            shown = await queries.statuses(client, [d for d in deployments if d.id in usable])
+            ids = list(trigger_ids.values())
+            stored = await records.read(client, trigger_records.record_names(ids))
+            stored |= {trigger_records.record_name(trigger_records.STATE, t): state.model_dump(mode="json")
+                       for t, state in self.shown.pending(ids).items()}  # this sweep's decisions, their writes in flight
+            shown = await queries.statuses(client, [d for d in deployments if d.id in usable], stored=stored)
             await dashboard.publish_changed(client, shown)
             sweeps.remember(self.memory, fingerprints, visit, began=began, failed=failed, named=named)
             return len(deployments)

@@ -35,6 +35,10 @@ class ShownState:
         if trigger_id not in self._writers:
             self._writers[trigger_id] = asyncio.create_task(self._write(trigger_id))
 
+    def pending(self, trigger_ids: list[str]) -> dict[str, EvaluatorState]:
+        """The states of `trigger_ids` decided here and not yet written: newer than their records."""
+        return {t: self._latest[t] for t in trigger_ids if t in self._latest and self._latest[t] != self._written.get(t)}
+
     async def _write(self, trigger_id: str) -> None:
         try:
             async with prefect_client() as client:
