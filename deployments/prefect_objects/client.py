@@ -91,12 +91,12 @@ async def retry_lost_races(write: Callable[[], Awaitable[T]]) -> T:
     """`write()` (one Prefect write), tried again after a pause of up to `_PAUSE_CAP` while it loses races.
 
     For `_QUEUE_SECONDS` after the server last answered a lost race, this process's writes queue
-    and go one at a time.
-    Prefect writes a block document or a deployment in a transaction that reads before it writes,
-    and SQLite refuses such a transaction at once, without waiting, when another write landed
-    after its read. Sent all at once, the writes of a burst of creates kept refusing each other
-    past `_RACE_DEADLINE`; queued, they go through one after another. PostgreSQL never answers 503 for a conflict, so there
-    writes are never queued and this is the plain call.
+    and go one at a time. Prefect writes a block document or a deployment in a transaction that
+    reads before it writes, and SQLite refuses such a transaction at once, without waiting, when
+    another write landed after its read. Sent all at once, the writes of a burst of creates kept
+    refusing each other past `_RACE_DEADLINE`; queued, they go through one after another.
+    PostgreSQL never answers 503 for a conflict, only (rarely) for a statement that timed out, so
+    there writes queue for a while at most.
 
     Prefect's own retries are switched off for these calls only (the setting is task-local),
     so its exponential pauses do not stack on ours; a dropped connection, which Prefect's

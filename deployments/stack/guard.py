@@ -30,7 +30,7 @@ def main(argv: list[str]) -> int:
     The stopping signals are blocked and taken with `sigtimedwait` between looks at the command,
     so a stop never interrupts the guard half-way through anything."""
     stack_pid, command = int(argv[0]), argv[1:]
-    signal.pthread_sigmask(signal.SIG_BLOCK, {*_STOPPING, signal.SIGCHLD})
+    signal.pthread_sigmask(signal.SIG_BLOCK, _WAITED)
     _on_parent_death(signal.SIGTERM)
     child = subprocess.Popen(command, start_new_session=True, preexec_fn=_in_the_command)
     stopping = None if os.getppid() == stack_pid else signal.SIGTERM  # the stack died before we asked
@@ -38,7 +38,7 @@ def main(argv: list[str]) -> int:
         code = child.poll()
         if code is not None:
             return code
-        received = signal.sigtimedwait({*_STOPPING, signal.SIGCHLD}, 1.0)  # SIGCHLD: the command exited
+        received = signal.sigtimedwait(_WAITED, 1.0)
         if received is not None and received.si_signo in _STOPPING:
             stopping = received.si_signo
     _stop_group(child)
@@ -47,7 +47,7 @@ def main(argv: list[str]) -> int:
 
 def _in_the_command() -> None:
     """In the command's process, before exec: signals as usual, and killed at once with its guard."""
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {*_STOPPING, signal.SIGCHLD})
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _WAITED)
     _on_parent_death(signal.SIGKILL)
 
 
@@ -58,6 +58,7 @@ def _on_parent_death(sig: int) -> None:
 
 
 _STOPPING = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+_WAITED = _STOPPING | {signal.SIGCHLD}  # SIGCHLD: the command exited
 
 
 def _stop_group(child: subprocess.Popen) -> None:
