@@ -9,7 +9,8 @@ On SQLite, Prefect's server answers a write that lost a race with another with 5
 and Prefect's client waits 2, 4, 8, 16 and 32 s before trying again: in a burst of 60
 creates the last one waited over a minute for a database that was idle most of that time.
 `retry_lost_races` tries such a write again after a short random pause instead, and queues
-the process's writes once the server has shown it refuses concurrent ones.
+the process's writes once the server has shown it refuses concurrent ones (a write refused
+twice in a row).
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, Settings
 
 PAGE = 200  # Prefect's largest page of deployments, flow runs, variables and block documents
 CONNECTIONS = 8  # the shared client's connections (Prefect's pool of 16 would queue a burst), and a fan-out's width
-_LOST_RACE = 503  # what Prefect's server answers for SQLite's "database is locked"
-_PAUSE_CAP = 1.0  # seconds: full-jitter backoff, 50 ms doubling up to this
+_LOST_RACE = 503  # Prefect's answer to a write that lost a race: SQLite's "database is locked", PostgreSQL's unique violation
+_FIRST_PAUSE = 0.05  # seconds: full-jitter backoff, doubling from this ...
+_PAUSE_CAP = 1.0  # ... up to this
 _RACE_DEADLINE = 50.0  # seconds of lost races before the 503 is the answer
 _QUEUE_SECONDS = 60.0  # writes queue for this long after the last lost race
+_TRIES_SIDE_BY_SIDE = 2  # a write refused this many times in a row starts the queue
 
 T = TypeVar("T")
 
@@ -90,13 +93,15 @@ _no_retries: dict[int, tuple[Settings, Settings]] = {}  # id(base) -> (base, kep
 async def retry_lost_races(write: Callable[[], Awaitable[T]]) -> T:
     """`write()` (one Prefect write), tried again after a pause of up to `_PAUSE_CAP` while it loses races.
 
-    For `_QUEUE_SECONDS` after the server last answered a lost race, this process's writes queue
-    and go one at a time. Prefect writes a block document or a deployment in a transaction that
+    A write refused twice in a row queues this process's writes, one at a time, for
+    `_QUEUE_SECONDS`. Prefect writes a block document or a deployment in a transaction that
     reads before it writes, and SQLite refuses such a transaction at once, without waiting, when
     another write landed after its read. Sent all at once, the writes of a burst of creates kept
     refusing each other past `_RACE_DEADLINE`; queued, they go through one after another.
-    PostgreSQL never answers 503 for a conflict, only (rarely) for a statement that timed out, so
-    there writes queue for a while at most.
+    One refusal alone queues nothing: PostgreSQL answers 503 to a create that lost its name to
+    another between Prefect's check and its insert (the unique violation is not caught), and the
+    second try is answered 409; serialising every write for a minute after each such race stalled
+    a burst of creates in one namespace past its clients' timeouts.
 
     Prefect's own retries are switched off for these calls only (the setting is task-local),
     so its exponential pauses do not stack on ours; a dropped connection, which Prefect's
@@ -105,14 +110,20 @@ async def retry_lost_races(write: Callable[[], Awaitable[T]]) -> T:
     loop = asyncio.get_running_loop()
     with without_client_retries():
         if time.monotonic() >= _queued_until.get(loop, 0.0):
-            try:
-                return await write()
-            except httpx.HTTPStatusError as exc:
-                if exc.response.status_code != _LOST_RACE:
-                    raise
+            refused = 0
+            for attempt in range(_TRIES_SIDE_BY_SIDE):
+                if attempt:
+                    await asyncio.sleep(random.uniform(0, _FIRST_PAUSE))
+                try:
+                    return await write()
+                except httpx.HTTPStatusError as exc:
+                    if exc.response.status_code != _LOST_RACE:
+                        raise
+                    refused += 1
+                except httpx.TransportError:  # a dropped connection, which Prefect's client would retry too
+                    pass
+            if refused == _TRIES_SIDE_BY_SIDE:
                 _queued_until[loop] = time.monotonic() + _QUEUE_SECONDS
-            except httpx.TransportError:  # a dropped connection, which Prefect's client would retry too
-                pass
         async with loop_lock("writes"):
             deadline = time.monotonic() + _RACE_DEADLINE
             attempt = 0
@@ -126,7 +137,7 @@ async def retry_lost_races(write: Callable[[], Awaitable[T]]) -> T:
                 except httpx.TransportError:
                     if time.monotonic() > deadline:
                         raise
-                await asyncio.sleep(random.uniform(0, min(_PAUSE_CAP, 0.05 * 2**attempt)))
+                await asyncio.sleep(random.uniform(0, min(_PAUSE_CAP, _FIRST_PAUSE * 2**attempt)))
                 attempt += 1
 
 

@@ -1,5 +1,5 @@
 """`without_client_retries`: Prefect's client retries off inside the block only, without rebuilding settings each time;
-`retry_lost_races`: writes refused as lost races go through, queued once the server has refused one."""
+`retry_lost_races`: writes refused as lost races go through, queued once the server has refused one twice."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ class _OneWriterAtATime:
             self.writing -= 1
 
 
-def test_a_burst_refused_as_lost_races_is_written_whole_and_queued_after_the_first_refusal() -> None:
+def test_a_burst_refused_as_lost_races_is_written_whole_and_queued_once_a_write_is_refused_twice() -> None:
     server = _OneWriterAtATime()
 
     async def burst() -> tuple[list[int], int]:
@@ -117,3 +117,51 @@ def test_a_write_refused_for_another_reason_is_not_tried_again() -> None:
     with pytest.raises(httpx.HTTPStatusError):
         asyncio.run(retry_lost_races(write))
     assert calls == [1]
+
+
+class _NamesUniqueAfterTheCheck:
+    """A server that, like Prefect's on PostgreSQL, answers 503 to a create that lost its name between
+    the existence check and the insert, 409 to one that finds the name taken, and takes writes side by side."""
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+        self.writing = 0
+        self.most_at_once = 0
+
+    async def create(self, name: str) -> str:
+        request = httpx.Request("POST", "http://prefect/api/block_documents/")
+        taken = name in self.names
+        self.writing += 1
+        self.most_at_once = max(self.most_at_once, self.writing)
+        try:
+            await asyncio.sleep(0.01)
+            if taken:
+                raise httpx.HTTPStatusError("exists", request=request, response=httpx.Response(409, request=request))
+            if name in self.names:
+                raise httpx.HTTPStatusError("unique violation", request=request, response=httpx.Response(503, request=request))
+            self.names.add(name)
+            return name
+        finally:
+            self.writing -= 1
+
+
+def test_creates_losing_a_name_on_postgresql_get_their_409_and_leave_writes_side_by_side() -> None:
+    """Ten creates of one slot name at once: one takes it, the others are answered 409 on their second try,
+    and the process's next writes are not queued behind one another."""
+    server = _NamesUniqueAfterTheCheck()
+
+    async def answer(name: str) -> str:
+        try:
+            return await retry_lost_races(lambda: server.create(name))
+        except httpx.HTTPStatusError as exc:
+            return str(exc.response.status_code)
+
+    async def bursts() -> tuple[list[str], int]:
+        raced = await asyncio.gather(*(answer("slot-7") for _ in range(10)))
+        server.most_at_once = 0
+        await asyncio.gather(*(answer(f"run-{i}") for i in range(10)))
+        return raced, server.most_at_once
+
+    raced, side_by_side = asyncio.run(bursts())
+    assert sorted(raced) == ["409"] * 9 + ["slot-7"]
+    assert side_by_side == 10
