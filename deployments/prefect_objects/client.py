@@ -142,10 +142,17 @@ async def retry_lost_races(write: Callable[[], Awaitable[T]]) -> T:
 
 
 def loop_lock(name: str) -> asyncio.Lock:
-    """The running event loop's lock called `name` (an asyncio lock belongs to the loop it was first used in)."""
-    locks = _locks.setdefault(asyncio.get_running_loop(), {})
-    return locks.setdefault(name, asyncio.Lock())
+    """The running event loop's lock called `name` (an asyncio lock belongs to the loop it was first used in).
+
+    A lock nobody holds or waits for is dropped (a fresh one is the same), so locks named after
+    data (a namespace's quota) do not pile up in a long-lived process."""
+    locks = _locks.setdefault(asyncio.get_running_loop(), weakref.WeakValueDictionary())
+    lock = locks.get(name)
+    if lock is None:
+        lock = locks[name] = asyncio.Lock()
+    return lock
 
 
-_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = weakref.WeakKeyDictionary()
+_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, weakref.WeakValueDictionary[str, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary())
 _queued_until: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, float] = weakref.WeakKeyDictionary()  # monotonic

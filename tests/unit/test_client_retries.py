@@ -1,9 +1,11 @@
 """`without_client_retries`: Prefect's client retries off inside the block only, without rebuilding settings each time;
-`retry_lost_races`: writes refused as lost races go through, queued once the server has refused one twice."""
+`retry_lost_races`: writes refused as lost races go through, queued once the server has refused one twice;
+`loop_lock`: named locks of an event loop."""
 
 from __future__ import annotations
 
 import asyncio
+import weakref
 
 import httpx
 import prefect.context
@@ -165,3 +167,24 @@ def test_creates_losing_a_name_on_postgresql_get_their_409_and_leave_writes_side
     raced, side_by_side = asyncio.run(bursts())
     assert sorted(raced) == ["409"] * 9 + ["slot-7"]
     assert side_by_side == 10
+
+
+def test_a_named_loop_lock_excludes_while_held_and_is_dropped_once_nobody_holds_it() -> None:
+    async def scenario() -> tuple[list[str], list[weakref.ref]]:
+        order: list[str] = []
+        used: list[weakref.ref] = []
+
+        async def turn(who: str) -> None:
+            lock = client.loop_lock("quota:tenant")
+            used.append(weakref.ref(lock))
+            async with lock:
+                order.append(f"{who} in")
+                await asyncio.sleep(0.01)
+                order.append(f"{who} out")
+
+        await asyncio.gather(turn("a"), turn("b"))
+        return order, used
+
+    order, used = asyncio.run(scenario())
+    assert order == ["a in", "a out", "b in", "b out"]
+    assert used[0]() is None and used[1]() is None  # one lock for both turns, gone with them
