@@ -29,7 +29,7 @@ from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, Settings
 
 PAGE = 200  # Prefect's largest page of deployments, flow runs, variables and block documents
 CONNECTIONS = 8  # the shared client's connections (Prefect's pool of 16 would queue a burst), and a fan-out's width
-_LOST_RACE = 503  # Prefect's answer to a write that lost a race: SQLite's "database is locked", PostgreSQL's unique violation
+_LOST_RACE = 503  # Prefect's answer to a lost race: SQLite's "database is locked", PostgreSQL's unique violation
 _FIRST_PAUSE = 0.05  # seconds: full-jitter backoff, doubling from this ...
 _PAUSE_CAP = 1.0  # ... up to this
 _RACE_DEADLINE = 50.0  # seconds of lost races before the 503 is the answer
@@ -100,8 +100,8 @@ async def retry_lost_races(write: Callable[[], Awaitable[T]]) -> T:
     refusing each other past `_RACE_DEADLINE`; queued, they go through one after another.
     One refusal alone queues nothing: PostgreSQL answers 503 to a create that lost its name to
     another between Prefect's check and its insert (the unique violation is not caught), and the
-    second try is answered 409; serialising every write for a minute after each such race stalled
-    a burst of creates in one namespace past its clients' timeouts.
+    second try is answered 409; such a race says nothing about concurrent writes, and a burst of
+    creates in one namespace loses many.
 
     Prefect's own retries are switched off for these calls only (the setting is task-local),
     so its exponential pauses do not stack on ours; a dropped connection, which Prefect's

@@ -70,8 +70,7 @@ async def claim(client: PrefectClient, namespace_id: str, trigger_id: str) -> Cl
 
     Within this process the claims of one namespace take turns: side by side, a burst's claims
     picked the same free slots and lost races to one another, each loss costing a read of every
-    slot and three counts (measured: 50 concurrent creates in one namespace took 1.5x as long).
-    Other processes' claims still race, and the slot's unique name decides.
+    slot and three counts. Other processes' claims still race, and the slot's unique name decides.
 
     Raises:
         QuotaExceeded: every slot is held.

@@ -140,7 +140,8 @@ class _NamesUniqueAfterTheCheck:
             if taken:
                 raise httpx.HTTPStatusError("exists", request=request, response=httpx.Response(409, request=request))
             if name in self.names:
-                raise httpx.HTTPStatusError("unique violation", request=request, response=httpx.Response(503, request=request))
+                unique_violation = httpx.Response(503, request=request)
+                raise httpx.HTTPStatusError("unique violation", request=request, response=unique_violation)
             self.names.add(name)
             return name
         finally:
