@@ -24,7 +24,8 @@ from typing import Any
 
 from prefect.events import emit_event
 
-TRIGGER_EVENT_KINDS = ("created", "updated", "paused", "resumed", "deleted", "fired", "failed", "evaluated")
+TRIGGER_EVENT_KINDS = ("created", "updated", "paused", "resumed", "deleted", "fired", "finished", "failed",
+                       "evaluated")
 EVALUATED = "cluster.trigger.evaluated"
 TRIGGER_RESOURCE = "cluster-trigger."  # the prefix of a trigger's event resource id
 

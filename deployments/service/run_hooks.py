@@ -36,7 +36,7 @@ from prefect.utilities.asyncutils import run_coro_as_sync
 from prefect_cluster_triggers.core.settings import get_settings
 from prefect_cluster_triggers.deployments.prefect_objects import records, trigger_records
 from prefect_cluster_triggers.deployments.prefect_objects.automations import automation_name
-from prefect_cluster_triggers.deployments.prefect_objects.status import trigger_status
+from prefect_cluster_triggers.deployments.prefect_objects.status import status_of, trigger_status
 from prefect_cluster_triggers.deployments.prefect_objects.translate import (
     FAILED_TAG,
     MANUAL_TAG,
@@ -78,22 +78,29 @@ def record_run(flow: Any, flow_run: Any, state: Any) -> None:
     after a failure, apply the failure policy to the same figures."""
     if flow_run.deployment_id is None:
         return  # an ad-hoc run belongs to no trigger
+    run_coro_as_sync(_record_run(flow_run, state))
+
+
+async def _record_run(flow_run: Any, state: Any) -> None:
+    """Save the figures (and apply the failure policy); at a run's end, then announce `finished`. The sweep
+    visits a trigger an event names, and the run's own end event may reach it before these figures: this
+    event follows them."""
     failed = state is not None and (state.is_failed() or state.is_crashed())
-    run_coro_as_sync(_record_run(flow_run.deployment_id, failed=failed))
-
-
-async def _record_run(deployment_id: Any, *, failed: bool) -> None:
     async with get_client() as client:
-        deployment = await client.read_deployment(deployment_id)
+        deployment = await client.read_deployment(flow_run.deployment_id)
         record = TriggerRecord.model_validate(deployment.parameters["trigger"])
-        figures = await trigger_records.run_figures(client, deployment_id, now=datetime.now(timezone.utc))
+        figures = await trigger_records.run_figures(client, deployment.id, now=datetime.now(timezone.utc))
         await records.save(client, trigger_records.record_name(trigger_records.RUNS, record.trigger_id), figures)
         if failed and figures.consecutive_failures >= get_settings().rules.max_consecutive_failures:
             async with changing(client, record.trigger_id, wait=_POLICY_WAIT):
-                deployment = await client.read_deployment(deployment_id)  # as it is now, not as first read
+                deployment = await client.read_deployment(deployment.id)  # as it is now, not as first read
                 await _stop_failed(client, deployment, record, figures.consecutive_failures)
             announce("failed", record.trigger_id, record.namespace_id, consecutive_failures=figures.consecutive_failures,
                      last_execution_error=figures.last_execution_error)
+        if state is not None:
+            announce("finished", record.trigger_id, record.namespace_id, run_id=str(flow_run.id),
+                     status=status_of(state.type).value, execution_count=figures.execution_count,
+                     consecutive_failures=figures.consecutive_failures)
 
 
 async def _stop_failed(client: Any, deployment: Any, record: TriggerRecord, failures: int) -> None:

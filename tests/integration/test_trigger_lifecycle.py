@@ -76,6 +76,12 @@ def test_start_immediately_runs_at_once_and_status_comes_from_the_run(cli, colle
     assert (history["executions"][0]["status"], history["executions"][0]["num_clusters"]) == ("completed", 3)
     assert history["executions"][0]["num_documents"] == 300
 
+    # The run's end is announced once the trigger's counters include it: the sweep that reads it shows them.
+    finished = [e for e in feed("trg_now", lambda names: "cluster.trigger.finished" in names)
+                if e.event == "cluster.trigger.finished"]
+    assert [e.payload for e in finished] == [{"run_id": trigger.last_execution_job_id, "status": "completed",
+                                              "execution_count": 1, "consecutive_failures": 0}]
+
 
 def test_five_failures_in_a_row_make_it_failed_and_resume_recovers(cli, tmp_path: Path) -> None:
     _create(_interval("col_does_not_exist", start_immediately=False), "trg_failing")
@@ -93,6 +99,9 @@ def test_five_failures_in_a_row_make_it_failed_and_resume_recovers(cli, tmp_path
     assert told.payload["consecutive_failures"] == 5
     assert "collection 'col_does_not_exist' not found" in told.payload["last_execution_error"]
     assert [e.payload["reason"] for e in failed if e.event == "cluster.trigger.fired"] == ["manual"] * 5
+    finished = feed("trg_failing", lambda names: names.count("cluster.trigger.finished") == 5)
+    assert sorted((e.payload["execution_count"], e.payload["consecutive_failures"], e.payload["status"])
+                  for e in finished if e.event == "cluster.trigger.finished") == [(n, n, "failed") for n in range(1, 6)]
     assert trigger.next_scheduled_at is None
 
     resumed = json.loads(cli("resume", "trg_failing").stdout)
