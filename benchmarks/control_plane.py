@@ -23,8 +23,9 @@ its automation, first check and page; `catch_up_s`) and measures:
   reads sampled, each run scheduled a day ahead and deleted after.
 
 `--existing NAME` measures the triggers an earlier run left in the database NAME on the
---database-url server (its size in --triggers) instead of creating them: the sweep, events and
-reads again, with `catch_up_s` the first sweep of the new evaluator, a full one. `--logs DIR`
+--database-url server (its size in --triggers), creating only those a run stopped early did not
+make: the sweep, events and reads again, with `catch_up_s` the first sweep of the new evaluator,
+a full one. `--logs DIR`
 keeps the Prefect server's and the API's logs.
 
 Prints a row per size and, with two sizes, each figure's growth ratio (largest / smallest).
@@ -153,6 +154,25 @@ async def _existing() -> list[tuple[str, str, dict, str]]:
     return made
 
 
+def _missing(requests: list[tuple[str, str, dict]], made: list[tuple[str, str, dict, str]]) -> list[tuple[str, str, dict]]:
+    """The requests an earlier run stopped before making: per namespace and kind, those past the ones made (an
+    event trigger by its collection). `made` names namespaces by id, `requests` by name."""
+    left = {}
+    for namespace, kind, body, _ in made:
+        key = (namespace, kind, body["schedule_config"].get("collection_id") if kind == "event" else None)
+        left[key] = left.get(key, 0) + 1
+    from prefect_cluster_triggers.core.names import namespace_id_of
+
+    missing = []
+    for namespace, kind, body in requests:
+        key = (namespace_id_of(namespace), kind, body["schedule_config"].get("collection_id") if kind == "event" else None)
+        if left.get(key, 0):
+            left[key] -= 1
+        else:
+            missing.append((namespace, kind, body))
+    return missing
+
+
 async def _run_creates(made: list[tuple[str, str, dict, str]]) -> list[float]:
     """Seconds of each `create_flow_run_from_deployment` of one run a trigger, scheduled a day ahead (no
     worker takes it) and deleted once all are made."""
@@ -220,14 +240,14 @@ async def _measure(size: int, args: argparse.Namespace, env: dict, data_dir: Pat
                         print(f"  {len(made)} created, {time.monotonic() - started:.0f} s", flush=True)
 
             started = time.monotonic()
+            wanted = requests
             if args.existing:
                 made = await _existing()
-                create_per_s = float("nan")
                 print(f"{len(made)} triggers found in {args.existing}", flush=True)
-            else:
-                await asyncio.gather(*(create(*r) for r in requests))
-                create_per_s = size / (time.monotonic() - started)
-                print(f"{size} triggers created in {time.monotonic() - started:.0f} s", flush=True)
+                wanted = _missing(requests, made)
+            await asyncio.gather(*(create(*r) for r in wanted))
+            create_per_s = len(wanted) / (time.monotonic() - started) if wanted else float("nan")
+            print(f"{len(wanted)} triggers created in {time.monotonic() - started:.0f} s", flush=True)
             catch_up_s = await _caught_up(sweeper)
             print(f"the sweeper caught up with them {catch_up_s:.0f} s after the last create", flush=True)
 
