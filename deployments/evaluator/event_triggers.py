@@ -16,7 +16,7 @@ import asyncio
 import random
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Awaitable
 
 from prefect.client.orchestration import PrefectClient
 from prefect.exceptions import ObjectNotFound
@@ -24,11 +24,13 @@ from prefect.logging import get_logger
 from prefect.states import Scheduled
 
 from prefect_cluster_triggers.core.contract import EventScheduleConfig, TriggerStatus
+from prefect_cluster_triggers.core.errors import ClusterTriggersError
 from prefect_cluster_triggers.core.firing import EVENT_NAMES, CountedEvent, Firing, count_of, explain
 from prefect_cluster_triggers.deployments.evaluator.shown import ShownState
 from prefect_cluster_triggers.deployments.prefect_objects.client import retry_lost_races
 from prefect_cluster_triggers.deployments.prefect_objects.cursors import CursorCache, CursorMoved, Head
 from prefect_cluster_triggers.deployments.prefect_objects.event_reads import event_plan, events_after, recent_firings
+from prefect_cluster_triggers.deployments.prefect_objects.status import trigger_status
 from prefect_cluster_triggers.deployments.prefect_objects.translate import EVENT_TAG, TriggerRecord
 from prefect_cluster_triggers.deployments.prefect_objects.trigger_events import announce
 from prefect_cluster_triggers.deployments.prefect_objects.trigger_records import EvaluatorState
@@ -36,6 +38,10 @@ from prefect_cluster_triggers.deployments.prefect_objects.trigger_records import
 _logger = get_logger("cluster_triggers.evaluator")
 _REMEMBER = timedelta(minutes=10)  # far longer than Prefect takes to persist an event
 _ATTEMPTS = 6  # plans of one evaluation, each after another replica saved first; then the next wake-up or sweep
+
+
+class DeploymentChanged(ClusterTriggersError):
+    """The trigger's deployment read now is not the copy an evaluation started from: start again from it."""
 
 
 class EventTriggers:
@@ -71,7 +77,8 @@ class EventTriggers:
                 for trigger_id, began in self._evaluated_at.items()}
 
     async def evaluate(self, client: PrefectClient, deployment: Any, record: TriggerRecord, *,
-                       status: TriggerStatus = TriggerStatus.active) -> None:
+                       status: TriggerStatus = TriggerStatus.active,
+                       current: Awaitable[tuple[Any, TriggerRecord] | None] | None = None) -> None:
         """Re-plan the trigger, make the firings it owes (when active), show its counter, and record the
         evaluation when its outcome changed. A paused or failed trigger counts on and never fires.
 
@@ -79,6 +86,9 @@ class EventTriggers:
         it first (`cursors`); otherwise planned again from that one, so two replicas never fire from
         different views of the events. In this process, evaluations of one trigger take turns; a
         wake-up while one waits already is left to that one, which sees its event.
+
+        `current`: the deployment being read now, when `deployment` is an earlier copy; it is awaited
+        with the first reads, and nothing is written unless it is the same (else `DeploymentChanged`).
         """
         trigger_id = record.trigger_id
         if trigger_id in self._waiting and status == TriggerStatus.active:
@@ -91,7 +101,7 @@ class EventTriggers:
         try:
             for attempt in range(_ATTEMPTS):
                 try:
-                    await self._evaluate(client, deployment, record, status)
+                    await self._evaluate(client, deployment, record, status, current)
                     return
                 except CursorMoved:  # another replica saved first: plan again from its checkpoint
                     await asyncio.sleep(random.uniform(0, min(1.0, 0.05 * 2**attempt)))
@@ -103,7 +113,7 @@ class EventTriggers:
             self._locks[trigger_id].release()
 
     async def _evaluate(self, client: PrefectClient, deployment: Any, record: TriggerRecord,
-                        status: TriggerStatus) -> None:
+                        status: TriggerStatus, current: Awaitable[tuple[Any, TriggerRecord] | None] | None) -> None:
         trigger_id = record.trigger_id
         now = datetime.now(timezone.utc)
         recent = self._recent[trigger_id]
@@ -112,8 +122,10 @@ class EventTriggers:
         active = status == TriggerStatus.active
         ahead = self._read_ahead(client, record, now)
         try:
-            head, made = await asyncio.gather(self._cursors.load(client, trigger_id),
-                                              recent_firings(client, deployment.id))
+            head, made, read_now = await asyncio.gather(self._cursors.load(client, trigger_id),
+                                                        recent_firings(client, deployment.id), current or _none())
+            if current is not None and not _same(read_now, deployment, record, status):
+                raise DeploymentChanged(f"trigger {trigger_id} changed since the copy its evaluation began from")
             events = await ahead[1] if ahead is not None and head is ahead[0] else None
         finally:
             if ahead is not None:
@@ -174,6 +186,17 @@ class EventTriggers:
             return
         self._evaluated[record.trigger_id] = key
         announce("evaluated", record.trigger_id, record.namespace_id, occurred=decided_at, **outcome)
+
+
+async def _none() -> None:
+    return None
+
+
+def _same(read_now: tuple[Any, TriggerRecord] | None, deployment: Any, record: TriggerRecord,
+          status: TriggerStatus) -> bool:
+    """Whether the deployment read now is the one an evaluation started from, as far as it plans from it."""
+    return read_now is not None and read_now[0].id == deployment.id and read_now[1] == record and \
+        trigger_status(read_now[0].paused, read_now[0].tags) == status
 
 
 _creating: asyncio.Semaphore | None = None  # run creations of this process at once (see _CREATING)

@@ -38,7 +38,7 @@ import secrets
 import socket
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Awaitable
 from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient, get_client
@@ -56,7 +56,7 @@ from prefect_cluster_triggers.core.firing import collection_resource
 from prefect_cluster_triggers.core.models import format_utc
 from prefect_cluster_triggers.core.settings import get_settings
 from prefect_cluster_triggers.deployments.evaluator.condition_triggers import ConditionTriggers
-from prefect_cluster_triggers.deployments.evaluator.event_triggers import EventTriggers
+from prefect_cluster_triggers.deployments.evaluator.event_triggers import DeploymentChanged, EventTriggers
 from prefect_cluster_triggers.deployments.evaluator.shown import ShownState
 from prefect_cluster_triggers.deployments.prefect_objects import batched_reads, cursors, records, trigger_records
 from prefect_cluster_triggers.deployments.prefect_objects.automations import (
@@ -146,19 +146,40 @@ class Evaluator:
         return _same(authorization, self.token)
 
     async def wake(self, trigger_id: str, event: dict[str, Any]) -> None:
-        """One matching event, straight from the trigger's automation: counted, and the trigger re-planned."""
+        """One matching event, straight from the trigger's automation: counted, and the trigger re-planned.
+
+        The trigger's deployment is read again, but when the last sweep saw it active its evaluation starts
+        from that copy, reading the trigger's checkpoint and events while the deployment is read: a round
+        trip off the firing's path. Nothing is planned from the copy unless the deployment read now is the
+        same (`DeploymentChanged` starts again from the new one)."""
         async with prefect_client() as client:
-            found = await _trigger(client, trigger_id)
+            reading = asyncio.ensure_future(_trigger(client, trigger_id))
+            seen = _active(self.deployments.raws.get(trigger_id))
+            try:
+                if seen is not None and self.events.received(seen[1], event):
+                    try:
+                        return await self._evaluate_woken(client, *seen, current=reading)
+                    except DeploymentChanged:
+                        pass
+                found = await reading
+            finally:
+                reading.cancel()
             if found is None:
                 return
             deployment, record = found
             if self.events.received(record, event) and \
                     trigger_status(deployment.paused, deployment.tags) == TriggerStatus.active:
-                try:
-                    await self.events.evaluate(client, deployment, record)
-                except Exception as exc:  # a busy server: the event is kept, the next wake-up or sweep counts it
-                    _logger.warning("evaluating trigger %s on a wake-up failed (%s); the next evaluation counts it",
-                                    trigger_id, exc)
+                await self._evaluate_woken(client, deployment, record)
+
+    async def _evaluate_woken(self, client: PrefectClient, deployment: Any, record: TriggerRecord, *,
+                              current: Awaitable[tuple[Any, TriggerRecord] | None] | None = None) -> None:
+        try:
+            await self.events.evaluate(client, deployment, record, current=current)
+        except DeploymentChanged:
+            raise
+        except Exception as exc:  # a busy server: the event is kept, the next wake-up or sweep counts it
+            _logger.warning("evaluating trigger %s on a wake-up failed (%s); the next evaluation counts it",
+                            record.trigger_id, exc)
 
     async def sweep(self) -> int:
         """One pass over the triggers that may have changed (`core.sweeps`) and a slice of the rest:
@@ -330,6 +351,17 @@ async def _move_records() -> None:
 
 def _same(authorization: str | None, token: str) -> bool:
     return hmac.compare_digest((authorization or "").encode(), f"Bearer {token}".encode())
+
+
+def _active(raw: dict[str, Any] | None) -> tuple[Any, TriggerRecord] | None:
+    """A deployment as a sweep read it, with its record, when its trigger was active then."""
+    if raw is None or TRIGGER_TAG not in raw.get("tags", ()):
+        return None
+    deployment = parsed(raw)
+    record = stored_record(deployment)
+    if record is None or trigger_status(deployment.paused, deployment.tags) != TriggerStatus.active:
+        return None
+    return deployment, record
 
 
 async def _trigger(client: PrefectClient, trigger_id: str) -> tuple[Any, TriggerRecord] | None:
