@@ -27,7 +27,7 @@ from prefect_cluster_triggers.core.contract import EventScheduleConfig, TriggerS
 from prefect_cluster_triggers.core.errors import ClusterTriggersError
 from prefect_cluster_triggers.core.firing import EVENT_NAMES, CountedEvent, Firing, count_of, explain
 from prefect_cluster_triggers.deployments.evaluator.shown import ShownState
-from prefect_cluster_triggers.deployments.prefect_objects.client import retry_lost_races
+from prefect_cluster_triggers.deployments.prefect_objects.client import loop_lock, retry_lost_races
 from prefect_cluster_triggers.deployments.prefect_objects.cursors import CursorCache, CursorMoved, Head
 from prefect_cluster_triggers.deployments.prefect_objects.event_reads import event_plan, events_after, recent_firings
 from prefect_cluster_triggers.deployments.prefect_objects.status import trigger_status
@@ -50,7 +50,6 @@ class EventTriggers:
     def __init__(self, shown: ShownState) -> None:
         self._shown = shown
         self._recent: dict[str, dict[str, CountedEvent]] = defaultdict(dict)
-        self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._evaluated: dict[str, tuple[Any, ...]] = {}
         self._cursors = CursorCache()
         self._waiting: set[str] = set()  # triggers with an evaluation waiting for the lock
@@ -93,9 +92,10 @@ class EventTriggers:
         trigger_id = record.trigger_id
         if trigger_id in self._waiting and status == TriggerStatus.active:
             return
+        lock = loop_lock(f"evaluate:{trigger_id}")
         self._waiting.add(trigger_id)
         try:
-            await self._locks[trigger_id].acquire()
+            await lock.acquire()
         finally:
             self._waiting.discard(trigger_id)
         try:
@@ -110,7 +110,7 @@ class EventTriggers:
         except ObjectNotFound as exc:  # deleted meanwhile
             _logger.info("trigger %s not evaluated now: %s", trigger_id, exc)
         finally:
-            self._locks[trigger_id].release()
+            lock.release()
 
     async def _evaluate(self, client: PrefectClient, deployment: Any, record: TriggerRecord,
                         status: TriggerStatus, current: Awaitable[tuple[Any, TriggerRecord] | None] | None) -> None:
