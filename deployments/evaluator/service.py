@@ -37,10 +37,12 @@ import os
 import secrets
 import socket
 import time
+from contextlib import asynccontextmanager, suppress
 from datetime import datetime, timedelta, timezone
-from typing import Any, Awaitable
+from typing import Any, AsyncIterator, Awaitable
 from uuid import UUID
 
+import httpx
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.logging import get_logger
 
@@ -87,6 +89,41 @@ _MIN_BEAT = 2.0  # seconds: a beat a loaded server answers within (a missed beat
 _TOKEN_REREAD = 1.0  # seconds between re-reads of the wake-up secret on an unknown one
 
 
+class WakeUpsFirst:
+    """While a wake-up is evaluated, the sweep's next Prefect calls wait for it (each at most `YIELD_SECONDS`).
+
+    On a busy Prefect server every call queues behind those already sent, and a sweep at thousands
+    of triggers keeps `CONNECTIONS` calls in flight (due checks, pages, automations), so a firing's
+    calls, one after the other, each waited behind a sweep's. The sweep's work can wait a moment; the
+    firing is what a user measures. The wait is bounded, so a steady stream of events slows the sweep
+    but never stops it."""
+
+    YIELD_SECONDS = 1.0
+
+    def __init__(self) -> None:
+        self._evaluating = 0
+        self._quiet = asyncio.Event()
+        self._quiet.set()
+
+    @asynccontextmanager
+    async def evaluating(self) -> AsyncIterator[None]:
+        """Around a wake-up's evaluation."""
+        self._evaluating += 1
+        self._quiet.clear()
+        try:
+            yield
+        finally:
+            self._evaluating -= 1
+            if not self._evaluating:
+                self._quiet.set()
+
+    async def before_sweep_call(self, request: httpx.Request) -> None:
+        """The sweep's client's request hook: wait until no wake-up is being evaluated, or `YIELD_SECONDS`."""
+        if not self._quiet.is_set():
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._quiet.wait(), self.YIELD_SECONDS)
+
+
 class Evaluator:
     """Fires the event and conditional triggers of one Prefect server, as one of any number of replicas."""
 
@@ -104,6 +141,7 @@ class Evaluator:
         self.memory = sweeps.SweepMemory()
         self.deployments = TriggerDeployments()  # read whole on a sweep with no memory, else those changed
         self._counts: dict[str, str] = {}  # event trigger -> the collection resource it counts, as last visited
+        self.first = WakeUpsFirst()
         beat = max(_MIN_BEAT, get_settings().evaluator.evaluator_sweep_seconds / _BEATS_PER_SWEEP)
         holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.lease = SweepLease(holder, wake_url, beat_seconds=beat)
@@ -152,7 +190,7 @@ class Evaluator:
         from that copy, reading the trigger's checkpoint and events while the deployment is read: a round
         trip off the firing's path. Nothing is planned from the copy unless the deployment read now is the
         same (`DeploymentChanged` starts again from the new one)."""
-        async with prefect_client() as client:
+        async with prefect_client() as client, self.first.evaluating():
             reading = asyncio.ensure_future(_trigger(client, trigger_id))
             seen = _active(self.deployments.raws.get(trigger_id))
             try:
@@ -187,7 +225,7 @@ class Evaluator:
         killed process) recounted, the triggers' pages in the Prefect UI brought up to date;
         hourly, Idempotency-Keys past their lifetime deleted. How many triggers it visited."""
         began = datetime.now(timezone.utc)
-        async with get_client() as client:
+        async with get_client(httpx_settings={"event_hooks": {"request": [self.first.before_sweep_call]}}) as client:
             await self._point_webhook_here()
             if time.monotonic() >= self._keys_expire_at:
                 self._keys_expire_at = time.monotonic() + _KEYS_EXPIRE_EVERY.total_seconds()
