@@ -60,15 +60,17 @@ def newly_named(named: Mapping[str, Mapping[str, datetime]], memory: SweepMemory
     return {t for t, events in named.items() if not events.keys() <= memory.acted.keys()}
 
 
-def evaluated_already(named: Mapping[str, Mapping[str, datetime]], memory: SweepMemory,
-                      handled: Mapping[str, Set[str]], fingerprints: Mapping[str, str],
+def evaluated_already(named: Mapping[str, Mapping[str, datetime]], counted: Mapping[str, Set[str]],
+                      memory: SweepMemory, handled: Mapping[str, Set[str]], fingerprints: Mapping[str, str],
                       due: Mapping[str, datetime], *, now: datetime) -> set[str]:
-    """Of the triggers named by new events (`newly_named`), those whose new events were each planned with
-    by a wake-up's evaluation (`handled`: trigger id -> event ids), whose deployment is as last seen and
-    that owe nothing due: the sweep visits them (automation, page) without evaluating them again, which
-    would read what the wake-up read, on the Prefect server the next wake-ups wait on."""
+    """Of the triggers named by new events (`newly_named`), those whose new collection events (`counted`:
+    trigger id -> the ids of those among its events) were each planned with by a wake-up's evaluation
+    (`handled`: trigger id -> event ids), whose deployment is as last seen and that owe nothing due: the
+    sweep visits them (automation, page) without evaluating them again, which would read what the
+    wake-up read, on the Prefect server the next wake-ups wait on. An event trigger's plan counts only
+    collection events: its runs' state changes and its own announcements change its page, not its plan."""
     return {t for t, events in named.items()
-            if (new := events.keys() - memory.acted.keys()) and new <= handled.get(t, set())
+            if (new := events.keys() - memory.acted.keys()) and new & counted.get(t, set()) <= handled.get(t, set())
             and memory.seen.get(t) == fingerprints.get(t) and not (t in due and due[t] <= now)}
 
 

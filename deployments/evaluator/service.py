@@ -71,7 +71,7 @@ from prefect_cluster_triggers.deployments.prefect_objects.automations import (
 )
 from prefect_cluster_triggers.deployments.prefect_objects.client import CONNECTIONS, prefect_client
 from prefect_cluster_triggers.deployments.prefect_objects.deployment_reads import TriggerDeployments, parsed
-from prefect_cluster_triggers.deployments.prefect_objects.event_reads import touched_triggers
+from prefect_cluster_triggers.deployments.prefect_objects.event_reads import Touched, touched_triggers
 from prefect_cluster_triggers.deployments.prefect_objects.status import trigger_status
 from prefect_cluster_triggers.deployments.prefect_objects.sweep_lease import SweepLease
 from prefect_cluster_triggers.deployments.prefect_objects.translate import (
@@ -232,15 +232,16 @@ class Evaluator:
                 await idempotency.expire(client)
             await self.deployments.refresh(client, sweeps.events_since(self.memory))
             raws, fingerprints = self.deployments.raws, self.deployments.fingerprints
-            named = await self._named(client, raws)
+            found = await self._touched(client, raws)
+            named = None if found is None else found.named
             touched = None if named is None else sweeps.newly_named(named, self.memory)
             for kept in (self.events.due, self.conditions.due, self._counts):  # of triggers that still exist
                 for gone in kept.keys() - raws.keys():
                     del kept[gone]
             due = {**self.events.due, **self.conditions.due}
             visit = sweeps.to_visit(fingerprints, self.memory, touched, due, now=began)
-            settled = set() if named is None else sweeps.evaluated_already(
-                named, self.memory, self.events.handled(), fingerprints, due, now=began)
+            settled = set() if found is None else sweeps.evaluated_already(
+                found.named, found.counted, self.memory, self.events.handled(), fingerprints, due, now=began)
             checks = type_tag(TriggerType.conditional)  # first: a check has its slot to meet
             deployments = [parsed(raws[t]) for t in sorted(visit, key=lambda t: (checks not in raws[t]["tags"], t))]
             automations: dict[str, list[Any]] | None = None  # a full sweep reads them all at once
@@ -277,7 +278,7 @@ class Evaluator:
             sweeps.remember(self.memory, fingerprints, visit, began=began, failed=failed, named=named)
             return len(deployments)
 
-    async def _named(self, client: PrefectClient, raws: dict[str, dict[str, Any]]) -> dict[str, dict[str, datetime]] | None:
+    async def _touched(self, client: PrefectClient, raws: dict[str, dict[str, Any]]) -> Touched | None:
         """The triggers events named since the last sweep (`core.sweeps.events_since`), with those events;
         None: visit all (the first sweep since taking the lease, or the events could not be read or were too many)."""
         since = sweeps.events_since(self.memory)

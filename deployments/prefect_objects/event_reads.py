@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, NamedTuple
 
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
@@ -206,27 +206,36 @@ async def _read_events(client: PrefectClient, query: EventFilter, *, limit: int 
     return found[:limit]
 
 
+class Touched(NamedTuple):
+    """What events since a sweep named: each trigger with those events (id -> occurred), and the ids of
+    the collection events among them (`counted`, trigger id -> ids)."""
+
+    named: dict[str, dict[str, datetime]]
+    counted: dict[str, set[str]]
+
+
 async def touched_triggers(client: PrefectClient, since: datetime, *, deployments: Mapping[str, str],
-                           collections: Mapping[str, Iterable[str]]) -> dict[str, dict[str, datetime]] | None:
-    """The triggers that events since `since` name, each with those events (id -> occurred): a state change
-    of one of their runs (`deployments` maps deployment ids to trigger ids), one of their own events, a
-    collection event they count (`collections` maps collection resource ids to the event triggers counting
-    them). None when there are more than `_MOST_ACTIVITY` events: reading them would cost more than visiting
-    every trigger."""
+                           collections: Mapping[str, Iterable[str]]) -> Touched | None:
+    """The triggers that events since `since` name: a state change of one of their runs (`deployments`
+    maps deployment ids to trigger ids), one of their own events, a collection event they count
+    (`collections` maps collection resource ids to the event triggers counting them). None when there
+    are more than `_MOST_ACTIVITY` events: reading them would cost more than visiting every trigger."""
     query = EventFilter(occurred=EventOccurredFilter(since=since, until=datetime.now(timezone.utc) + timedelta(minutes=1)),
                         event=EventNameFilter(prefix=_ACTIVITY, exclude_name=_NOT_ACTIVITY), order=EventOrder.ASC)
     events = await _read_events(client, query, limit=_MOST_ACTIVITY + 1)
     if len(events) > _MOST_ACTIVITY:
         return None
-    found: dict[str, dict[str, datetime]] = {}
+    found = Touched({}, {})
     for event in events:
         resource = event.resource.id
         named = set(collections.get(resource, ()))
+        for trigger in named:
+            found.counted.setdefault(trigger, set()).add(str(event.id))
         if resource.startswith(TRIGGER_RESOURCE):
             named.add(resource.removeprefix(TRIGGER_RESOURCE))
         for related in event.related:
             if related.role == "deployment" and (trigger := deployments.get(related.id.removeprefix("prefect.deployment."))):
                 named.add(trigger)
         for trigger in named:
-            found.setdefault(trigger, {})[str(event.id)] = event.occurred
+            found.named.setdefault(trigger, {})[str(event.id)] = event.occurred
     return found

@@ -68,20 +68,24 @@ def test_an_event_read_by_several_sweeps_makes_one_visit_and_is_forgotten_once_o
     assert "e1" not in memory.acted
 
 
-def test_a_trigger_a_wake_up_evaluated_after_each_new_event_is_visited_without_a_second_evaluation() -> None:
+def test_a_trigger_a_wake_up_evaluated_after_each_new_collection_event_is_visited_without_a_second_evaluation() -> None:
     memory = _swept_once()
     named = {"trg_1": {"e1": NOW}, "trg_2": {"e2": NOW, "run-state": NOW}, "trg_3": {"e3": NOW},
              "trg_4": {"e4": NOW}, "trg_5": {"e5": NOW}}
     handled = {"trg_1": {"e1"}, "trg_2": {"e2"}, "trg_4": {"e4"}, "trg_5": {"e5"}}
     edited = {**TRIGGERS, "trg_4": "v4-paused"}
     due = {"trg_5": NOW - timedelta(seconds=1)}
-    settled = evaluated_already(named, memory, handled, edited, due, now=NOW)
-    assert settled == {"trg_1"}, "an event no wake-up delivered, an edit or a due firing: evaluated again"
+    counted = {t: {e for e in events if e != "run-state"} for t, events in named.items()}
+    settled = evaluated_already(named, counted, memory, handled, edited, due, now=NOW)
+    assert settled == {"trg_1", "trg_2"}, "an event no wake-up delivered, an edit or a due firing: evaluated again"
     assert {"trg_1", "trg_2", "trg_3", "trg_4", "trg_5"} <= to_visit(edited, memory, newly_named(named, memory), due,
                                                                      now=NOW), "each still visited"
     memory.acted["e2"] = NOW
-    assert "trg_2" not in evaluated_already({"trg_2": {"e2": NOW}}, memory, {}, edited, {}, now=NOW), \
+    assert "trg_2" not in evaluated_already({"trg_2": {"e2": NOW}}, {"trg_2": {"e2"}}, memory, {}, edited, {}, now=NOW), \
         "events acted on make no new visit to settle"
+    runs_only = {"trg_6": {"scheduled": NOW, "late": NOW}}
+    assert evaluated_already(runs_only, {}, memory, {}, TRIGGERS, {}, now=NOW) == {"trg_6"}, \
+        "its runs' state changes alone: its page is brought up to date, its plan is not made again"
 
 
 def test_a_visit_that_failed_is_made_again() -> None:
