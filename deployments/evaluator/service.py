@@ -141,7 +141,7 @@ class Evaluator:
         self.memory = sweeps.SweepMemory()
         self.deployments = TriggerDeployments()  # read whole on a sweep with no memory, else those changed
         self._counts: dict[str, str] = {}  # event trigger -> the collection resource it counts, as last visited
-        self.first = WakeUpsFirst()
+        self.wake_ups_first = WakeUpsFirst()
         beat = max(_MIN_BEAT, get_settings().evaluator.evaluator_sweep_seconds / _BEATS_PER_SWEEP)
         holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.lease = SweepLease(holder, wake_url, beat_seconds=beat)
@@ -190,7 +190,7 @@ class Evaluator:
         from that copy, reading the trigger's checkpoint and events while the deployment is read: a round
         trip off the firing's path. Nothing is planned from the copy unless the deployment read now is the
         same (`DeploymentChanged` starts again from the new one)."""
-        async with prefect_client() as client, self.first.evaluating():
+        async with prefect_client() as client, self.wake_ups_first.evaluating():
             reading = asyncio.ensure_future(_trigger(client, trigger_id))
             seen = _active(self.deployments.raws.get(trigger_id))
             try:
@@ -225,7 +225,7 @@ class Evaluator:
         killed process) recounted, the triggers' pages in the Prefect UI brought up to date;
         hourly, Idempotency-Keys past their lifetime deleted. How many triggers it visited."""
         began = datetime.now(timezone.utc)
-        async with get_client(httpx_settings={"event_hooks": {"request": [self.first.before_sweep_call]}}) as client:
+        async with get_client(httpx_settings={"event_hooks": {"request": [self.wake_ups_first.before_sweep_call]}}) as client:
             await self._point_webhook_here()
             if time.monotonic() >= self._keys_expire_at:
                 self._keys_expire_at = time.monotonic() + _KEYS_EXPIRE_EVERY.total_seconds()
