@@ -225,7 +225,8 @@ class Evaluator:
         killed process) recounted, the triggers' pages in the Prefect UI brought up to date;
         hourly, Idempotency-Keys past their lifetime deleted. How many triggers it visited."""
         began = datetime.now(timezone.utc)
-        async with get_client(httpx_settings={"event_hooks": {"request": [self.wake_ups_first.before_sweep_call]}}) as client:
+        hooks = {"request": [self.wake_ups_first.before_sweep_call]}
+        async with get_client(httpx_settings={"event_hooks": hooks}) as client:
             await self._point_webhook_here()
             if time.monotonic() >= self._keys_expire_at:
                 self._keys_expire_at = time.monotonic() + _KEYS_EXPIRE_EVERY.total_seconds()
