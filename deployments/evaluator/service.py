@@ -90,7 +90,8 @@ _TOKEN_REREAD = 1.0  # seconds between re-reads of the wake-up secret on an unkn
 
 
 class WakeUpsFirst:
-    """While a wake-up is evaluated, the sweep's next Prefect calls wait for it (each at most `YIELD_SECONDS`).
+    """While a wake-up is evaluated, the sweep's next Prefect calls and checks wait for it (each at most
+    `YIELD_SECONDS`).
 
     On a busy Prefect server every call queues behind those already sent, and a sweep at thousands
     of triggers keeps `CONNECTIONS` calls in flight (due checks, pages, automations), so a firing's
@@ -117,11 +118,15 @@ class WakeUpsFirst:
             if not self._evaluating:
                 self._quiet.set()
 
-    async def before_sweep_call(self, request: httpx.Request) -> None:
-        """The sweep's client's request hook: wait until no wake-up is being evaluated, or `YIELD_SECONDS`."""
+    async def yield_to_wake_ups(self) -> None:
+        """Wait until no wake-up is being evaluated, or `YIELD_SECONDS`."""
         if not self._quiet.is_set():
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._quiet.wait(), self.YIELD_SECONDS)
+
+    async def before_sweep_call(self, request: httpx.Request) -> None:
+        """The sweep's client's request hook."""
+        await self.yield_to_wake_ups()
 
 
 class Evaluator:
@@ -319,6 +324,7 @@ class Evaluator:
             if evaluate:
                 await self.events.evaluate(client, deployment, record, status=status)
         elif isinstance(config, ConditionalScheduleConfig) and status == TriggerStatus.active:
+            await self.wake_ups_first.yield_to_wake_ups()  # a check's measurement reads Prefect with a client of its own
             await self.conditions.check(client, deployment, record, config, store)
         else:
             self.conditions.due.pop(record.trigger_id, None)  # paused or deleted: no check until it changes
