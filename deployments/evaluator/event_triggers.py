@@ -59,9 +59,11 @@ class EventTriggers:
 
     def received(self, record: TriggerRecord, event: dict[str, Any]) -> bool:
         """Remember one event an automation delivered (Prefect's events API shows it only after its next
-        flush); False when it is not an event this trigger counts."""
+        flush); False when it is not an event this trigger, as `record` says now, counts (forgotten if it
+        was remembered from an earlier record)."""
         config = record.request.schedule_config
         if not isinstance(config, EventScheduleConfig) or event.get("event") != EVENT_NAMES[config.event_type]:
+            self._recent[record.trigger_id].pop(event.get("id"), None)
             return False
         self._recent[record.trigger_id][event["id"]] = CountedEvent(
             id=event["id"], occurred=datetime.fromisoformat(event["occurred"]),

@@ -27,8 +27,8 @@ pytestmark = pytest.mark.usefixtures("api")
 TRIGGER = "trg_woken"
 
 
-def _event() -> dict:
-    return {"id": str(uuid.uuid4()), "event": EVENT_NAMES[EventType.documents_added],
+def _event(kind: EventType = EventType.documents_added) -> dict:
+    return {"id": str(uuid.uuid4()), "event": EVENT_NAMES[kind],
             "occurred": datetime.now(timezone.utc).isoformat(), "payload": {"count": 1}}
 
 
@@ -54,9 +54,9 @@ def test_a_wake_up_plans_from_the_trigger_as_it_is_now_not_as_the_sweep_last_saw
         await change()
         await evaluator.wake(TRIGGER, event)
 
-    def threshold(n: int):
+    def threshold(n: int, kind: EventType = EventType.documents_added):
         return lambda: commands.update_trigger(TRIGGER, {"schedule_config": {
-            "event_type": "documents_added", "event_threshold": n, "collection_id": "col_woken", "cooldown_seconds": 0}})
+            "event_type": kind.value, "event_threshold": n, "collection_id": "col_woken", "cooldown_seconds": 0}})
 
     async def nothing() -> None:
         return None
@@ -72,3 +72,9 @@ def test_a_wake_up_plans_from_the_trigger_as_it_is_now_not_as_the_sweep_last_saw
     queries.run_sync(threshold(1)())
     queries.run_sync(wake_after(nothing, fires))  # the copy is the deployment: planned from it
     assert fires["id"] in queries.run_sync(_cutoffs())
+
+    stale, batch = _event(), _event(EventType.batch_completed)  # an added-documents event, delivered once it counts batches
+    queries.run_sync(wake_after(threshold(1, EventType.batch_completed), stale))
+    queries.run_sync(wake_after(nothing, batch))
+    fired = queries.run_sync(_cutoffs())
+    assert batch["id"] in fired and stale["id"] not in fired
