@@ -25,8 +25,7 @@ its automation, first check and page; `catch_up_s`) and measures:
 `--existing NAME` measures the triggers an earlier run left in the database NAME on the
 --database-url server (its size in --triggers), creating only those a run stopped early did not
 make: the sweep, events and reads again, with `catch_up_s` the first sweep of the new evaluator,
-a full one. `--logs DIR`
-keeps the Prefect server's and the API's logs.
+a full one. `--logs DIR` keeps the Prefect server's and the API's logs.
 
 Prints a row per size and, with two sizes, each figure's growth ratio (largest / smallest).
 
@@ -37,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import random
 import shutil
@@ -157,17 +157,17 @@ async def _existing() -> list[tuple[str, str, dict, str]]:
 def _missing(requests: list[tuple[str, str, dict]], made: list[tuple[str, str, dict, str]]) -> list[tuple[str, str, dict]]:
     """The requests an earlier run stopped before making: per namespace and kind, those past the ones made (an
     event trigger by its collection). `made` names namespaces by id, `requests` by name."""
-    left = {}
-    for namespace, kind, body, _ in made:
-        key = (namespace, kind, body["schedule_config"].get("collection_id") if kind == "event" else None)
-        left[key] = left.get(key, 0) + 1
     from prefect_cluster_triggers.core.names import namespace_id_of
 
+    def key(namespace_id: str, kind: str, body: dict) -> tuple[str, str, str | None]:
+        return namespace_id, kind, body["schedule_config"].get("collection_id") if kind == "event" else None
+
+    left = collections.Counter(key(namespace, kind, body) for namespace, kind, body, _ in made)
     missing = []
     for namespace, kind, body in requests:
-        key = (namespace_id_of(namespace), kind, body["schedule_config"].get("collection_id") if kind == "event" else None)
-        if left.get(key, 0):
-            left[key] -= 1
+        found = key(namespace_id_of(namespace), kind, body)
+        if left[found]:
+            left[found] -= 1
         else:
             missing.append((namespace, kind, body))
     return missing
